@@ -1,0 +1,141 @@
+"""The ``sepgraph`` command line: argument parsing only; each subcommand calls the API."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+from collections.abc import Sequence
+
+import torch
+
+from . import __version__
+from .checkpoints import load_weights
+from .data import NORMALIZATIONS, load_dataset
+from .errors import SepgraphError
+from .evaluation import evaluate
+from .features import point_shapes
+from .models import create_model, input_size, list_models, model_info, parameter_count
+from .points import CONVENTIONS, layer_points
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``sepgraph`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        args.run(args)
+    except SepgraphError as error:
+        if args.debug:
+            raise
+        print(f"sepgraph: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sepgraph", description="Show how a trained CNN separates classes, layer by layer."
+    )
+    parser.add_argument("--version", action="version", version=f"sepgraph {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    models = commands.add_parser("models", help="list the model zoo with parameter and layer-point counts")
+    models.add_argument("--pattern", default="*", help="shell-style filter on names (default: all)")
+    models.set_defaults(run=run_models)
+
+    points = commands.add_parser("points", help="list a model's layer points and their feature shapes")
+    points.add_argument("model", help="zoo name, torchvision:NAME or timm:NAME")
+    _add_point_options(points)
+    points.add_argument("--num-classes", type=int, default=10, help="head size (default: 10)")
+    points.set_defaults(run=run_points)
+
+    evaluation = commands.add_parser("eval", help="accuracy of a checkpoint on a dataset")
+    _add_model_options(evaluation)
+    _add_data_options(evaluation)
+    evaluation.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default: 256)")
+    evaluation.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    evaluation.add_argument("--json", action="store_true", help="print the result as JSON")
+    evaluation.set_defaults(run=run_eval)
+    return parser
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True,
+                        help="zoo name (see 'sepgraph models'), torchvision:NAME or timm:NAME")
+    parser.add_argument("--weights", help="checkpoint file (state_dict; read with weights_only=True)")
+    parser.add_argument("--num-classes", type=int, help="head size (default: the dataset's number of classes)")
+
+
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", default="digits",
+                        help="digits[:test|train|all], cifar10[:test|train], npz:PATH or imagefolder:PATH "
+                        "(default: digits)")
+    parser.add_argument("--normalize", default="cifar10", choices=list(NORMALIZATIONS),
+                        help="per-channel normalisation after scaling to [0, 1] (default: cifar10)")
+    parser.add_argument("--data-root", default="data", help="where torchvision datasets live (default: ./data)")
+    parser.add_argument("--download", action="store_true", help="allow torchvision to download the dataset")
+    parser.add_argument("--image-size", type=int, help="resize and centre-crop imagefolder images to this size")
+
+
+def _add_point_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--convention", default="paper", choices=CONVENTIONS, help="layer-point convention (SPEC 1)")
+    parser.add_argument("--points", help="comma-separated module names (name or name:k), instead of a convention")
+    parser.add_argument("--input-size", type=int, help="input height and width (default: the model's)")
+
+
+def _point_list(args: argparse.Namespace) -> list[str] | None:
+    return [name.strip() for name in args.points.split(",")] if args.points is not None else None
+
+
+def run_models(args: argparse.Namespace) -> None:
+    names = list_models(args.pattern)
+    if not names:
+        raise SepgraphError(f"no zoo model matches {args.pattern!r}")
+    print(f"{'model':<14}{'family':<14}{'parameters':>13}" + "".join(f"{c:>9}" for c in CONVENTIONS))
+    for name in names:
+        model = create_model(name)
+        counts = "".join(f"{len(layer_points(model, c)):>9}" for c in CONVENTIONS)
+        print(f"{name:<14}{model_info(name).family:<14}{parameter_count(model):>13,}{counts}")
+    print("\nAlso: torchvision:NAME (any torchvision classifier) and timm:NAME (with timm installed); "
+          "their 'paper' points are discovered from a traced forward pass.")
+
+
+def run_points(args: argparse.Namespace) -> None:
+    model = create_model(args.model, num_classes=args.num_classes)
+    channels, height, width = input_size(args.model)
+    size = args.input_size or height
+    example = torch.zeros(1, channels, size, size)
+    points = layer_points(model, args.convention, _point_list(args), example_input=example)
+    shapes = point_shapes(model, points, example)
+    label = "explicit list" if args.points is not None else f"convention {args.convention}"
+    print(f"{args.model}: {len(points)} layer points ({label}), input {channels}x{size}x{size}")
+    print(f"{'index':>5}  {'name':<28}{'module':<28}{'shape':<16}{'dim':>9}")
+    for index, (point, shape) in enumerate(zip(points, shapes, strict=True)):
+        module = point.module + (f":{point.call}" if point.call else "")
+        print(f"{index:>5}  {point.name:<28}{module:<28}{'x'.join(map(str, shape)):<16}{math.prod(shape):>9,}")
+
+
+def run_eval(args: argparse.Namespace) -> None:
+    dataset = load_dataset(args.data, args.data_root, args.download, args.image_size)
+    model = create_model(args.model, num_classes=args.num_classes or dataset.num_classes)
+    sha256 = load_weights(model, args.weights) if args.weights else None
+    result = evaluate(model, dataset, normalize=args.normalize, batch_size=args.batch_size, device=args.device)
+    if args.json:
+        print(json.dumps({"model": args.model, "weights": args.weights, "weights_sha256": sha256,
+                          "data": args.data, "data_description": dataset.description,
+                          "normalize": args.normalize, **result.as_dict()}, indent=2))
+        return
+    weights = f"{args.weights} (sha256 {sha256[:12]})" if sha256 else "random initialisation (no --weights)"
+    print(f"model      {args.model}, {weights}")
+    print(f"data       {dataset.description}, {result.total} images, normalisation {args.normalize}")
+    print(f"accuracy   {result.accuracy:.2f}% ({result.correct}/{result.total}), "
+          f"mean loss {result.loss:.4f}, {result.seconds:.1f} s")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

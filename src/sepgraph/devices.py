@@ -1,0 +1,53 @@
+"""Choosing the compute device and the memory budget."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from .errors import SepgraphError
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cpu``, ``cuda`` or ``cuda:N`` as given, checked."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise SepgraphError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from error
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SepgraphError(f"device {name!r} was asked for but CUDA is not available here; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise SepgraphError(f"device {name!r} does not exist: {torch.cuda.device_count()} CUDA device(s) here")
+    elif device.type != "cpu":
+        raise SepgraphError(f"device {name!r} is not supported; use auto, cpu, cuda or cuda:N")
+    return device
+
+
+def physical_memory() -> int:
+    """Bytes of RAM on this machine."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def default_max_memory() -> int:
+    """The default budget for features held at once: a quarter of RAM."""
+    return physical_memory() // 4
+
+
+def parse_memory(text: str) -> int:
+    """``'2G'``, ``'512M'``, ``'300000000'`` -> bytes (binary units)."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    cleaned = text.strip().upper().removesuffix("IB").removesuffix("B")
+    try:
+        if cleaned and cleaned[-1] in units:
+            value = int(float(cleaned[:-1]) * units[cleaned[-1]])
+        else:
+            value = int(cleaned)
+    except ValueError as error:
+        raise SepgraphError(f"cannot read memory size {text!r}; write e.g. 4G, 512M or a number of bytes") from error
+    if value <= 0:
+        raise SepgraphError(f"memory size must be positive, got {text!r}")
+    return value

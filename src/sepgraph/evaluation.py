@@ -1,0 +1,74 @@
+"""Accuracy of a model on a dataset (``sepgraph eval``)."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .data import ImageDataset
+from .devices import resolve_device
+from .errors import SepgraphError
+
+
+@dataclass
+class Evaluation:
+    """Top-1 accuracy (percent), mean cross-entropy, counts and wall time of one evaluation."""
+
+    accuracy: float
+    loss: float
+    correct: int
+    total: int
+    seconds: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def evaluate(
+    model: nn.Module,
+    dataset: ImageDataset,
+    *,
+    normalize: str,
+    indices: np.ndarray | None = None,
+    batch_size: int = 256,
+    device: str = "auto",
+    progress: bool = True,
+) -> Evaluation:
+    """Top-1 accuracy of ``model`` on ``dataset`` (or its ``indices``), in ``eval()`` mode."""
+    indices = np.arange(len(dataset)) if indices is None else np.asarray(indices, dtype=np.int64)
+    if len(indices) == 0:
+        raise SepgraphError("cannot evaluate on an empty dataset")
+    target = resolve_device(device)
+    was_training = model.training
+    model.eval().to(target)
+    correct, loss_sum, start = 0, 0.0, time.perf_counter()
+    batches = dataset.batches(indices, batch_size, normalize)
+    try:
+        with torch.inference_mode():
+            for images, labels in tqdm(batches, total=math.ceil(len(indices) / batch_size), desc="eval",
+                                       unit="batch", disable=not progress, leave=False):
+                try:
+                    logits = model(images.to(target))
+                except RuntimeError as error:
+                    raise SepgraphError(
+                        f"the model cannot take inputs of shape {tuple(images.shape[1:])} (C, H, W): "
+                        f"{str(error).splitlines()[0]}"
+                    ) from error
+                labels = labels.to(target)
+                if int(labels.max()) >= logits.shape[1]:
+                    raise SepgraphError(
+                        f"label {int(labels.max())} is out of range for a model with {logits.shape[1]} outputs"
+                    )
+                correct += int((logits.argmax(1) == labels).sum())
+                loss_sum += float(F.cross_entropy(logits.float(), labels, reduction="sum"))
+    finally:
+        model.train(was_training)
+    total = len(indices)
+    return Evaluation(100.0 * correct / total, loss_sum / total, correct, total, time.perf_counter() - start)

@@ -1,0 +1,93 @@
+"""MobileNetV2 (Sandler et al. 2018) with CIFAR strides: stride-1 stem and second stage.
+
+The inverted-residual blocks are the paper's: a residual only where stride is 1
+and input and output channels agree (the blocks SPEC 9 may remove).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..points import LayerPoint
+from .registry import register_model
+
+# (expansion, output channels, blocks, first stride); ImageNet's second-stage stride 2 is 1 here.
+STAGES = ((1, 16, 1, 1), (6, 24, 2, 1), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
+
+
+class ConvUnit(nn.Sequential):
+    """Conv-BN and, unless ``activation`` is False, ReLU6."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: int = 1, stride: int = 1,
+                 groups: int = 1, activation: bool = True):
+        layers: list[nn.Module] = [
+            nn.Conv2d(in_channels, out_channels, kernel, stride, kernel // 2, groups=groups, bias=False),
+            nn.BatchNorm2d(out_channels),
+        ]
+        if activation:
+            layers.append(nn.ReLU6())
+        super().__init__(*layers)
+
+
+class InvertedResidual(nn.Module):
+    """1x1 expand (absent at expansion 1), 3x3 depthwise, linear 1x1 projection, optional residual."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int, expansion: int):
+        super().__init__()
+        hidden = in_channels * expansion
+        self.expand = ConvUnit(in_channels, hidden) if expansion != 1 else None
+        self.depthwise = ConvUnit(hidden, hidden, 3, stride, groups=hidden)
+        self.project = ConvUnit(hidden, out_channels, activation=False)
+        self.residual = stride == 1 and in_channels == out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.expand(x) if self.expand is not None else x
+        out = self.project(self.depthwise(out))
+        return out + x if self.residual else out
+
+
+class MobileNetV2(nn.Module):
+    """Stem, 17 inverted-residual blocks, a 1x1 conv to 1280 channels, pooling and a linear head."""
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.stem = ConvUnit(3, 32, 3, 1)
+        blocks = []
+        in_channels = 32
+        for expansion, out_channels, count, stride in STAGES:
+            for i in range(count):
+                blocks.append(InvertedResidual(in_channels, out_channels, stride if i == 0 else 1, expansion))
+                in_channels = out_channels
+        self.blocks = nn.Sequential(*blocks)
+        self.last_conv = ConvUnit(in_channels, 1280)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(0.2)
+        self.classifier = nn.Linear(1280, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.last_conv(self.blocks(self.stem(x)))
+        return self.classifier(self.dropout(torch.flatten(self.pool(out), 1)))
+
+    def layer_points(self, convention: str) -> list[LayerPoint]:
+        """SPEC 1: ``paper`` stem, per block expand/depthwise/output, last conv; ``lu2022`` block outputs;
+        ``blocks`` stem, block outputs, last conv."""
+        block_names = [f"blocks.{i}" for i in range(len(self.blocks))]
+        if convention == "lu2022":
+            return [LayerPoint(name, name) for name in block_names]
+        points = [LayerPoint("stem", "stem")]
+        for name, block in zip(block_names, self.blocks, strict=True):
+            if convention == "paper":
+                if block.expand is not None:
+                    points.append(LayerPoint(f"{name}.expand", f"{name}.expand"))
+                points.append(LayerPoint(f"{name}.depthwise", f"{name}.depthwise"))
+                points.append(LayerPoint(f"{name}.out", name))
+            else:
+                points.append(LayerPoint(name, name))
+        return points + [LayerPoint("last_conv", "last_conv")]
+
+
+@register_model("mobilenet")
+def mobilenet_v2(num_classes: int = 10) -> MobileNetV2:
+    """MobileNetV2 for CIFAR (2.24M parameters)."""
+    return MobileNetV2(num_classes)

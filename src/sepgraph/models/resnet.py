@@ -1,0 +1,140 @@
+"""CIFAR variants of ResNet18/34/50/101: 3x3 stride-1 stem, no max-pool, widths 64-512.
+
+Module names follow the common CIFAR implementation (``conv1``, ``bn1``,
+``layer1..4``, blocks with ``shortcut``, ``linear``) so its checkpoints load.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..points import LayerPoint
+from .registry import register_model
+
+
+def projection(in_planes: int, planes: int, stride: int) -> nn.Sequential:
+    """1x1 conv + BN shortcut where shapes change; an empty Sequential (identity) otherwise."""
+    if stride == 1 and in_planes == planes:
+        return nn.Sequential()
+    return nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 Conv-BN-ReLU units; the second adds the shortcut before its ReLU."""
+
+    expansion = 1
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu1 = nn.ReLU()
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.relu2 = nn.ReLU()
+        self.shortcut = projection(in_planes, planes, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu1(self.bn1(self.conv1(x)))
+        return self.relu2(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class Bottleneck(nn.Module):
+    """1x1 reduce, 3x3, 1x1 expand (x4) Conv-BN-ReLU units; the last adds the shortcut."""
+
+    expansion = 4
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1):
+        super().__init__()
+        out_planes = planes * self.expansion
+        self.conv1 = nn.Conv2d(in_planes, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu1 = nn.ReLU()
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.relu2 = nn.ReLU()
+        self.conv3 = nn.Conv2d(planes, out_planes, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(out_planes)
+        self.relu3 = nn.ReLU()
+        self.shortcut = projection(in_planes, out_planes, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu1(self.bn1(self.conv1(x)))
+        out = self.relu2(self.bn2(self.conv2(out)))
+        return self.relu3(self.bn3(self.conv3(out)) + self.shortcut(x))
+
+
+class ResNet(nn.Module):
+    """Four stages (64, 128, 256, 512 planes; strides 1, 2, 2, 2) and a linear head."""
+
+    def __init__(self, block: type[BasicBlock | Bottleneck], blocks: tuple[int, int, int, int], num_classes: int = 10):
+        super().__init__()
+        self.block = block
+        self.in_planes = 64
+        self.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU()
+        self.layer1 = self._stage(64, blocks[0], 1)
+        self.layer2 = self._stage(128, blocks[1], 2)
+        self.layer3 = self._stage(256, blocks[2], 2)
+        self.layer4 = self._stage(512, blocks[3], 2)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.linear = nn.Linear(512 * block.expansion, num_classes)
+
+    def _stage(self, planes: int, blocks: int, stride: int) -> nn.Sequential:
+        layers = []
+        for s in [stride] + [1] * (blocks - 1):
+            layers.append(self.block(self.in_planes, planes, s))
+            self.in_planes = planes * self.block.expansion
+        return nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
+        return self.linear(torch.flatten(self.pool(out), 1))
+
+    def layer_points(self, convention: str) -> list[LayerPoint]:
+        """SPEC 1 points: ``paper`` 1 + 2 (basic) or 3 (bottleneck) per block; others 1 + 1 per block."""
+        units = ("relu1", "relu2") if self.block is BasicBlock else ("relu1", "relu2", "relu3")
+        return residual_points(self, convention, units)
+
+
+def residual_points(model: nn.Module, convention: str, units: tuple[str, ...]) -> list[LayerPoint]:
+    """Points of a ResNet with stem ``conv1/bn1/relu`` and stages ``layer1..``; the last unit is the block output."""
+    stem = LayerPoint("stem.conv", "conv1") if convention == "lu2022" else LayerPoint("stem", "relu")
+    points = [stem]
+    for stage_name, stage in model.named_children():
+        if not stage_name.startswith("layer"):
+            continue
+        for index, _ in enumerate(stage):
+            block = f"{stage_name}.{index}"
+            if convention == "paper":
+                points += [LayerPoint(f"{block}.unit{u + 1}", f"{block}.{m}") for u, m in enumerate(units)]
+            else:
+                points.append(LayerPoint(block, block))
+    return points
+
+
+@register_model("resnet")
+def resnet18(num_classes: int = 10) -> ResNet:
+    """CIFAR ResNet18 (11.17M parameters)."""
+    return ResNet(BasicBlock, (2, 2, 2, 2), num_classes)
+
+
+@register_model("resnet")
+def resnet34(num_classes: int = 10) -> ResNet:
+    """CIFAR ResNet34 (21.28M parameters)."""
+    return ResNet(BasicBlock, (3, 4, 6, 3), num_classes)
+
+
+@register_model("resnet")
+def resnet50(num_classes: int = 10) -> ResNet:
+    """CIFAR ResNet50 (23.52M parameters)."""
+    return ResNet(Bottleneck, (3, 4, 6, 3), num_classes)
+
+
+@register_model("resnet")
+def resnet101(num_classes: int = 10) -> ResNet:
+    """CIFAR ResNet101 (42.51M parameters)."""
+    return ResNet(Bottleneck, (3, 4, 23, 3), num_classes)
