@@ -117,7 +117,7 @@ def point_shapes(
 
     Also checks that the model accepts such inputs and that every point runs.
     """
-    capture = _Capture(model, points, stop_early=False)
+    capture = _Capture(model, points, stop_early=True)
     try:
         with torch.inference_mode():
             capture.run(model.eval(), example)
