@@ -17,10 +17,10 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
+# Until `sepgraph demo` exists: the zoo and the layer points of one model, no download needed.
 demo: install
 	$(BIN)/sepgraph models
 	$(BIN)/sepgraph points resnet20 --convention paper
-	$(BIN)/sepgraph eval --model resnet20 --data digits --normalize none
 
 test: install
 	$(BIN)/python -m pytest
