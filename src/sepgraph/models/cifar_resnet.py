@@ -12,7 +12,7 @@ from torch import nn
 
 from ..points import LayerPoint
 from .registry import register_model
-from .resnet import residual_points
+from .resnet import BasicBlock, residual_points
 
 
 class PadShortcut(nn.Module):
@@ -26,22 +26,10 @@ class PadShortcut(nn.Module):
         return F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, self.pad, self.pad))
 
 
-class BasicBlock(nn.Module):
-    """Two 3x3 Conv-BN-ReLU units; the second adds the shortcut before its ReLU."""
-
-    def __init__(self, in_planes: int, planes: int, stride: int = 1):
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.relu1 = nn.ReLU()
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.relu2 = nn.ReLU()
-        self.shortcut = PadShortcut(planes) if stride != 1 or in_planes != planes else nn.Identity()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.relu1(self.bn1(self.conv1(x)))
-        return self.relu2(self.bn2(self.conv2(out)) + self.shortcut(x))
+def option_a_block(in_planes: int, planes: int, stride: int) -> BasicBlock:
+    """A basic block whose shortcut is the identity or option A's subsample-and-pad."""
+    changes = stride != 1 or in_planes != planes
+    return BasicBlock(in_planes, planes, stride, shortcut=PadShortcut(planes) if changes else nn.Sequential())
 
 
 class CifarResNet(nn.Module):
@@ -66,8 +54,8 @@ class CifarResNet(nn.Module):
 
     @staticmethod
     def _stage(in_planes: int, planes: int, blocks: int, stride: int) -> nn.Sequential:
-        strides = [stride] + [1] * (blocks - 1)
-        return nn.Sequential(*[BasicBlock(in_planes if i == 0 else planes, planes, s) for i, s in enumerate(strides)])
+        first = option_a_block(in_planes, planes, stride)
+        return nn.Sequential(first, *[option_a_block(planes, planes, 1) for _ in range(blocks - 1)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))

@@ -21,11 +21,14 @@ def projection(in_planes: int, planes: int, stride: int) -> nn.Sequential:
 
 
 class BasicBlock(nn.Module):
-    """Two 3x3 Conv-BN-ReLU units; the second adds the shortcut before its ReLU."""
+    """Two 3x3 Conv-BN-ReLU units; the second adds the shortcut before its ReLU.
+
+    ``shortcut`` defaults to :func:`projection`; CIFAR ResNets pass option A's padding.
+    """
 
     expansion = 1
 
-    def __init__(self, in_planes: int, planes: int, stride: int = 1):
+    def __init__(self, in_planes: int, planes: int, stride: int = 1, shortcut: nn.Module | None = None):
         super().__init__()
         self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -33,7 +36,7 @@ class BasicBlock(nn.Module):
         self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.relu2 = nn.ReLU()
-        self.shortcut = projection(in_planes, planes, stride)
+        self.shortcut = projection(in_planes, planes, stride) if shortcut is None else shortcut
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu1(self.bn1(self.conv1(x)))
