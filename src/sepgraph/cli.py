@@ -12,8 +12,10 @@ from collections.abc import Sequence
 import torch
 
 from . import __version__
+from .analysis import analyze
 from .checkpoints import load_weights
 from .data import NORMALIZATIONS, load_dataset
+from .devices import parse_memory
 from .errors import SepgraphError
 from .evaluation import evaluate
 from .features import point_shapes
@@ -61,7 +63,42 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     evaluation.add_argument("--json", action="store_true", help="print the result as JSON")
     evaluation.set_defaults(run=run_eval)
+
+    analysis = commands.add_parser("analyze", help="histograms, subgraphs, M and Lu et al.'s Q at every layer point")
+    _add_model_options(analysis)
+    _add_data_options(analysis)
+    _add_point_options(analysis)
+    graph = analysis.add_argument_group("graph (SPEC 2-7)")
+    graph.add_argument("--vertices", type=int, default=4000, help="subgraph vertices N (default: 4000)")
+    graph.add_argument("--edges", type=int, default=40000, help="subgraph edges |E| (default: 40000)")
+    graph.add_argument("--hist-samples", type=_all_or_int, default="all",
+                       help="samples whose pairs the histograms count: all or a number (default: all)")
+    graph.add_argument("--bins", type=int, default=10, help="histogram bins over [0, 1] (default: 10)")
+    graph.add_argument("--vertex-choice", default="stratified", choices=("stratified", "first"),
+                       help="how vertices and Lu et al.'s batches are chosen (default: stratified)")
+    graph.add_argument("--seed", type=int, default=0, help="seed of the stratified choice (default: 0)")
+    graph.add_argument("--lu-k", type=int, default=3, help="Lu et al.'s kNN k (default: 3)")
+    graph.add_argument("--lu-batch-size", type=int, default=500, help="Lu et al.'s batch size (default: 500)")
+    graph.add_argument("--lu-batches", type=int, default=5, help="Lu et al.'s number of batches (default: 5)")
+    run = analysis.add_argument_group("run")
+    run.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    run.add_argument("--max-memory", type=parse_memory,
+                     help="bytes of features held at once, e.g. 2G (default: a quarter of RAM, at most 3G)")
+    run.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default: 256)")
+    run.add_argument("--out", default="results/analysis", help="results folder (default: results/analysis)")
+    run.add_argument("--resume", action="store_true", help="continue an interrupted analysis in --out")
+    run.add_argument("--overwrite", action="store_true", help="replace what --out holds")
+    analysis.set_defaults(run=run_analyze)
     return parser
+
+
+def _all_or_int(text: str) -> str | int:
+    if text == "all":
+        return text
+    try:
+        return int(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected 'all' or a number, got {text!r}") from error
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -135,6 +172,26 @@ def run_eval(args: argparse.Namespace) -> None:
     print(f"data       {dataset.description}, {result.total} images, normalisation {args.normalize}")
     print(f"accuracy   {result.accuracy:.2f}% ({result.correct}/{result.total}), "
           f"mean loss {result.loss:.4f}, {result.seconds:.1f} s")
+
+
+def run_analyze(args: argparse.Namespace) -> None:
+    result = analyze(
+        args.model, weights=args.weights, data=args.data, normalize=args.normalize, convention=args.convention,
+        points=_point_list(args), vertices=args.vertices, edges=args.edges, hist_samples=args.hist_samples,
+        bins=args.bins, lu_k=args.lu_k, lu_batch_size=args.lu_batch_size, lu_batches=args.lu_batches,
+        vertex_choice=args.vertex_choice, seed=args.seed, device=args.device, max_memory=args.max_memory,
+        batch_size=args.batch_size, num_classes=args.num_classes, data_root=args.data_root,
+        download=args.download, image_size=args.image_size, out=args.out, resume=args.resume,
+        overwrite=args.overwrite,
+    )
+    print(f"{'index':>5}  {'name':<24}{'mean_sim':>9}{'<0.1':>7}{'r':>8}{'M':>9}{'newman_q':>9}{'lu_q':>15}")
+    for row in result.rows:
+        print(f"{row['index']:>5}  {row['name']:<24}{row['mean_sim']:>9.4f}{row['share_below_0.1']:>7.3f}"
+              f"{row['r']:>8.4f}{row['M']:>9.4f}{row['newman_q']:>9.4f}"
+              f"{row['lu_q_mean']:>9.4f}±{row['lu_q_std']:.3f}")
+    seconds = result.manifest["seconds"]
+    print(f"\n{len(result.rows)} layer points in {seconds['total']:.1f} s; results in {result.path}/ "
+          "(manifest.json, layers.csv, edges/)")
 
 
 if __name__ == "__main__":

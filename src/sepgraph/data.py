@@ -310,3 +310,27 @@ def select_vertices(
             )
         chosen.append(rng.choice(members, size=wanted, replace=False))
     return np.sort(np.concatenate(chosen)).astype(np.int64)
+
+
+def lu_batch_indices(
+    labels: np.ndarray, batch_size: int = 500, batches: int = 5, method: str = "stratified", seed: int = 0,
+    num_classes: int | None = None,
+) -> list[np.ndarray]:
+    """Disjoint vertex batches for Lu et al.'s modularity (SPEC 7).
+
+    ``stratified`` (default): ``batches * batch_size`` samples chosen as in
+    :func:`select_vertices`, then dealt out class by class so every batch holds
+    equal shares of each class. ``first``: consecutive slices of the first samples
+    (Lu et al.'s script).
+
+    Returns:
+        ``batches`` arrays of (batch_size,) int64 dataset indices, each ascending.
+    """
+    if batch_size < 2 or batches < 1:
+        raise SepgraphError(f"Lu et al.'s Q needs batches of at least 2 samples, got {batches} x {batch_size}")
+    chosen = select_vertices(labels, batch_size * batches, method, seed, num_classes)
+    if method == "first":
+        return [np.sort(part) for part in np.split(chosen, batches)]
+    shuffled = np.random.default_rng([seed, 1]).permutation(chosen)
+    by_class = shuffled[np.argsort(np.asarray(labels)[shuffled], kind="stable")]
+    return [np.sort(by_class[b::batches]) for b in range(batches)]

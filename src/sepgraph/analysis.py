@@ -1,0 +1,220 @@
+"""One analysis: features at every layer point -> histograms, subgraphs, M, Newman Q, Lu et al.'s Q.
+
+``analyze`` is what ``sepgraph analyze`` runs; it writes the results folder of SPEC 12
+and returns an :class:`Analysis` for notebooks.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import networkx
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import __version__
+from .checkpoints import load_weights
+from .data import ImageDataset, load_dataset, lu_batch_indices, select_vertices, to_tensor
+from .devices import default_max_memory, resolve_device
+from .errors import SepgraphError
+from .features import extract_features
+from .models import create_model
+from .modularity import lu_modularity, newman_modularity, paper_modularity
+from .points import layer_points
+from .results import ResultsFolder, csv_columns
+from .similarity import similarity_histogram, top_edges, unit_rows
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Analysis:
+    """A finished analysis: its folder, manifest and one row per layer point (layers.csv's columns and more)."""
+
+    path: Path
+    manifest: dict
+    rows: list[dict] = field(default_factory=list)
+
+    def to_pandas(self):
+        """layers.csv as a pandas DataFrame (needs pandas)."""
+        import pandas
+
+        columns = csv_columns(self.manifest["parameters"]["bins"])
+        return pandas.DataFrame([{c: row[c] for c in columns} for row in self.rows])
+
+
+def analyze(
+    model: str | nn.Module = "resnet20",
+    *,
+    weights: str | Path | None = None,
+    data: str | ImageDataset = "digits",
+    normalize: str = "cifar10",
+    convention: str = "paper",
+    points: list[str] | None = None,
+    vertices: int = 4000,
+    edges: int = 40000,
+    hist_samples: int | str = "all",
+    bins: int = 10,
+    lu_k: int = 3,
+    lu_batch_size: int = 500,
+    lu_batches: int = 5,
+    vertex_choice: str = "stratified",
+    seed: int = 0,
+    device: str = "auto",
+    max_memory: int | None = None,
+    batch_size: int = 256,
+    num_classes: int | None = None,
+    data_root: str | Path = "data",
+    download: bool = False,
+    image_size: int | None = None,
+    out: str | Path = "results/analysis",
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Analysis:
+    """Measure how every layer point separates the classes (SPEC 2-7) and write the results folder (SPEC 12).
+
+    Per layer point: the similarity histogram over all pairs of ``hist_samples``
+    samples (``"all"``: the whole dataset), the top-``edges`` subgraph among
+    ``vertices`` samples with its r, AQ, EQ, M and Newman Q, and Lu et al.'s Q over
+    ``lu_batches`` disjoint batches of ``lu_batch_size`` samples (kNN with ``lu_k``).
+    Features of each point are extracted once for the union of those samples.
+    """
+    started = time.perf_counter()
+    dataset = data if isinstance(data, ImageDataset) else load_dataset(data, data_root, download, image_size)
+    model_name = model if isinstance(model, str) else type(model).__name__
+    if isinstance(model, str):
+        model = create_model(model, num_classes=num_classes or dataset.num_classes)
+    weights_sha256 = load_weights(model, weights) if weights else None
+    target = resolve_device(device)
+    budget = default_max_memory() if max_memory is None else max_memory
+    _check_counts(bins, vertices, edges, lu_k, lu_batch_size)
+
+    labels = dataset.labels
+    vertex_set = select_vertices(labels, vertices, vertex_choice, seed, dataset.num_classes)
+    if hist_samples == "all":
+        hist_set = np.arange(len(dataset), dtype=np.int64)
+    else:
+        hist_set = select_vertices(labels, int(hist_samples), vertex_choice, seed, dataset.num_classes)
+    batch_sets = lu_batch_indices(labels, lu_batch_size, lu_batches, vertex_choice, seed, dataset.num_classes)
+    union = np.unique(np.concatenate([hist_set, vertex_set, *batch_sets]))
+    position = {"hist": np.searchsorted(union, hist_set), "vertices": np.searchsorted(union, vertex_set)}
+    batch_positions = [np.searchsorted(union, b) for b in batch_sets]
+    whole = len(union) == len(hist_set)
+
+    example = to_tensor(dataset.read(union[:1]), normalize)
+    point_list = layer_points(model, convention, points, example_input=example)
+    parameters = {
+        "model": model_name, "weights": str(weights) if weights else None, "weights_sha256": weights_sha256,
+        "data": dataset.spec, "data_sha256": dataset.sha256, "normalize": normalize,
+        "convention": convention if points is None else "explicit", "points": [p.name for p in point_list],
+        "vertices": vertices, "edges": edges, "hist_samples": hist_samples, "bins": bins,
+        "vertex_choice": vertex_choice, "seed": seed, "lu_k": lu_k, "lu_batch_size": lu_batch_size,
+        "lu_batches": lu_batches, "num_classes": dataset.num_classes,
+    }
+    manifest = {
+        "sepgraph": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "status": "running",
+        "parameters": parameters,
+        "data_description": dataset.description,
+        "classes": dataset.classes,
+        "hist_pairs": len(hist_set) * (len(hist_set) - 1) // 2,
+        "run": {"device": str(target), "max_memory": budget, "batch_size": batch_size,
+                "torch_threads": torch.get_num_threads()},
+        "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
+                     "networkx": networkx.__version__},
+    }
+    folder = ResultsFolder(out, manifest, resume=resume, overwrite=overwrite)
+    stored = [folder.completed_row(i, p.name) for i, p in enumerate(point_list)]
+    missing = [i for i, row in enumerate(stored) if row is None]
+    if len(missing) < len(point_list):
+        log.info("resuming: %d of %d layer points are already complete", len(point_list) - len(missing),
+                 len(point_list))
+    timings = {"features": 0.0, "histogram": 0.0, "subgraph": 0.0, "lu": 0.0}
+    vertex_labels = labels[vertex_set]
+    bar = tqdm(total=len(missing), desc="layers", unit="point", disable=not progress)
+    tick = time.perf_counter()
+    stream = extract_features(model, [point_list[i] for i in missing], dataset, union, normalize=normalize,
+                              batch_size=batch_size, device=device, max_memory=budget, progress=progress)
+    for position_in_missing, item in enumerate(stream):
+        index = missing[position_in_missing]
+        timings["features"] += time.perf_counter() - tick
+        row, edge_arrays, seconds = _measure_layer(
+            item.features, item.shape, index, item.point.name, target, budget, bins, edges, lu_k,
+            position, batch_positions, labels[union], vertex_set, vertex_labels, whole,
+        )
+        for key, value in seconds.items():
+            timings[key] += value
+        del item
+        folder.write_layer(index, row["name"], row, edge_arrays)
+        stored[index] = row
+        bar.set_postfix_str(f"{row['name']} M={row['M']:.4f}")
+        bar.update()
+        tick = time.perf_counter()
+    bar.close()
+    folder.write_table(stored, bins)
+    folder.manifest.update(status="complete", seconds={**timings, "total": time.perf_counter() - started})
+    folder.write_manifest()
+    return Analysis(Path(out), folder.manifest, stored)
+
+
+def _check_counts(bins: int, vertices: int, edges: int, lu_k: int, lu_batch_size: int) -> None:
+    pairs = vertices * (vertices - 1) // 2
+    if bins < 1:
+        raise SepgraphError(f"--bins must be at least 1, got {bins}")
+    if edges < 1 or edges > pairs:
+        raise SepgraphError(
+            f"--edges {edges} must be between 1 and the {pairs} pairs among --vertices {vertices}"
+        )
+    if lu_k < 1 or lu_k >= lu_batch_size:
+        raise SepgraphError(f"--lu-k {lu_k} must be between 1 and --lu-batch-size - 1 ({lu_batch_size - 1})")
+
+
+def _measure_layer(features, shape, index, name, target, budget, bins, edges, lu_k, position, batch_positions,
+                   union_labels, vertex_set, vertex_labels, whole):
+    """All measurements of one layer point; returns its row, its edge arrays and stage timings."""
+    seconds = {}
+    tick = time.perf_counter()
+    try:
+        unit, zero = unit_rows(features, inplace=True)
+    except SepgraphError as error:
+        raise SepgraphError(f"layer point {name!r}: {error}") from error
+    unit = unit.to(target)
+    block_memory = max(budget // 4, 1)
+    hist_unit = unit if whole else unit[torch.as_tensor(position["hist"], device=target)]
+    zero_vectors = int(zero.sum()) if whole else int(zero[torch.as_tensor(position["hist"])].sum())
+    histogram = similarity_histogram(hist_unit, bins, block_memory, zero_vectors)
+    del hist_unit
+    seconds["histogram"] = time.perf_counter() - tick
+
+    tick = time.perf_counter()
+    vertex_unit = unit[torch.as_tensor(position["vertices"], device=target)]
+    subgraph = top_edges(vertex_unit, edges, block_memory)
+    paper = paper_modularity(subgraph.i, subgraph.j, subgraph.w, vertex_labels)
+    newman_q = newman_modularity(subgraph.i, subgraph.j, subgraph.w, vertex_labels)
+    del vertex_unit
+    seconds["subgraph"] = time.perf_counter() - tick
+
+    tick = time.perf_counter()
+    lu = [lu_modularity(unit[torch.as_tensor(b, device=target)], union_labels[b], lu_k) for b in batch_positions]
+    seconds["lu"] = time.perf_counter() - tick
+
+    row = {"index": index, "name": name, "dim": int(np.prod(shape))}
+    row.update({f"hist_{b}": int(count) for b, count in enumerate(histogram.counts)})
+    row.update({
+        "below_zero": histogram.below_zero, "mean_sim": histogram.mean, "share_below_0.1": histogram.share_below_0_1,
+        "r": paper.r, "AQ": paper.AQ, "EQ": paper.EQ, "M": paper.M, "newman_q": newman_q,
+        "lu_q_mean": float(np.mean(lu)), "lu_q_std": float(np.std(lu, ddof=1)) if len(lu) > 1 else 0.0,
+        "lu_q": [float(q) for q in lu], "shape": list(shape), "zero_vectors": zero_vectors,
+        "wrong_edge_share": 1.0 - paper.r, "seconds": seconds,
+    })
+    edge_arrays = {"i": subgraph.i, "j": subgraph.j, "w": subgraph.w, "vertices": vertex_set, "labels": vertex_labels}
+    return row, edge_arrays, seconds

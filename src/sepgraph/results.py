@@ -1,0 +1,122 @@
+"""The results folder of one analysis (SPEC 12): manifest, per-layer rows and edges, layers.csv.
+
+Every file is written atomically (a temporary file in the same folder, then a rename).
+A layer is complete once its row file exists (written after its edges), so a rerun
+with ``resume=True`` skips complete layers and recomputes only the rest.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+
+from .errors import SepgraphError
+
+FORMAT_VERSION = 1
+
+
+def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Write ``path`` through ``write(handle)`` into a temporary file, then rename it into place."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    with open(temporary, "wb") as handle:
+        write(handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def atomic_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda handle: handle.write(text.encode()))
+
+
+def layer_stem(index: int, name: str) -> str:
+    """File stem of a layer: ``NNN_<name>`` with characters unsafe in file names replaced."""
+    return f"{index:03d}_{re.sub(r'[^A-Za-z0-9._-]', '_', name)}"
+
+
+def csv_columns(bins: int) -> list[str]:
+    """The columns of layers.csv (SPEC 12)."""
+    return (["index", "name", "dim"] + [f"hist_{b}" for b in range(bins)]
+            + ["below_zero", "mean_sim", "share_below_0.1", "r", "AQ", "EQ", "M", "newman_q", "lu_q_mean", "lu_q_std"])
+
+
+class ResultsFolder:
+    """One analysis's folder: ``manifest.json``, ``rows/``, ``edges/``, ``layers.csv``."""
+
+    def __init__(self, path: str | Path, manifest: dict, *, resume: bool = False, overwrite: bool = False):
+        self.path = Path(path)
+        self.manifest = {"format_version": FORMAT_VERSION, **manifest}
+        if self.path.exists() and not self.path.is_dir():
+            raise SepgraphError(f"output {str(self.path)!r} exists and is not a folder")
+        if self.path.is_dir() and any(self.path.iterdir()):
+            if resume:
+                self._check_resumable()
+            elif overwrite:
+                shutil.rmtree(self.path)
+            else:
+                raise SepgraphError(
+                    f"output folder {str(self.path)!r} is not empty; pass --resume to continue the analysis in it "
+                    "or --overwrite to replace it"
+                )
+        try:
+            (self.path / "edges").mkdir(parents=True, exist_ok=True)
+            (self.path / "rows").mkdir(exist_ok=True)
+            self.write_manifest()
+        except OSError as error:
+            raise SepgraphError(f"cannot write to output folder {str(self.path)!r}: {error}") from error
+
+    def _check_resumable(self) -> None:
+        try:
+            previous = json.loads((self.path / "manifest.json").read_text())
+        except (OSError, ValueError) as error:
+            raise SepgraphError(
+                f"cannot resume in {str(self.path)!r}: it has no readable manifest.json; use --overwrite"
+            ) from error
+        if previous.get("format_version") != FORMAT_VERSION:
+            raise SepgraphError(
+                f"cannot resume in {str(self.path)!r}: it was written by results format "
+                f"{previous.get('format_version')}, this sepgraph writes {FORMAT_VERSION}; use --overwrite"
+            )
+        changed = sorted(
+            key for key in set(previous.get("parameters", {})) | set(self.manifest["parameters"])
+            if previous.get("parameters", {}).get(key) != self.manifest["parameters"].get(key)
+        )
+        if changed:
+            details = ", ".join(
+                f"{k}: {previous.get('parameters', {}).get(k)!r} -> {self.manifest['parameters'].get(k)!r}"
+                for k in changed
+            )
+            raise SepgraphError(f"cannot resume in {str(self.path)!r}: parameters changed ({details}); use --overwrite")
+
+    def write_manifest(self) -> None:
+        atomic_text(self.path / "manifest.json", json.dumps(self.manifest, indent=2, sort_keys=False) + "\n")
+
+    def completed_row(self, index: int, name: str) -> dict | None:
+        """The stored row of a complete layer, or None."""
+        path = self.path / "rows" / f"{layer_stem(index, name)}.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def write_layer(self, index: int, name: str, row: dict, edges: dict[str, np.ndarray]) -> None:
+        """Store one layer: its subgraph ``edges/NNN_name.npz`` first, then its row (the completion mark)."""
+        stem = layer_stem(index, name)
+        atomic_write(self.path / "edges" / f"{stem}.npz", lambda handle: np.savez(handle, **edges))
+        atomic_text(self.path / "rows" / f"{stem}.json", json.dumps(row, indent=1) + "\n")
+
+    def write_table(self, rows: list[dict], bins: int) -> None:
+        """Write layers.csv from the rows, in point order, floats in shortest round-trip form."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        columns = csv_columns(bins)
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow([repr(row[c]) if isinstance(row[c], float) else row[c] for c in columns])
+        atomic_text(self.path / "layers.csv", buffer.getvalue())

@@ -1,0 +1,239 @@
+"""Exact cosine similarity in upper-triangle blocks, full-set histograms and top-|E| subgraphs
+(SPEC 3, 4, 5).
+
+The N x N similarity matrix is never held: rows are normalised once, then one
+block row ``U[a:b] @ U[a:].T`` at a time is computed (one GEMM, the upper triangle
+only, plus the lower half of its diagonal square) and folded into the histogram
+and the running top-|E| set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .errors import SepgraphError
+
+BYTES_PER_BLOCK_ENTRY = 16
+"""Working memory per similarity entry of a block: the float32 value plus bin indices and masks."""
+
+MAX_BLOCK_ROWS = 512
+"""Rows per block at most: larger blocks waste more of the diagonal square and gain no GEMM speed."""
+
+
+def unit_rows(features: torch.Tensor | np.ndarray, inplace: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row-normalise features for cosine similarity (SPEC 3).
+
+    Args:
+        features: (N, D) float32; with ``inplace`` a float32 tensor or array is overwritten.
+
+    Returns:
+        (N, D) float32 unit rows (zero rows stay zero, so their similarity to every
+        vector is 0) and the (N,) bool mask of zero rows.
+    """
+    tensor = torch.as_tensor(features)
+    if tensor.ndim != 2:
+        raise SepgraphError(f"features must be a 2-D (samples x dims) array, got shape {tuple(tensor.shape)}")
+    if not inplace or tensor.dtype != torch.float32:
+        tensor = tensor.to(torch.float32, copy=True)
+    if not bool(torch.isfinite(tensor).all()):
+        raise SepgraphError("features contain NaN or Inf (did the model diverge, or the input overflow?)")
+    norms = torch.linalg.vector_norm(tensor, dim=1, keepdim=True)
+    zero = norms == 0
+    tensor.div_(norms.masked_fill_(zero, 1.0))
+    return tensor, zero.squeeze(1)
+
+
+def block_rows(samples: int, max_memory: int, device: torch.device | None = None) -> int:
+    """Rows per block so that one block row (rows x samples entries) fits ``max_memory``."""
+    rows = max_memory // (samples * BYTES_PER_BLOCK_ENTRY)
+    if rows < 1:
+        raise SepgraphError(
+            f"--max-memory {max_memory / 2**20:.1f} MiB is too small for one block row of {samples} similarities "
+            f"(needs {samples * BYTES_PER_BLOCK_ENTRY / 2**20:.1f} MiB); raise --max-memory"
+        )
+    cap = samples if device is not None and device.type == "cuda" else MAX_BLOCK_ROWS
+    return int(min(rows, cap, samples))
+
+
+def upper_blocks(unit: torch.Tensor, rows: int) -> Iterator[tuple[int, torch.Tensor]]:
+    """Yield ``(start, S)`` with ``S = unit[start:start+rows] @ unit[start:].T`` of shape (r, N - start).
+
+    Entry (a, c) of S is the similarity of samples ``start + a`` and ``start + c``; only
+    entries with c > a are pairs of the upper triangle.
+    """
+    samples = unit.shape[0]
+    for start in range(0, samples, rows):
+        yield start, unit[start:start + rows] @ unit[start:].T
+
+
+def _lower_mask(rows: int, device: torch.device) -> torch.Tensor:
+    """(rows, rows) True on and below the diagonal: the entries of a block's diagonal square that are not pairs."""
+    return torch.ones(rows, rows, dtype=torch.bool, device=device).tril_()
+
+
+@dataclass
+class Histogram:
+    """Similarity histogram of all unordered pairs (SPEC 4).
+
+    Attributes:
+        counts: (bins,) int64 counts over [0, 1] in equal bins, the last closed on the right.
+        below_zero: pairs with negative similarity.
+        pairs: N(N-1)/2; ``counts.sum() + below_zero == pairs``.
+        mean: mean similarity over all pairs.
+        below_0_1: pairs with similarity below 0.1 (negatives included).
+        zero_vectors: samples whose feature vector is all zeros.
+    """
+
+    counts: np.ndarray
+    below_zero: int
+    pairs: int
+    mean: float
+    below_0_1: int
+    zero_vectors: int
+
+    @property
+    def share_below_0_1(self) -> float:
+        return self.below_0_1 / self.pairs
+
+
+@dataclass
+class Subgraph:
+    """The |E| strongest pairs among N vertices (SPEC 5).
+
+    Attributes:
+        i, j: (E,) int64 vertex positions, i < j, sorted by weight descending then (i, j).
+        w: (E,) float32 similarities.
+        vertices: N.
+    """
+
+    i: np.ndarray
+    j: np.ndarray
+    w: np.ndarray
+    vertices: int
+
+
+class _TopPairs:
+    """Running top-|E| set of (weight, i, j), ties to the smaller (i, j): blocks arrive in row order."""
+
+    def __init__(self, edges: int, device: torch.device):
+        self.edges = edges
+        self.w = torch.empty(0, dtype=torch.float32, device=device)
+        self.i = torch.empty(0, dtype=torch.int64, device=device)
+        self.j = torch.empty(0, dtype=torch.int64, device=device)
+
+    def add(self, start: int, block: torch.Tensor) -> None:
+        """Fold in a block whose non-pair entries are already -inf."""
+        flat = block.reshape(-1)
+        if len(self.w) < self.edges:
+            valid = int(torch.isfinite(flat).sum())
+            if valid == 0:
+                return
+            k = min(self.edges, valid)
+            kth = torch.topk(flat, k, sorted=False).values.min()
+            above = torch.nonzero(flat > kth).squeeze(1)
+            ties = torch.nonzero(flat == kth).squeeze(1)[: k - len(above)]
+            chosen = torch.cat([above, ties]).sort().values
+        else:
+            chosen = torch.nonzero(flat > self.w[-1]).squeeze(1)
+            if len(chosen) == 0:
+                return
+        columns = block.shape[1]
+        w = torch.cat([self.w, flat[chosen]])
+        i = torch.cat([self.i, start + chosen // columns])
+        j = torch.cat([self.j, start + chosen % columns])
+        order = torch.sort(w, descending=True, stable=True).indices[: self.edges]
+        self.w, self.i, self.j = w[order], i[order], j[order]
+
+
+def similarity_histogram(
+    unit: torch.Tensor, bins: int = 10, max_memory: int = 1 << 30, zero_vectors: int = 0
+) -> Histogram:
+    """Histogram of cosine similarity over all N(N-1)/2 pairs of unit rows (SPEC 4).
+
+    Args:
+        unit: (N, D) float32 unit rows from :func:`unit_rows`, on the compute device.
+        bins: equal bins over [0, 1]; values that round above 1 count in the last bin.
+        max_memory: bytes for one block row.
+        zero_vectors: number of zero rows, recorded in the result.
+    """
+    return _scan(unit, bins=bins, edges=0, max_memory=max_memory, zero_vectors=zero_vectors)[0]
+
+
+def top_edges(unit: torch.Tensor, edges: int, max_memory: int = 1 << 30) -> Subgraph:
+    """The ``edges`` most similar pairs among the rows of ``unit`` (SPEC 5), in O(edges + block) memory."""
+    return _scan(unit, bins=0, edges=edges, max_memory=max_memory)[1]
+
+
+def _scan(
+    unit: torch.Tensor, *, bins: int, edges: int, max_memory: int, zero_vectors: int = 0
+) -> tuple[Histogram | None, Subgraph | None]:
+    """One pass over the upper triangle feeding a histogram (``bins`` > 0) and/or a top set (``edges`` > 0)."""
+    samples = unit.shape[0]
+    pairs = samples * (samples - 1) // 2
+    if samples < 2:
+        raise SepgraphError(f"similarity needs at least 2 samples, got {samples}")
+    if edges > pairs:
+        raise SepgraphError(
+            f"--edges {edges} is more than the {pairs} pairs among {samples} vertices; choose at most {pairs}"
+        )
+    device = unit.device
+    rows = block_rows(samples, max_memory, device)
+    lower = _lower_mask(rows, device)
+    tally = _Tally(bins, device) if bins else None
+    top = _TopPairs(edges, device) if edges else None
+    for start, block in upper_blocks(unit, rows):
+        height = block.shape[0]
+        not_pairs = lower[:height, :height]
+        if tally is not None:
+            tally.add(block, sign=1)
+            tally.add(block[:, :height][not_pairs], sign=-1)
+        if top is not None:
+            block[:, :height].masked_fill_(not_pairs, float("-inf"))
+            top.add(start, block)
+    histogram = tally.result(pairs, mean_pair_similarity(unit), zero_vectors) if tally is not None else None
+    subgraph = None
+    if top is not None:
+        subgraph = Subgraph(top.i.cpu().numpy(), top.j.cpu().numpy(), top.w.cpu().numpy(), samples)
+    return histogram, subgraph
+
+
+class _Tally:
+    """Exact integer bin counts; entries that are not pairs are subtracted back out.
+
+    A value v goes to bin ``floor(v * bins)`` computed in float32 (so a value equal to an
+    edge k/bins opens bin k), values of 1 or more to the last bin, negatives to ``below_zero``.
+    """
+
+    def __init__(self, bins: int, device: torch.device):
+        self.bins = bins
+        self.counts = torch.zeros(bins + 1, dtype=torch.int64, device=device)
+        self.below_0_1 = torch.zeros((), dtype=torch.int64, device=device)
+
+    def add(self, values: torch.Tensor, sign: int) -> None:
+        slots = (values * self.bins).floor_().clamp_(-1, self.bins - 1).add_(1).to(torch.int64)
+        self.counts += sign * torch.bincount(slots.reshape(-1), minlength=self.bins + 1)
+        if self.bins % 10:
+            self.below_0_1 += sign * (values < 0.1).sum()
+
+    def result(self, pairs: int, mean: float, zero_vectors: int) -> Histogram:
+        counts = self.counts.cpu().numpy()
+        below_0_1 = int(counts[: 1 + self.bins // 10].sum()) if self.bins % 10 == 0 else int(self.below_0_1)
+        histogram = Histogram(counts[1:], int(counts[0]), pairs, mean, below_0_1, zero_vectors)
+        if int(counts.sum()) != pairs:
+            raise AssertionError(f"histogram holds {int(counts.sum())} of {pairs} pairs")
+        return histogram
+
+
+def mean_pair_similarity(unit: torch.Tensor) -> float:
+    """Mean of u_i . u_j over pairs i < j from (|sum u|^2 - sum |u_i|^2) / 2, with no pairwise work.
+
+    Sums run in float32 over chunks of 1024 rows and in float64 across chunks.
+    """
+    samples = unit.shape[0]
+    column_sums = sum(chunk.sum(0).double() for chunk in unit.split(1024))
+    squares = torch.linalg.vector_norm(unit, dim=1).double().pow(2).sum()
+    return float((column_sums @ column_sums - squares) / 2) / (samples * (samples - 1) // 2)
