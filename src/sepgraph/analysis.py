@@ -91,7 +91,9 @@ def analyze(
     dataset = data if isinstance(data, ImageDataset) else load_dataset(data, data_root, download, image_size)
     model_name = model if isinstance(model, str) else type(model).__name__
     if isinstance(model, str):
-        model = create_model(model, num_classes=num_classes or dataset.num_classes)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)  # a model without --weights gets the same random weights for the same seed
+            model = create_model(model, num_classes=num_classes or dataset.num_classes)
     weights_sha256 = load_weights(model, weights) if weights else None
     target = resolve_device(device)
     budget = default_max_memory() if max_memory is None else max_memory

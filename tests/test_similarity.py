@@ -1,0 +1,161 @@
+import numpy as np
+import pytest
+import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from sepgraph import SepgraphError
+from sepgraph.similarity import block_rows, mean_pair_similarity, similarity_histogram, top_edges, unit_rows
+
+
+def brute_force(features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All pairs i < j and their cosine similarity in float64 (zero vectors: 0)."""
+    x = features.astype(np.float64)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    unit = np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+    i, j = np.triu_indices(len(x), 1)
+    return i, j, (unit @ unit.T)[i, j]
+
+
+def oracle_histogram(values: np.ndarray, bins: int) -> tuple[np.ndarray, int]:
+    counts, _ = np.histogram(np.minimum(values[values >= 0], 1.0), bins=np.linspace(0, 1, bins + 1))
+    return counts, int((values < 0).sum())
+
+
+def near_edges(values: np.ndarray, bins: int, tolerance: float = 1e-6) -> int:
+    """Pairs so close to a bin edge that float32 rounding may put them on either side."""
+    edges = np.linspace(0, 1, bins + 1)
+    return int((np.abs(values[:, None] - edges[None, :]) < tolerance).any(axis=1).sum())
+
+
+features_strategy = st.tuples(st.integers(2, 60), st.integers(1, 12), st.integers(0, 2**31), st.integers(1, 9))
+
+
+@settings(max_examples=60, deadline=None)
+@given(features_strategy, st.sampled_from([1, 3, 10, 7]), st.booleans())
+def test_histogram_matches_brute_force(shape, bins, relu):
+    samples, dims, seed, block = shape
+    x = np.random.default_rng(seed).standard_normal((samples, dims)).astype(np.float32)
+    if relu:
+        x = np.maximum(x, 0)
+    unit, zero = unit_rows(x)
+    histogram = similarity_histogram(unit, bins, max_memory=block * samples * 16, zero_vectors=int(zero.sum()))
+    _, _, values = brute_force(x)
+    counts, below = oracle_histogram(values, bins)
+    pairs = samples * (samples - 1) // 2
+    assert histogram.pairs == pairs and histogram.counts.sum() + histogram.below_zero == pairs
+    slack = near_edges(values, bins)
+    assert np.abs(histogram.counts - counts).sum() <= 2 * slack
+    assert abs(histogram.below_zero - below) <= slack
+    assert histogram.mean == pytest.approx(values.mean(), abs=1e-6)
+    assert abs(histogram.below_0_1 - int((values < 0.1).sum())) <= slack
+    assert histogram.zero_vectors == int((np.abs(x).sum(1) == 0).sum())
+
+
+def test_bin_edges_and_extremes():
+    # unit vectors at exact angles: cos = 1, 0.5 (an edge), 0 and -1
+    x = np.array([[1, 0], [1, 0], [0.5, np.sqrt(3) / 2], [0, 1], [-1, 0]], dtype=np.float32)
+    histogram = similarity_histogram(unit_rows(x)[0], bins=2, max_memory=1 << 20)
+    _, _, values = brute_force(x)
+    # pairs: 1 (rows 0,1) -> last bin, closed; 0.5 (edge) -> upper bin; 0 -> first bin; negatives apart
+    assert histogram.counts.tolist() == [int(((values >= -1e-7) & (values < 0.5 - 1e-6)).sum()),
+                                         int((values >= 0.5 - 1e-6).sum())]
+    assert histogram.below_zero == int((values < -1e-7).sum())
+
+
+def test_zero_vectors_have_similarity_zero_and_are_counted():
+    x = np.zeros((4, 3), dtype=np.float32)
+    x[0] = [1, 2, 3]
+    unit, zero = unit_rows(x)
+    histogram = similarity_histogram(unit, 10, 1 << 20, int(zero.sum()))
+    assert histogram.zero_vectors == 3
+    assert histogram.counts[0] == 6 and histogram.mean == pytest.approx(0.0, abs=1e-7)
+
+
+def test_vectors_of_very_different_norms():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((50, 8)).astype(np.float32)
+    x[::2] *= 1e18
+    x[1::2] *= 1e-18
+    unit, _ = unit_rows(x)
+    np.testing.assert_allclose(np.linalg.norm(unit.numpy(), axis=1), 1.0, rtol=1e-6)
+    _, _, values = brute_force(x)
+    histogram = similarity_histogram(unit, 10, 1 << 20)
+    assert histogram.mean == pytest.approx(values.mean(), abs=1e-6)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_features_are_refused(bad):
+    x = np.ones((3, 2), dtype=np.float32)
+    x[1, 0] = bad
+    with pytest.raises(SepgraphError, match="NaN or Inf"):
+        unit_rows(x)
+
+
+def test_mean_pair_similarity_identity():
+    x = np.random.default_rng(3).standard_normal((200, 30)).astype(np.float32)
+    _, _, values = brute_force(x)
+    assert mean_pair_similarity(unit_rows(x)[0]) == pytest.approx(values.mean(), abs=1e-7)
+
+
+@settings(max_examples=60, deadline=None)
+@given(features_strategy, st.integers(1, 400))
+def test_top_edges_match_brute_force(shape, edges):
+    samples, dims, seed, block = shape
+    pairs = samples * (samples - 1) // 2
+    assume(edges <= pairs)
+    x = np.random.default_rng(seed).standard_normal((samples, dims)).astype(np.float32)
+    i, j, values = brute_force(x)
+    order = np.lexsort((j, i, -values))
+    if edges < pairs:  # a float32 near-tie at the threshold may fall either way
+        assume(values[order[edges - 1]] - values[order[edges]] > 1e-5)
+    subgraph = top_edges(unit_rows(x)[0], edges, max_memory=block * samples * 16)
+    chosen = order[:edges]
+    assert set(zip(subgraph.i.tolist(), subgraph.j.tolist(), strict=True)) == set(
+        zip(i[chosen].tolist(), j[chosen].tolist(), strict=True))
+    assert np.all(subgraph.i < subgraph.j)
+    np.testing.assert_allclose(np.sort(subgraph.w)[::-1], values[chosen], atol=1e-6)
+    assert np.all(np.diff(subgraph.w) <= 0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(3, 40), st.integers(0, 2**31), st.integers(1, 6), st.data())
+def test_ties_go_to_the_smallest_pairs_whatever_the_blocks(samples, seed, block, data):
+    """One-hot prototypes repeated: similarities are exactly 0 or 1, so ties are exact."""
+    rng = np.random.default_rng(seed)
+    x = np.eye(4, dtype=np.float32)[rng.integers(0, 4, samples)] * rng.uniform(0.5, 2, (samples, 1)).astype(
+        np.float32)
+    pairs = samples * (samples - 1) // 2
+    edges = data.draw(st.integers(1, pairs))
+    i, j, values = brute_force(x)
+    expected = np.lexsort((j, i, -np.round(values, 6)))[:edges]
+    for memory in (block * samples * 16, 1 << 20):
+        subgraph = top_edges(unit_rows(x)[0], edges, max_memory=memory)
+        assert subgraph.i.tolist() == i[expected].tolist() and subgraph.j.tolist() == j[expected].tolist()
+
+
+def test_edges_larger_than_pairs_and_tiny_budgets():
+    unit = unit_rows(np.eye(5, dtype=np.float32))[0]
+    with pytest.raises(SepgraphError, match="more than the 10 pairs"):
+        top_edges(unit, 11)
+    with pytest.raises(SepgraphError, match="too small for one block row"):
+        similarity_histogram(unit, 10, max_memory=10)
+    assert block_rows(10_000, 1 << 30) == 512 and block_rows(10_000, 10_000 * 16 * 3) == 3
+
+
+def test_symmetry_nothing_depends_on_row_order():
+    x = np.random.default_rng(5).standard_normal((40, 6)).astype(np.float32)
+    permutation = np.random.default_rng(6).permutation(40)
+    a = similarity_histogram(unit_rows(x)[0], 10, 1 << 20)
+    b = similarity_histogram(unit_rows(x[permutation])[0], 10, 1 << 20)
+    assert a.counts.tolist() == b.counts.tolist() and a.below_zero == b.below_zero
+    assert a.mean == pytest.approx(b.mean, abs=1e-7)  # float32 column sums within chunks
+
+
+def test_similarity_on_cuda_matches_cpu():
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device here")
+    x = np.random.default_rng(0).standard_normal((300, 64)).astype(np.float32)
+    cpu = similarity_histogram(unit_rows(x)[0], 10, 1 << 20)
+    gpu = similarity_histogram(unit_rows(x)[0].cuda(), 10, 1 << 20)
+    assert np.abs(cpu.counts - gpu.counts).sum() <= 2 and gpu.mean == pytest.approx(cpu.mean, abs=1e-6)
