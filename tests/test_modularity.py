@@ -110,3 +110,13 @@ def test_knn_graph_symmetrises_one_sided_edges_at_half_weight():
     i, j, w = knn_graph(unit_rows(np.array([[1, 0], [0.8, 0.6], [0, 1]], dtype=np.float32))[0], 1)
     edges = {(a, b): c for a, b, c in zip(i.tolist(), j.tolist(), w.tolist(), strict=True)}
     assert edges[(1, 2)] == pytest.approx(0.6 / 2, rel=1e-5)  # only 2 chose 1: half weight
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**31), st.integers(5, 30), st.integers(1, 4))
+def test_lu_q_ties_go_to_the_lower_index_like_heapq(seed, samples, k):
+    """Repeated one-hot prototypes make exact ties (similarity 0 or 1) among the neighbours."""
+    rng = np.random.default_rng(seed)
+    x = np.eye(3, dtype=np.float32)[rng.integers(0, 3, samples)]
+    labels = rng.integers(0, 2, samples)
+    assert lu_modularity(unit_rows(x)[0], labels, k) == pytest.approx(lu_reference(x, labels, k), abs=1e-9)

@@ -71,10 +71,11 @@ def knn_graph(unit: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray, np.nd
     samples = unit.shape[0]
     similarity = (unit @ unit.T).double()
     similarity.fill_diagonal_(0.0)
-    order = torch.sort(similarity, dim=1, descending=True, stable=True).indices[:, :k]
-    knn = torch.zeros_like(similarity)
-    rows = torch.arange(samples, device=unit.device).unsqueeze(1).expand(-1, k)
-    knn[rows, order] = similarity[rows, order]
+    kth = torch.topk(similarity, k, dim=1).values[:, -1:]
+    above = similarity > kth
+    ties = similarity == kth
+    keep = above | (ties & (ties.cumsum(1) <= k - above.sum(1, keepdim=True)))
+    knn = torch.where(keep, similarity, torch.zeros((), dtype=similarity.dtype, device=similarity.device))
     adjacency = (knn + knn.T) / 2
     i, j = torch.triu_indices(samples, samples, 1, device=unit.device)
     w = adjacency[i, j]
