@@ -163,7 +163,12 @@ def analyze(
         tick = time.perf_counter()
     bar.close()
     folder.write_table(stored, bins)
-    folder.manifest.update(status="complete", seconds={**timings, "total": time.perf_counter() - started})
+    folder.manifest.update(
+        status="complete",
+        seconds={**timings, "total": time.perf_counter() - started},
+        layers=[{"name": row["name"], "shape": row["shape"], "zero_vectors": row["zero_vectors"],
+                 "seconds": row["seconds"]} for row in stored],
+    )
     folder.write_manifest()
     return Analysis(Path(out), folder.manifest, stored)
 
