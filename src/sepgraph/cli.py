@@ -14,6 +14,7 @@ import torch
 from . import __version__
 from .analysis import analyze
 from .checkpoints import load_weights
+from .criterion import RULES
 from .data import NORMALIZATIONS, load_dataset
 from .devices import parse_memory
 from .errors import SepgraphError
@@ -21,6 +22,7 @@ from .evaluation import evaluate
 from .features import point_shapes
 from .models import create_model, input_size, list_models, model_info, parameter_count
 from .points import CONVENTIONS, layer_points
+from .report import FORMATS, render_report
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -88,8 +90,24 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default="results/analysis", help="results folder (default: results/analysis)")
     run.add_argument("--resume", action="store_true", help="continue an interrupted analysis in --out")
     run.add_argument("--overwrite", action="store_true", help="replace what --out holds")
+    run.add_argument("--no-report", action="store_true", help="skip the figures and report.html")
+    _add_report_options(analysis)
     analysis.set_defaults(run=run_analyze)
+
+    report = commands.add_parser("report", help="(re)render figures and report.html of a results folder")
+    report.add_argument("folder", help="a results folder written by 'sepgraph analyze'")
+    _add_report_options(report)
+    report.set_defaults(run=run_report)
     return parser
+
+
+def _add_report_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("report")
+    group.add_argument("--format", default="png", choices=FORMATS, help="figure file format (default: png)")
+    group.add_argument("--dpi", type=int, default=150, help="figure resolution (default: 150)")
+    group.add_argument("--ring-edges", type=int, help="draw only the strongest K edges per ring panel")
+    group.add_argument("--rule", default="plateau", choices=RULES, help="Criterion I rule (SPEC 8, default: plateau)")
+    group.add_argument("--tau", type=float, help="the rule's parameter (default: 0.02 plateau, 0.03 delta)")
 
 
 def _all_or_int(text: str) -> str | int:
@@ -192,6 +210,14 @@ def run_analyze(args: argparse.Namespace) -> None:
     seconds = result.manifest["seconds"]
     print(f"\n{len(result.rows)} layer points in {seconds['total']:.1f} s; results in {result.path}/ "
           "(manifest.json, layers.csv, edges/)")
+    if not args.no_report:
+        run_report(argparse.Namespace(**{**vars(args), "folder": result.path}))
+
+
+def run_report(args: argparse.Namespace) -> None:
+    report = render_report(args.folder, format=args.format, dpi=args.dpi, ring_edges=args.ring_edges,
+                           rule=args.rule, parameter=args.tau)
+    print(f"figures in {report.parent / 'figures'}/; report: {report}")
 
 
 if __name__ == "__main__":

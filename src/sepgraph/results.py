@@ -108,7 +108,7 @@ class ResultsFolder:
     def write_layer(self, index: int, name: str, row: dict, edges: dict[str, np.ndarray]) -> None:
         """Store one layer: its subgraph ``edges/NNN_name.npz`` first, then its row (the completion mark)."""
         stem = layer_stem(index, name)
-        atomic_write(self.path / "edges" / f"{stem}.npz", lambda handle: np.savez(handle, **edges))
+        atomic_write(edges_path(self.path, index, name), lambda handle: np.savez(handle, **edges))
         atomic_text(self.path / "rows" / f"{stem}.json", json.dumps(row, indent=1) + "\n")
 
     def write_table(self, rows: list[dict], bins: int) -> None:
@@ -120,3 +120,28 @@ class ResultsFolder:
         for row in rows:
             writer.writerow([repr(row[c]) if isinstance(row[c], float) else row[c] for c in columns])
         atomic_text(self.path / "layers.csv", buffer.getvalue())
+
+
+def load_results(path: str | Path) -> tuple[dict, list[dict]]:
+    """The manifest and per-layer rows (in point order) of a complete results folder."""
+    path = Path(path)
+    try:
+        manifest = json.loads((path / "manifest.json").read_text())
+    except (OSError, ValueError) as error:
+        raise SepgraphError(f"{str(path)!r} is not a sepgraph results folder (no readable manifest.json)") from error
+    names = manifest.get("parameters", {}).get("points", [])
+    rows = []
+    for index, name in enumerate(names):
+        row_path = path / "rows" / f"{layer_stem(index, name)}.json"
+        if not row_path.is_file():
+            raise SepgraphError(
+                f"the analysis in {str(path)!r} is not complete: layer point {index} ({name}) has no results; "
+                "finish it with sepgraph analyze --resume"
+            )
+        rows.append(json.loads(row_path.read_text()))
+    return manifest, rows
+
+
+def edges_path(path: str | Path, index: int, name: str) -> Path:
+    """Where a layer's subgraph is stored."""
+    return Path(path) / "edges" / f"{layer_stem(index, name)}.npz"

@@ -1,0 +1,170 @@
+"""Figures and ``report.html`` of a results folder, re-rendered without recomputing anything."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from . import __version__
+from .criterion import Cut, apply_rule
+from .errors import SepgraphError
+from .figures import histogram_grid, histogram_heatmap, modularity_curves, ring_graphs
+from .results import atomic_text, atomic_write, csv_columns, edges_path, load_results
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("png", "pdf", "svg")
+
+
+def recommend(rows: list[dict], rule: str = "plateau", parameter: float | None = None) -> dict[str, Cut]:
+    """Criterion I (SPEC 8) under the same rule on M and on Lu et al.'s Q."""
+    return {"M": apply_rule([row["M"] for row in rows], rule, parameter),
+            "lu_q": apply_rule([row["lu_q_mean"] for row in rows], rule, parameter)}
+
+
+def render_report(path: str | Path, *, format: str = "png", dpi: int = 150, ring_edges: int | None = None,
+                  rule: str = "plateau", parameter: float | None = None) -> Path:
+    """Write ``figures/*.{format}``, ``recommendation.json`` and ``report.html`` for a complete results folder.
+
+    Returns:
+        the path of report.html.
+    """
+    if format not in FORMATS:
+        raise SepgraphError(f"unknown figure format {format!r}; choose one of {', '.join(FORMATS)}")
+    if ring_edges is not None and ring_edges < 1:
+        raise SepgraphError(f"--ring-edges must be at least 1, got {ring_edges}")
+    path = Path(path)
+    manifest, rows = load_results(path)
+    parameters = manifest["parameters"]
+    title = f"{parameters['model']} on {manifest['data_description']}"
+    cuts = recommend(rows, rule, parameter)
+    figures_dir = path / "figures"
+    figures_dir.mkdir(exist_ok=True)
+
+    def load_edges(index: int, name: str) -> dict:
+        with np.load(edges_path(path, index, name)) as archive:
+            return {key: archive[key] for key in archive.files}
+
+    figures = {
+        "modularity": ("Modularity curves", lambda: modularity_curves(rows, cuts, title)),
+        "histograms": ("Similarity histograms", lambda: histogram_grid(rows, title)),
+        "histogram_heatmap": ("Similarity histograms as a heatmap", lambda: histogram_heatmap(rows, title)),
+        "rings": ("Ring dynamic graphs", lambda: ring_graphs(rows, load_edges, manifest["classes"], title,
+                                                            ring_edges)),
+    }
+    embedded = {}
+    for name, (caption, build) in figures.items():
+        start = time.perf_counter()
+        figure = build()
+        png = _render(figure, "png", dpi)
+        atomic_write(figures_dir / f"{name}.{format}",
+                     lambda handle, f=figure, p=png: handle.write(p if format == "png" else _render(f, format, dpi)))
+        embedded[name] = (caption, base64.b64encode(png).decode())
+        log.info("figure %s in %.1f s", name, time.perf_counter() - start)
+    recommendation = {key: cut.as_dict() | {"kept_until": rows[cut.cut_index]["name"] if cut.cut_index is not None
+                                            else None} for key, cut in cuts.items()}
+    atomic_text(path / "recommendation.json", json.dumps(recommendation, indent=2) + "\n")
+    report = path / "report.html"
+    atomic_text(report, _html(manifest, rows, cuts, embedded, path))
+    return report
+
+
+def _render(figure: Figure, format: str, dpi: int) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format=format, dpi=dpi)
+    return buffer.getvalue()
+
+
+def _recommendation_html(rows: list[dict], cuts: dict[str, Cut]) -> str:
+    items = []
+    for key, label in (("M", "the paper's M"), ("lu_q", "Lu et al.'s Q")):
+        cut = cuts[key]
+        if cut.cut_index is None or not cut.removed:
+            items.append(f"<li>By {label}: the curve still rises at the last point; nothing to cut.</li>")
+            continue
+        items.append(
+            f"<li>By {label}: keep up to <b>{html.escape(rows[cut.cut_index]['name'])}</b> "
+            f"(point {cut.cut_index}), remove the {len(cut.removed)} of {len(rows)} points after it.</li>")
+    rule = cuts["M"]
+    return (f"<p>Criterion I, <code>{rule.rule}</code> rule, parameter {rule.parameter} (SPEC 8): "
+            "cut the layers after the point where the curve reaches its maximum, a plateau or starts to "
+            "decline, then attach a new head and fine-tune.</p><ul>" + "".join(items) + "</ul>")
+
+
+def _table(rows: list[dict], bins: int) -> str:
+    columns = csv_columns(bins)
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = []
+    for row in rows:
+        cells = []
+        for column in columns:
+            value = row[column]
+            text = f"{value:.4f}" if isinstance(value, float) else f"{value:,}" if isinstance(value, int) else value
+            cells.append(f"<td>{html.escape(str(text))}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table class='layers'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _manifest_html(manifest: dict) -> str:
+    parameters = manifest["parameters"]
+    facts = [
+        ("model", parameters["model"]),
+        ("weights", f"{parameters['weights']} (sha256 {parameters['weights_sha256']})" if parameters["weights"]
+         else f"random initialisation, seed {parameters['seed']}"),
+        ("data", f"{manifest['data_description']} ({parameters['data']}"
+         + (f", sha256 {parameters['data_sha256']})" if parameters.get("data_sha256") else ")")),
+        ("normalisation", parameters["normalize"]),
+        ("layer points", f"{len(parameters['points'])} ({parameters['convention']} convention)"),
+        ("histograms", f"{manifest['hist_pairs']:,} pairs of {parameters['hist_samples']} samples, "
+                       f"{parameters['bins']} bins"),
+        ("subgraph", f"N = {parameters['vertices']:,} {parameters['vertex_choice']} vertices (seed "
+                     f"{parameters['seed']}), |E| = {parameters['edges']:,}"),
+        ("Lu et al.'s Q", f"k = {parameters['lu_k']}, {parameters['lu_batches']} batches of "
+                          f"{parameters['lu_batch_size']}"),
+        ("run", ", ".join(f"{k} {v}" for k, v in manifest["run"].items())),
+        ("timings (s)", ", ".join(f"{k} {v:.1f}" for k, v in manifest.get("seconds", {}).items())),
+        ("versions", ", ".join(f"{k} {v}" for k, v in manifest["versions"].items()) + f", sepgraph {__version__}"),
+        ("created", manifest["created"]),
+    ]
+    return "<table class='facts'>" + "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in facts) + "</table>"
+
+
+def _html(manifest: dict, rows: list[dict], cuts: dict[str, Cut], embedded: dict, path: Path) -> str:
+    parameters = manifest["parameters"]
+    title = f"sepgraph: {parameters['model']} on {manifest['data_description']}"
+    pruning = path / "pruning.md"
+    pruning_html = (f"<h2>Pruning</h2><pre>{html.escape(pruning.read_text())}</pre>" if pruning.is_file() else "")
+    images = "".join(
+        f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>"
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        for caption, data in embedded.values())
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1400px; color: #222; padding: 0 1em; }}
+h1 {{ font-size: 1.5em; }} h2 {{ border-bottom: 1px solid #ccc; padding-bottom: .2em; }}
+table {{ border-collapse: collapse; font-size: 12px; }}
+th, td {{ border: 1px solid #ddd; padding: 2px 6px; text-align: right; }}
+table.facts th, table.facts td {{ text-align: left; }}
+.scroll {{ overflow-x: auto; }}
+figure {{ margin: 1em 0; }} img {{ max-width: 100%; border: 1px solid #eee; }}
+figcaption {{ font-size: 13px; color: #555; }}
+</style></head><body>
+<h1>{html.escape(title)}</h1>
+<h2>Recommendation</h2>{_recommendation_html(rows, cuts)}
+{pruning_html}
+<h2>Figures</h2>{images}
+<h2>Per layer point</h2><div class="scroll">{_table(rows, parameters['bins'])}</div>
+<h2>Run</h2>{_manifest_html(manifest)}
+<p><small>Generated by sepgraph {__version__}. Definitions: SPEC sections 2-8.</small></p>
+</body></html>
+"""
