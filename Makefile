@@ -16,10 +16,12 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-# Until `sepgraph demo` exists: the zoo and the layer points of one model, no download needed.
+# Until `sepgraph demo` (training included) exists: the zoo, then a full analysis and report of a
+# randomly initialised (seeded) resnet20 on the embedded digits; no download needed.
 demo: install
 	$(BIN)/sepgraph models
-	$(BIN)/sepgraph points resnet20 --convention paper
+	$(BIN)/sepgraph analyze --model resnet20 --data digits:all --normalize none --vertices 500 --edges 3000 \
+		--lu-batch-size 100 --out results/demo --overwrite
 
 test: install
 	$(BIN)/python -m pytest
