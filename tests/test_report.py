@@ -73,7 +73,7 @@ def test_report_is_self_contained_with_table_and_images(folder):
 def test_other_formats(folder, tmp_path, file_format, magic):
     copy = tmp_path / "copy"
     shutil.copytree(folder, copy)
-    render_report(copy, format=file_format, ring_edges=100)
+    render_report(copy, file_format=file_format, ring_edges=100)
     assert (copy / "figures" / f"rings.{file_format}").read_bytes().startswith(magic)
 
 
@@ -83,7 +83,7 @@ def test_report_command_and_errors(folder, tmp_path, capsys):
     with pytest.raises(SepgraphError, match="not a sepgraph results folder"):
         render_report(tmp_path)
     with pytest.raises(SepgraphError, match="unknown figure format"):
-        render_report(folder, format="jpg")
+        render_report(folder, file_format="jpg")
     incomplete = tmp_path / "incomplete"
     shutil.copytree(folder, incomplete)
     next((incomplete / "rows").glob("003_*")).unlink()

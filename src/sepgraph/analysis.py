@@ -24,7 +24,7 @@ from .checkpoints import load_weights
 from .data import ImageDataset, load_dataset, lu_batch_indices, select_vertices, to_tensor
 from .devices import default_max_memory, resolve_device
 from .errors import SepgraphError
-from .features import extract_features
+from .features import PointFeatures, extract_features
 from .models import create_model
 from .modularity import lu_modularity, newman_modularity, paper_modularity
 from .points import layer_points
@@ -99,19 +99,8 @@ def analyze(
     budget = default_max_memory() if max_memory is None else max_memory
     _check_counts(bins, vertices, edges, lu_k, lu_batch_size)
 
-    labels = dataset.labels
-    vertex_set = select_vertices(labels, vertices, vertex_choice, seed, dataset.num_classes)
-    if hist_samples == "all":
-        hist_set = np.arange(len(dataset), dtype=np.int64)
-    else:
-        hist_set = select_vertices(labels, int(hist_samples), vertex_choice, seed, dataset.num_classes)
-    batch_sets = lu_batch_indices(labels, lu_batch_size, lu_batches, vertex_choice, seed, dataset.num_classes)
-    union = np.unique(np.concatenate([hist_set, vertex_set, *batch_sets]))
-    position = {"hist": np.searchsorted(union, hist_set), "vertices": np.searchsorted(union, vertex_set)}
-    batch_positions = [np.searchsorted(union, b) for b in batch_sets]
-    whole = len(union) == len(hist_set)
-
-    example = to_tensor(dataset.read(union[:1]), normalize)
+    samples = SampleSets.choose(dataset, vertices, hist_samples, lu_batch_size, lu_batches, vertex_choice, seed)
+    example = to_tensor(dataset.read(samples.union[:1]), normalize)
     point_list = layer_points(model, convention, points, example_input=example)
     parameters = {
         "model": model_name, "weights": str(weights) if weights else None, "weights_sha256": weights_sha256,
@@ -128,7 +117,7 @@ def analyze(
         "parameters": parameters,
         "data_description": dataset.description,
         "classes": dataset.classes,
-        "hist_pairs": len(hist_set) * (len(hist_set) - 1) // 2,
+        "hist_pairs": len(samples.hist) * (len(samples.hist) - 1) // 2,
         "run": {"device": str(target), "max_memory": budget, "batch_size": batch_size,
                 "torch_threads": torch.get_num_threads()},
         "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
@@ -141,18 +130,14 @@ def analyze(
         log.info("resuming: %d of %d layer points are already complete", len(point_list) - len(missing),
                  len(point_list))
     timings = {"features": 0.0, "histogram": 0.0, "subgraph": 0.0, "lu": 0.0}
-    vertex_labels = labels[vertex_set]
     bar = tqdm(total=len(missing), desc="layers", unit="point", disable=not progress)
     tick = time.perf_counter()
-    stream = extract_features(model, [point_list[i] for i in missing], dataset, union, normalize=normalize,
+    stream = extract_features(model, [point_list[i] for i in missing], dataset, samples.union, normalize=normalize,
                               batch_size=batch_size, device=device, max_memory=budget, progress=progress)
     for position_in_missing, item in enumerate(stream):
         index = missing[position_in_missing]
         timings["features"] += time.perf_counter() - tick
-        row, edge_arrays, seconds = _measure_layer(
-            item.features, item.shape, index, item.point.name, target, budget, bins, edges, lu_k,
-            position, batch_positions, labels[union], vertex_set, vertex_labels, whole,
-        )
+        row, edge_arrays, seconds = _measure_layer(item, index, samples, target, budget, bins, edges, lu_k)
         for key, value in seconds.items():
             timings[key] += value
         del item
@@ -185,43 +170,82 @@ def _check_counts(bins: int, vertices: int, edges: int, lu_k: int, lu_batch_size
         raise SepgraphError(f"--lu-k {lu_k} must be between 1 and --lu-batch-size - 1 ({lu_batch_size - 1})")
 
 
-def _measure_layer(features, shape, index, name, target, budget, bins, edges, lu_k, position, batch_positions,
-                   union_labels, vertex_set, vertex_labels, whole):
+@dataclass
+class SampleSets:
+    """The samples of one analysis (SPEC 2, 7): dataset indices, and positions in ``union``,
+    the sorted set whose features are extracted once per layer point."""
+
+    union: np.ndarray
+    hist: np.ndarray
+    vertices: np.ndarray
+    batches: list[np.ndarray]
+    labels: np.ndarray
+
+    @classmethod
+    def choose(cls, dataset: ImageDataset, vertices: int, hist_samples: int | str, lu_batch_size: int,
+               lu_batches: int, vertex_choice: str, seed: int) -> SampleSets:
+        labels, classes = dataset.labels, dataset.num_classes
+        vertex_set = select_vertices(labels, vertices, vertex_choice, seed, classes)
+        if hist_samples == "all":
+            hist_set = np.arange(len(dataset), dtype=np.int64)
+        else:
+            hist_set = select_vertices(labels, int(hist_samples), vertex_choice, seed, classes)
+        batch_sets = lu_batch_indices(labels, lu_batch_size, lu_batches, vertex_choice, seed, classes)
+        union = np.unique(np.concatenate([hist_set, vertex_set, *batch_sets]))
+        return cls(union, hist_set, vertex_set, batch_sets, labels)
+
+    def positions(self, indices: np.ndarray) -> np.ndarray:
+        """Rows of ``indices`` within ``union``."""
+        return np.searchsorted(self.union, indices)
+
+    @property
+    def hist_is_union(self) -> bool:
+        return len(self.hist) == len(self.union)
+
+
+def _rows(unit: torch.Tensor, positions: np.ndarray) -> torch.Tensor:
+    return unit[torch.as_tensor(positions, device=unit.device)]
+
+
+def _measure_layer(item: PointFeatures, index: int, samples: SampleSets, target: torch.device, budget: int,
+                   bins: int, edges: int, lu_k: int) -> tuple[dict, dict, dict]:
     """All measurements of one layer point; returns its row, its edge arrays and stage timings."""
     seconds = {}
     tick = time.perf_counter()
     try:
-        unit, zero = unit_rows(features, inplace=True)
+        unit, zero = unit_rows(item.features, inplace=True)
     except SepgraphError as error:
-        raise SepgraphError(f"layer point {name!r}: {error}") from error
+        raise SepgraphError(f"layer point {item.point.name!r}: {error}") from error
     unit = unit.to(target)
     block_memory = max(budget // 4, 1)
-    hist_unit = unit if whole else unit[torch.as_tensor(position["hist"], device=target)]
-    zero_vectors = int(zero.sum()) if whole else int(zero[torch.as_tensor(position["hist"])].sum())
+    hist_positions = samples.positions(samples.hist)
+    hist_unit = unit if samples.hist_is_union else _rows(unit, hist_positions)
+    zero_vectors = int(zero[torch.as_tensor(hist_positions)].sum())
     histogram = similarity_histogram(hist_unit, bins, block_memory, zero_vectors)
     del hist_unit
     seconds["histogram"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    vertex_unit = unit[torch.as_tensor(position["vertices"], device=target)]
-    subgraph = top_edges(vertex_unit, edges, block_memory)
+    vertex_labels = samples.labels[samples.vertices]
+    subgraph = top_edges(_rows(unit, samples.positions(samples.vertices)), edges, block_memory)
     paper = paper_modularity(subgraph.i, subgraph.j, subgraph.w, vertex_labels)
     newman_q = newman_modularity(subgraph.i, subgraph.j, subgraph.w, vertex_labels)
-    del vertex_unit
     seconds["subgraph"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    lu = [lu_modularity(unit[torch.as_tensor(b, device=target)], union_labels[b], lu_k) for b in batch_positions]
+    lu = [lu_modularity(_rows(unit, samples.positions(batch)), samples.labels[batch], lu_k)
+          for batch in samples.batches]
     seconds["lu"] = time.perf_counter() - tick
 
-    row = {"index": index, "name": name, "dim": int(np.prod(shape))}
+    row = {"index": index, "name": item.point.name, "dim": int(np.prod(item.shape))}
     row.update({f"hist_{b}": int(count) for b, count in enumerate(histogram.counts)})
     row.update({
         "below_zero": histogram.below_zero, "mean_sim": histogram.mean, "share_below_0.1": histogram.share_below_0_1,
         "r": paper.r, "AQ": paper.AQ, "EQ": paper.EQ, "M": paper.M, "newman_q": newman_q,
         "lu_q_mean": float(np.mean(lu)), "lu_q_std": float(np.std(lu, ddof=1)) if len(lu) > 1 else 0.0,
-        "lu_q": [float(q) for q in lu], "shape": list(shape), "zero_vectors": zero_vectors,
+        "lu_q": [float(q) for q in lu], "shape": list(item.shape), "zero_vectors": zero_vectors,
         "wrong_edge_share": 1.0 - paper.r, "seconds": seconds,
     })
-    edge_arrays = {"i": subgraph.i, "j": subgraph.j, "w": subgraph.w, "vertices": vertex_set, "labels": vertex_labels}
+    edge_arrays = {"i": subgraph.i, "j": subgraph.j, "w": subgraph.w, "vertices": samples.vertices,
+                   "labels": vertex_labels}
     return row, edge_arrays, seconds

@@ -215,7 +215,7 @@ def run_analyze(args: argparse.Namespace) -> None:
 
 
 def run_report(args: argparse.Namespace) -> None:
-    report = render_report(args.folder, format=args.format, dpi=args.dpi, ring_edges=args.ring_edges,
+    report = render_report(args.folder, file_format=args.format, dpi=args.dpi, ring_edges=args.ring_edges,
                            rule=args.rule, parameter=args.tau)
     print(f"figures in {report.parent / 'figures'}/; report: {report}")
 

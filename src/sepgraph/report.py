@@ -30,15 +30,17 @@ def recommend(rows: list[dict], rule: str = "plateau", parameter: float | None =
             "lu_q": apply_rule([row["lu_q_mean"] for row in rows], rule, parameter)}
 
 
-def render_report(path: str | Path, *, format: str = "png", dpi: int = 150, ring_edges: int | None = None,
+def render_report(path: str | Path, *, file_format: str = "png", dpi: int = 150, ring_edges: int | None = None,
                   rule: str = "plateau", parameter: float | None = None) -> Path:
-    """Write ``figures/*.{format}``, ``recommendation.json`` and ``report.html`` for a complete results folder.
+    """Write ``figures/*.{file_format}``, ``recommendation.json`` and ``report.html`` for a complete results folder.
+
+    Figures are embedded in the report as PNG whatever ``file_format`` the files get.
 
     Returns:
         the path of report.html.
     """
-    if format not in FORMATS:
-        raise SepgraphError(f"unknown figure format {format!r}; choose one of {', '.join(FORMATS)}")
+    if file_format not in FORMATS:
+        raise SepgraphError(f"unknown figure format {file_format!r}; choose one of {', '.join(FORMATS)}")
     if ring_edges is not None and ring_edges < 1:
         raise SepgraphError(f"--ring-edges must be at least 1, got {ring_edges}")
     path = Path(path)
@@ -65,8 +67,8 @@ def render_report(path: str | Path, *, format: str = "png", dpi: int = 150, ring
         start = time.perf_counter()
         figure = build()
         png = _render(figure, "png", dpi)
-        atomic_write(figures_dir / f"{name}.{format}",
-                     lambda handle, f=figure, p=png: handle.write(p if format == "png" else _render(f, format, dpi)))
+        data = png if file_format == "png" else _render(figure, file_format, dpi)
+        atomic_write(figures_dir / f"{name}.{file_format}", lambda handle, d=data: handle.write(d))
         embedded[name] = (caption, base64.b64encode(png).decode())
         log.info("figure %s in %.1f s", name, time.perf_counter() - start)
     recommendation = {key: cut.as_dict() | {"kept_until": rows[cut.cut_index]["name"] if cut.cut_index is not None
@@ -77,9 +79,9 @@ def render_report(path: str | Path, *, format: str = "png", dpi: int = 150, ring
     return report
 
 
-def _render(figure: Figure, format: str, dpi: int) -> bytes:
+def _render(figure: Figure, file_format: str, dpi: int) -> bytes:
     buffer = io.BytesIO()
-    figure.savefig(buffer, format=format, dpi=dpi)
+    figure.savefig(buffer, format=file_format, dpi=dpi)
     return buffer.getvalue()
 
 
