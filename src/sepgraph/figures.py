@@ -122,8 +122,9 @@ def ring_graphs(
         xy = ring_positions(labels)
         correct = labels[i] == labels[j]
         strength = (w - w.min()) / (w.max() - w.min()) if w.max() > w.min() else np.ones_like(w)
-        layers = ((~correct, np.tile(to_rgb(WRONG), (len(w), 1)), 0.02 + 0.25 * strength, 0.3),
-                  (correct, colours[labels[i]], 0.08 + 0.6 * strength, 0.45))
+        density = min(1.0, math.sqrt(8000 / len(w)))  # many overlapping lines: fainter, the same for both kinds
+        layers = ((~correct, np.tile(to_rgb(WRONG), (len(w), 1)), density * (0.03 + 0.3 * strength), 0.3),
+                  (correct, colours[labels[i]], density * (0.1 + 0.7 * strength), 0.45))
         for mask, base, alpha, width in layers:
             rgba = np.column_stack([base[mask], alpha[mask]])
             segments = np.stack([xy[i[mask]], xy[j[mask]]], axis=1)
