@@ -113,3 +113,15 @@ def test_report_renders_in_headless_chromium(folder, tmp_path):
         pixels = np.asarray(image.convert("L"))
     assert pixels.shape == (1600, 1200)
     assert (pixels < 128).mean() > 0.01  # text and figures drawn, not a blank page
+
+
+def test_wrong_edges_stay_distinct_in_grayscale():
+    from matplotlib.colors import to_rgb
+
+    from sepgraph.figures import WRONG, class_colours
+
+    def luminance(colour):
+        red, green, blue = to_rgb(colour)
+        return 0.299 * red + 0.587 * green + 0.114 * blue
+
+    assert min(luminance(c) for c in class_colours(12)) - luminance(WRONG) > 0.2
