@@ -112,7 +112,6 @@ def load_weights(model: nn.Module, path: str | Path) -> str:
 
 def save_weights(model: nn.Module, path: str | Path) -> None:
     """Save ``model.state_dict()`` atomically (temporary file, then rename)."""
-    path = Path(path)
-    temporary = path.with_name(path.name + ".tmp")
-    torch.save(model.state_dict(), temporary)
-    temporary.replace(path)
+    from .results import atomic_write
+
+    atomic_write(Path(path), lambda handle: torch.save(model.state_dict(), handle))

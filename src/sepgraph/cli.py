@@ -8,12 +8,14 @@ import logging
 import math
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 
 from . import __version__
 from .analysis import analyze
 from .checkpoints import load_weights
+from .comparison import compare_pruning
 from .criterion import RULES
 from .data import NORMALIZATIONS, load_dataset
 from .devices import parse_memory
@@ -23,6 +25,7 @@ from .features import point_shapes
 from .models import create_model, input_size, list_models, model_info, parameter_count
 from .points import CONVENTIONS, layer_points
 from .report import FORMATS, render_report
+from .training import Recipe, train
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -94,11 +97,65 @@ def build_parser() -> argparse.ArgumentParser:
     _add_report_options(analysis)
     analysis.set_defaults(run=run_analyze)
 
+    training = commands.add_parser("train", help="train a zoo model with the paper's recipe (SPEC 10)")
+    _add_model_options(training)
+    training.add_argument("--data", default="digits:train", help="training data (default: digits:train)")
+    training.add_argument("--test-data", help="data to report test accuracy on after every epoch")
+    training.add_argument("--normalize", default="cifar10", choices=list(NORMALIZATIONS),
+                          help="per-channel normalisation (default: cifar10)")
+    training.add_argument("--data-root", default="data", help="where torchvision datasets live (default: ./data)")
+    training.add_argument("--download", action="store_true", help="allow torchvision to download the dataset")
+    _add_recipe_options(training, epochs=150)
+    training.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    training.add_argument("--out", default="runs/train", help="folder for model.pt, state.pt, metrics.json")
+    training.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
+    training.set_defaults(run=run_train)
+
+    prune = commands.add_parser("prune", help="cut where M and where Lu et al.'s Q say, fine-tune, compare")
+    prune.add_argument("folder", help="a results folder written by 'sepgraph analyze' on a zoo model")
+    prune.add_argument("--train-data", required=True, help="data to refit the head and fine-tune on")
+    prune.add_argument("--test-data", help="data to measure accuracy on (default: the analysis's data)")
+    prune.add_argument("--data-root", default="data", help="where torchvision datasets live (default: ./data)")
+    prune.add_argument("--rule", default="plateau", choices=RULES,
+                       help="Criterion I rule; plateau and peak truncate, delta removes units (default: plateau)")
+    prune.add_argument("--tau", type=float, help="the rule's parameter (default: 0.02 plateau, 0.03 delta)")
+    prune.add_argument("--init", default="finetune", choices=("finetune", "scratch"),
+                       help="start from the surviving weights or from scratch (default: finetune)")
+    prune.add_argument("--head-epochs", type=int, default=1, help="epochs of head-only training (default: 1)")
+    _add_recipe_options(prune, epochs=150)
+    prune.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    prune.set_defaults(run=run_prune)
+
     report = commands.add_parser("report", help="(re)render figures and report.html of a results folder")
     report.add_argument("folder", help="a results folder written by 'sepgraph analyze'")
     _add_report_options(report)
     report.set_defaults(run=run_report)
     return parser
+
+
+def _add_recipe_options(parser: argparse.ArgumentParser, epochs: int) -> None:
+    group = parser.add_argument_group("training recipe (SPEC 10)")
+    defaults = Recipe()
+    group.add_argument("--epochs", type=int, default=epochs, help=f"epochs (default: {epochs})")
+    group.add_argument("--lr", type=float, default=defaults.lr, help=f"SGD learning rate (default: {defaults.lr})")
+    group.add_argument("--momentum", type=float, default=defaults.momentum, help="SGD momentum (default: 0.9)")
+    group.add_argument("--weight-decay", type=float, default=defaults.weight_decay,
+                       help="weight decay (default: 0.005)")
+    group.add_argument("--batch-size", type=int, default=defaults.batch_size, help="batch size (default: 256)")
+    group.add_argument("--milestones", default="50,100", help="epochs where lr is multiplied by --gamma")
+    group.add_argument("--gamma", type=float, default=defaults.gamma, help="lr factor at milestones (default: 0.1)")
+    group.add_argument("--no-augment", action="store_true", help="no random crop and flip")
+    group.add_argument("--seed", type=int, default=0, help="seed of shuffling, augmentation and init (default: 0)")
+
+
+def _recipe(args: argparse.Namespace) -> Recipe:
+    try:
+        milestones = tuple(int(m) for m in args.milestones.split(",") if m.strip())
+    except ValueError as error:
+        raise SepgraphError(f"--milestones must be comma-separated epochs, got {args.milestones!r}") from error
+    return Recipe(epochs=args.epochs, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
+                  batch_size=args.batch_size, milestones=milestones, gamma=args.gamma,
+                  augment=not args.no_augment, seed=args.seed)
 
 
 def _add_report_options(parser: argparse.ArgumentParser) -> None:
@@ -212,6 +269,29 @@ def run_analyze(args: argparse.Namespace) -> None:
           "(manifest.json, layers.csv, edges/)")
     if not args.no_report:
         run_report(argparse.Namespace(**{**vars(args), "folder": result.path}))
+
+
+def run_train(args: argparse.Namespace) -> None:
+    dataset = load_dataset(args.data, args.data_root, args.download)
+    test = load_dataset(args.test_data, args.data_root, args.download) if args.test_data else None
+    torch.manual_seed(args.seed)
+    model = create_model(args.model, num_classes=args.num_classes or dataset.num_classes)
+    if args.weights:
+        load_weights(model, args.weights)
+    run = train(model, dataset, normalize=args.normalize, recipe=_recipe(args), test_dataset=test, out=args.out,
+                resume=args.resume, device=args.device)
+    last = run.metrics[-1] if run.metrics else {}
+    summary = ", ".join(f"{k} {v:.2f}" for k, v in last.items() if k.endswith("accuracy"))
+    print(f"trained {args.model} for {len(run.metrics)} epochs ({summary}); weights: {run.out / 'model.pt'}")
+
+
+def run_prune(args: argparse.Namespace) -> None:
+    compare_pruning(args.folder, args.train_data, test_data=args.test_data, rule=args.rule,
+                            parameter=args.tau, init=args.init, head_epochs=args.head_epochs, recipe=_recipe(args),
+                            data_root=args.data_root, device=args.device)
+    print((Path(args.folder) / "pruning.md").read_text())
+    report = render_report(args.folder)
+    print(f"table: {Path(args.folder) / 'pruning.csv'}; report: {report}")
 
 
 def run_report(args: argparse.Namespace) -> None:

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..points import LayerPoint
+from .partial import PartialBlock
 from .registry import register_model
 
 # (expansion, output channels, blocks, first stride); ImageNet's second-stage stride 2 is 1 here.
@@ -72,18 +73,21 @@ class MobileNetV2(nn.Module):
     def layer_points(self, convention: str) -> list[LayerPoint]:
         """SPEC 1: ``paper`` stem, per block expand/depthwise/output, last conv; ``lu2022`` block outputs;
         ``blocks`` stem, block outputs, last conv."""
-        block_names = [f"blocks.{i}" for i in range(len(self.blocks))]
-        if convention == "lu2022":
-            return [LayerPoint(name, name) for name in block_names]
-        points = [LayerPoint("stem", "stem")]
-        for name, block in zip(block_names, self.blocks, strict=True):
+        points = [] if convention == "lu2022" else [LayerPoint("stem", "stem")]
+        for index, block in enumerate(self.blocks):
+            name = f"blocks.{index}"
+            if isinstance(block, nn.Identity) or (isinstance(block, PartialBlock) and convention != "paper"):
+                continue
             if convention == "paper":
-                if block.expand is not None:
-                    points.append(LayerPoint(f"{name}.expand", f"{name}.expand"))
-                points.append(LayerPoint(f"{name}.depthwise", f"{name}.depthwise"))
-                points.append(LayerPoint(f"{name}.out", name))
+                for unit in ("expand", "depthwise"):
+                    if getattr(block, unit, None) is not None:
+                        points.append(LayerPoint(f"{name}.{unit}", f"{name}.{unit}"))
+                if not isinstance(block, PartialBlock):
+                    points.append(LayerPoint(f"{name}.out", name))
             else:
                 points.append(LayerPoint(name, name))
+        if convention == "lu2022" or isinstance(self.last_conv, nn.Identity):
+            return points
         return points + [LayerPoint("last_conv", "last_conv")]
 
 

@@ -58,18 +58,24 @@ def input_size(name: str) -> tuple[int, int, int]:
     """The (channels, height, width) a model expects: 32x32 for the zoo, 224x224 otherwise."""
     if name.startswith(("torchvision:", "timm:")):
         return (3, 224, 224)
-    return model_info(name).input_size
+    return model_info(name.partition("+")[0]).input_size
 
 
 def create_model(name: str, num_classes: int = 10) -> nn.Module:
     """Build a model by name with random weights.
 
     Args:
-        name: a zoo name (``resnet56``), ``torchvision:NAME`` or ``timm:NAME``.
+        name: a zoo name (``resnet56``), ``torchvision:NAME`` or ``timm:NAME``; a zoo name may be
+            followed by a pruning, ``+truncate=POINT`` or ``+remove=UNIT,UNIT`` (SPEC 9).
         num_classes: size of the classification head.
     """
     if num_classes < 1:
         raise SepgraphError(f"num_classes must be at least 1, got {num_classes}")
+    base, plus, pruning = name.partition("+")
+    if plus:
+        from ..pruning import apply_spec
+
+        return apply_spec(create_model(base, num_classes), pruning, num_classes, input_size(base))
     library, _, remote = name.partition(":")
     if remote and library == "torchvision":
         import torchvision

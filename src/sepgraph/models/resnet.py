@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..points import LayerPoint
+from .partial import PartialBlock
 from .registry import register_model
 
 
@@ -104,18 +105,27 @@ class ResNet(nn.Module):
 
 
 def residual_points(model: nn.Module, convention: str, units: tuple[str, ...]) -> list[LayerPoint]:
-    """Points of a ResNet with stem ``conv1/bn1/relu`` and stages ``layer1..``; the last unit is the block output."""
-    stem = LayerPoint("stem.conv", "conv1") if convention == "lu2022" else LayerPoint("stem", "relu")
-    points = [stem]
+    """Points of a ResNet with stem ``conv1/bn1/relu`` and stages ``layer1..``; the last unit is the block output.
+
+    Blocks removed by pruning (identities) have no points; a block cut short has its units'
+    points under ``paper`` and none as a block.
+    """
+    if convention == "lu2022":
+        points = [LayerPoint("stem.conv", "conv1")]
+    else:
+        points = [] if isinstance(model.relu, nn.Identity) else [LayerPoint("stem", "relu")]
     for stage_name, stage in model.named_children():
         if not stage_name.startswith("layer"):
             continue
-        for index, _ in enumerate(stage):
-            block = f"{stage_name}.{index}"
+        for index, block in enumerate(stage):
+            name = f"{stage_name}.{index}"
+            if isinstance(block, nn.Identity) or (isinstance(block, PartialBlock) and convention != "paper"):
+                continue
             if convention == "paper":
-                points += [LayerPoint(f"{block}.unit{u + 1}", f"{block}.{m}") for u, m in enumerate(units)]
+                present = [u for u in units if hasattr(block, u)]
+                points += [LayerPoint(f"{name}.unit{u + 1}", f"{name}.{m}") for u, m in enumerate(present)]
             else:
-                points.append(LayerPoint(block, block))
+                points.append(LayerPoint(name, name))
     return points
 
 

@@ -47,7 +47,8 @@ class VGG(nn.Module):
         convs = [i for i, m in enumerate(self.features) if isinstance(m, nn.Conv2d)]
         if convention == "lu2022":
             return [LayerPoint(f"conv{k + 1}.conv", f"features.{i}") for k, i in enumerate(convs)]
-        return [LayerPoint(f"conv{k + 1}", f"features.{i + 2}") for k, i in enumerate(convs)]
+        return [LayerPoint(f"conv{k + 1}", f"features.{i + 2}") for k, i in enumerate(convs)
+                if i + 2 < len(self.features) and isinstance(self.features[i + 2], nn.ReLU)]
 
 
 @register_model("vgg")
