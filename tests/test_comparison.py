@@ -1,0 +1,78 @@
+import csv
+
+import numpy as np
+import pytest
+import torch
+
+from sepgraph import ImageDataset, SepgraphError, analyze, create_model, load_dataset, load_weights
+from sepgraph.checkpoints import save_weights
+from sepgraph.cli import main
+from sepgraph.comparison import COLUMNS, compare_pruning
+from sepgraph.training import Recipe, train
+
+
+def subset(spec: str, count: int) -> ImageDataset:
+    full = load_dataset(spec)
+    keep = np.arange(0, len(full), max(1, len(full) // count))[:count]
+    return ImageDataset(f"{spec}[:{count}]", full.description, full.labels[keep], full.classes,
+                        _images=full.read(keep))
+
+
+@pytest.fixture(scope="module")
+def trained_analysis(tmp_path_factory):
+    """train -> analyze on the embedded digits, a few seconds on two cores."""
+    root = tmp_path_factory.mktemp("pipeline")
+    torch.manual_seed(0)
+    model = create_model("resnet20")
+    train_set = subset("digits:train", 400)
+    train(model, train_set, normalize="none", recipe=Recipe(epochs=2, lr=0.05, batch_size=100), out=root / "train",
+          progress=False)
+    save_weights(model, root / "model.pt")
+    analyze("resnet20", weights=root / "model.pt", data="digits:test", normalize="none", convention="lu2022",
+            vertices=200, edges=800, lu_batch_size=50, lu_batches=2, out=root / "analysis", progress=False)
+    return root, train_set
+
+
+def test_train_analyze_prune_end_to_end(trained_analysis):
+    root, train_set = trained_analysis
+    table = compare_pruning(root / "analysis", train_set, rule="peak", head_epochs=1,
+                            recipe=Recipe(epochs=1, lr=0.02, batch_size=100), progress=False)
+    assert [row["curve"] for row in table] == ["M (ours)", "Lu et al.'s Q"]
+    with open(root / "analysis" / "pruning.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == COLUMNS and len(rows) == 2
+    for row in table:
+        assert 0 <= row["accuracy_head_refit"] <= 100 and 0 <= row["accuracy_finetuned"] <= 100
+        assert row["params_saved_pct"] == pytest.approx(100 * (1 - row["params_pruned"] / row["params_original"]))
+        if row["points_removed"]:
+            assert row["params_pruned"] < row["params_original"] and row["flops_pruned"] < row["flops_original"]
+            assert row["pruned_model"].startswith("resnet20+truncate=")
+            rebuilt = create_model(row["pruned_model"])
+            key = "M" if row["curve"].startswith("M") else "lu_q"
+            load_weights(rebuilt, root / "analysis" / f"pruned_{key}" / "model.pt")
+        else:
+            assert row["cut"].startswith("no cut") and row["params_pruned"] == row["params_original"]
+    markdown = (root / "analysis" / "pruning.md").read_text()
+    assert "| resnet20 | M (ours) |" in markdown and "parameters saved" in markdown
+
+
+def test_delta_rule_removes_blocks(trained_analysis):
+    root, train_set = trained_analysis
+    table = compare_pruning(root / "analysis", train_set, rule="delta", parameter=1.0, head_epochs=0,
+                            recipe=Recipe(epochs=0), progress=False)
+    # every rise is below 1.0, so every removable block output goes
+    assert table[0]["pruned_model"] == "resnet20+remove=" + ",".join(
+        f"layer{s}.{b}" for s in (1, 2, 3) for b in range(3) if not (s > 1 and b == 0))
+    assert table[0]["accuracy_finetuned"] == table[0]["accuracy_head_refit"]
+
+
+def test_prune_command_and_bad_init(trained_analysis, capsys):
+    root, _ = trained_analysis
+    with pytest.raises(SepgraphError, match="--init"):
+        compare_pruning(root / "analysis", "digits:train", init="random")
+    code = main(["prune", str(root / "analysis"), "--train-data", "digits:train", "--epochs", "0",
+                 "--head-epochs", "0", "--rule", "peak"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "| model | curve |" in out and "report.html" in out
+    assert "Pruning" in (root / "analysis" / "report.html").read_text()

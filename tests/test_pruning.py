@@ -1,0 +1,109 @@
+import numpy as np
+import pytest
+import torch
+
+from sepgraph import SepgraphError, create_model, layer_points, list_models, load_weights, parameter_count
+from sepgraph.checkpoints import save_weights
+from sepgraph.pruning import flop_count, reinitialise, removable_units, remove, truncate, unit_of_point
+
+
+def block_parameters(channels: int) -> int:
+    """Two 3x3 convs without bias and two batch norms (weight and bias each)."""
+    return 2 * channels * channels * 9 + 4 * channels
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_zoo_model_truncates_at_several_points(name):
+    model = create_model(name).eval()
+    points = layer_points(model, "paper")
+    x = torch.randn(2, 3, 32, 32)
+    for position in sorted({0, len(points) // 3, len(points) // 2, len(points) - 2}):
+        pruned = truncate(model, points[position].name, num_classes=7)
+        assert pruned(x).shape == (2, 7)
+        assert parameter_count(pruned) < parameter_count(model)
+        kept = layer_points(pruned, "paper")
+        assert [p.name for p in kept] == [p.name for p in points[: position + 1]]
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_zoo_model_removes_units(name):
+    model = create_model(name).eval()
+    units = removable_units(model)
+    assert units
+    chosen = units[:: max(1, len(units) // 3)][:3]
+    if name.startswith("vgg"):
+        chosen = [u for u in chosen if u != units[-1]]
+    pruned = remove(model, chosen)
+    assert pruned(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    assert parameter_count(pruned) < parameter_count(model)
+    assert len(layer_points(pruned, "lu2022")) < len(layer_points(model, "lu2022"))
+
+
+def test_truncation_keeps_the_surviving_weights_and_output():
+    torch.manual_seed(0)
+    model = create_model("resnet56").eval()
+    pruned = truncate(model, "layer2.4.unit1", num_classes=10).eval()
+    x = torch.randn(3, 3, 32, 32)
+    with torch.inference_mode():
+        inside = model.layer2[4].relu1(model.layer2[4].bn1(model.layer2[4].conv1(
+            model.layer2[:4](model.layer1(model.relu(model.bn1(model.conv1(x))))))))
+        expected = pruned.linear(inside.mean((2, 3)))
+        assert torch.allclose(pruned(x), expected, atol=1e-5)
+    shared = {k for k in pruned.state_dict() if not k.startswith("linear")}
+    assert shared and all(torch.equal(pruned.state_dict()[k], model.state_dict()[k]) for k in shared)
+    assert pruned.linear.in_features == 32
+
+
+def test_removing_lu_et_al_resnet56_blocks_saves_43_percent():
+    """Lu et al. keep [2, 3, 6] blocks per stage: 7 blocks of 16, 6 of 32 and 3 of 64 channels go."""
+    model = create_model("resnet56")
+    removed = ([f"layer1.{b}" for b in range(2, 9)] + [f"layer2.{b}" for b in range(3, 9)]
+               + [f"layer3.{b}" for b in range(6, 9)])
+    pruned = remove(model, removed)
+    by_hand = 7 * block_parameters(16) + 6 * block_parameters(32) + 3 * block_parameters(64)
+    assert parameter_count(model) - parameter_count(pruned) == by_hand == 366_016
+    assert 100 * by_hand / parameter_count(model) == pytest.approx(42.9, abs=0.05)
+
+
+def test_unremovable_units_are_refused():
+    model = create_model("resnet56")
+    assert "layer2.0" not in removable_units(model)  # its shortcut changes shape
+    with pytest.raises(SepgraphError, match="cannot remove layer2.0"):
+        remove(model, ["layer2.0"])
+    with pytest.raises(SepgraphError, match="unknown layer point"):
+        truncate(model, "layer9.0.unit1", 10)
+
+
+def test_pruned_models_rebuild_by_name_and_load_plain_state_dicts(tmp_path):
+    torch.manual_seed(0)
+    model = create_model("vgg11_bn")
+    pruned = remove(model, ["conv2", "conv5"])
+    save_weights(pruned, tmp_path / "pruned.pt")
+    rebuilt = create_model("vgg11_bn+remove=conv2,conv5")
+    load_weights(rebuilt, tmp_path / "pruned.pt")
+    x = torch.randn(2, 3, 32, 32)
+    with torch.inference_mode():
+        assert torch.equal(rebuilt.eval()(x), pruned.eval()(x))
+    truncated = create_model("mobilenet_v2+truncate=blocks.6.expand")
+    assert [p.name for p in layer_points(truncated, "paper")][-1] == "blocks.6.expand"
+
+
+def test_unit_of_point_maps_block_outputs_only():
+    model = create_model("resnet20")
+    points = {p.name: p for p in layer_points(model, "paper")}
+    assert unit_of_point(model, points["layer1.1.unit2"]) == "layer1.1"
+    assert unit_of_point(model, points["layer1.1.unit1"]) is None
+    assert unit_of_point(model, points["layer2.0.unit2"]) is None  # not removable
+    vgg = create_model("vgg11_bn")
+    assert unit_of_point(vgg, layer_points(vgg, "lu2022")[3]) == "conv4"
+
+
+def test_flops_and_scratch_init():
+    model = create_model("resnet20")
+    assert flop_count(model) == pytest.approx(2 * 40.8e6, rel=0.02)  # resnet20: ~41M multiply-adds
+    pruned = truncate(model, "layer2.2.unit2", 10)
+    assert flop_count(pruned) < flop_count(model)
+    before = pruned.layer1[0].conv1.weight.clone()
+    reinitialise(pruned)
+    assert not torch.equal(before, pruned.layer1[0].conv1.weight)
+    assert np.isfinite(pruned(torch.randn(1, 3, 32, 32)).detach().numpy()).all()
