@@ -107,3 +107,11 @@ def test_flops_and_scratch_init():
     reinitialise(pruned)
     assert not torch.equal(before, pruned.layer1[0].conv1.weight)
     assert np.isfinite(pruned(torch.randn(1, 3, 32, 32)).detach().numpy()).all()
+
+
+def test_a_pruned_model_can_be_analysed(tmp_path):
+    from sepgraph import analyze
+
+    result = analyze("resnet20+truncate=layer2.1.unit2", data="digits:test", normalize="none", vertices=100,
+                     edges=300, hist_samples=150, lu_batch_size=40, lu_batches=2, out=tmp_path, progress=False)
+    assert [row["name"] for row in result.rows][-1] == "layer2.1.unit2" and len(result.rows) == 11
