@@ -76,3 +76,15 @@ def test_prune_command_and_bad_init(trained_analysis, capsys):
     out = capsys.readouterr().out
     assert "| model | curve |" in out and "report.html" in out
     assert "Pruning" in (root / "analysis" / "report.html").read_text()
+
+
+def test_prune_runs_the_analysis_first_when_asked(trained_analysis, tmp_path, capsys):
+    root, _ = trained_analysis
+    out = tmp_path / "fresh"
+    code = main(["prune", str(out), "--model", "resnet20", "--weights", str(root / "model.pt"), "--data",
+                 "digits:test", "--normalize", "none", "--train-data", "digits:train", "--epochs", "0",
+                 "--head-epochs", "0", "--rule", "peak", "--vertices", "100", "--edges", "300",
+                 "--lu-batch-size", "40", "--lu-batches", "2"])
+    assert code == 0 and (out / "layers.csv").is_file() and (out / "pruning.csv").is_file()
+    assert main(["prune", str(tmp_path / "other"), "--model", "resnet20", "--train-data", "digits:train"]) == 2
+    assert "--model needs --data" in capsys.readouterr().err

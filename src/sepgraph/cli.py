@@ -73,18 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(analysis)
     _add_data_options(analysis)
     _add_point_options(analysis)
-    graph = analysis.add_argument_group("graph (SPEC 2-7)")
-    graph.add_argument("--vertices", type=int, default=4000, help="subgraph vertices N (default: 4000)")
-    graph.add_argument("--edges", type=int, default=40000, help="subgraph edges |E| (default: 40000)")
-    graph.add_argument("--hist-samples", type=_all_or_int, default="all",
-                       help="samples whose pairs the histograms count: all or a number (default: all)")
-    graph.add_argument("--bins", type=int, default=10, help="histogram bins over [0, 1] (default: 10)")
-    graph.add_argument("--vertex-choice", default="stratified", choices=("stratified", "first"),
-                       help="how vertices and Lu et al.'s batches are chosen (default: stratified)")
-    graph.add_argument("--seed", type=int, default=0, help="seed of the stratified choice (default: 0)")
-    graph.add_argument("--lu-k", type=int, default=3, help="Lu et al.'s kNN k (default: 3)")
-    graph.add_argument("--lu-batch-size", type=int, default=500, help="Lu et al.'s batch size (default: 500)")
-    graph.add_argument("--lu-batches", type=int, default=5, help="Lu et al.'s number of batches (default: 5)")
+    _add_graph_options(analysis)
     run = analysis.add_argument_group("run")
     run.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     run.add_argument("--max-memory", type=parse_memory,
@@ -112,7 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
     training.set_defaults(run=run_train)
 
     prune = commands.add_parser("prune", help="cut where M and where Lu et al.'s Q say, fine-tune, compare")
-    prune.add_argument("folder", help="a results folder written by 'sepgraph analyze' on a zoo model")
+    prune.add_argument("folder", help="a results folder written by 'sepgraph analyze' on a zoo model, or where "
+                       "to write one first when --model is given")
+    prune.add_argument("--model", help="analyse this zoo model first (with --weights, --data, --normalize and the "
+                       "graph options) when FOLDER holds no analysis")
+    prune.add_argument("--weights", help="checkpoint of --model")
+    prune.add_argument("--data", help="analysis data of --model (default: the test split of --train-data's set)")
+    prune.add_argument("--normalize", default="cifar10", choices=list(NORMALIZATIONS),
+                       help="normalisation for the analysis of --model (default: cifar10)")
     prune.add_argument("--train-data", required=True, help="data to refit the head and fine-tune on")
     prune.add_argument("--test-data", help="data to measure accuracy on (default: the analysis's data)")
     prune.add_argument("--data-root", default="data", help="where torchvision datasets live (default: ./data)")
@@ -124,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--head-epochs", type=int, default=1, help="epochs of head-only training (default: 1)")
     _add_recipe_options(prune, epochs=150)
     prune.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    _add_graph_options(prune, seed=False)  # the recipe's --seed serves both
     prune.set_defaults(run=run_prune)
 
     report = commands.add_parser("report", help="(re)render figures and report.html of a results folder")
@@ -131,6 +128,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_report_options(report)
     report.set_defaults(run=run_report)
     return parser
+
+
+def _add_graph_options(parser: argparse.ArgumentParser, seed: bool = True) -> None:
+    graph = parser.add_argument_group("graph (SPEC 2-7)")
+    graph.add_argument("--vertices", type=int, default=4000, help="subgraph vertices N (default: 4000)")
+    graph.add_argument("--edges", type=int, default=40000, help="subgraph edges |E| (default: 40000)")
+    graph.add_argument("--hist-samples", type=_all_or_int, default="all",
+                       help="samples whose pairs the histograms count: all or a number (default: all)")
+    graph.add_argument("--bins", type=int, default=10, help="histogram bins over [0, 1] (default: 10)")
+    graph.add_argument("--vertex-choice", default="stratified", choices=("stratified", "first"),
+                       help="how vertices and Lu et al.'s batches are chosen (default: stratified)")
+    if seed:
+        graph.add_argument("--seed", type=int, default=0, help="seed of the stratified choice (default: 0)")
+    graph.add_argument("--lu-k", type=int, default=3, help="Lu et al.'s kNN k (default: 3)")
+    graph.add_argument("--lu-batch-size", type=int, default=500, help="Lu et al.'s batch size (default: 500)")
+    graph.add_argument("--lu-batches", type=int, default=5, help="Lu et al.'s number of batches (default: 5)")
 
 
 def _add_recipe_options(parser: argparse.ArgumentParser, epochs: int) -> None:
@@ -145,7 +158,8 @@ def _add_recipe_options(parser: argparse.ArgumentParser, epochs: int) -> None:
     group.add_argument("--milestones", default="50,100", help="epochs where lr is multiplied by --gamma")
     group.add_argument("--gamma", type=float, default=defaults.gamma, help="lr factor at milestones (default: 0.1)")
     group.add_argument("--no-augment", action="store_true", help="no random crop and flip")
-    group.add_argument("--seed", type=int, default=0, help="seed of shuffling, augmentation and init (default: 0)")
+    group.add_argument("--seed", type=int, default=0,
+                       help="seed of shuffling, augmentation, init and vertex choice (default: 0)")
 
 
 def _recipe(args: argparse.Namespace) -> Recipe:
@@ -286,6 +300,13 @@ def run_train(args: argparse.Namespace) -> None:
 
 
 def run_prune(args: argparse.Namespace) -> None:
+    if args.model and not (Path(args.folder) / "manifest.json").is_file():
+        if not args.data:
+            raise SepgraphError("--model needs --data: the data to analyse it on (e.g. its test set)")
+        analyze(args.model, weights=args.weights, data=args.data, normalize=args.normalize, vertices=args.vertices,
+                edges=args.edges, hist_samples=args.hist_samples, bins=args.bins, lu_k=args.lu_k,
+                lu_batch_size=args.lu_batch_size, lu_batches=args.lu_batches, vertex_choice=args.vertex_choice,
+                seed=args.seed, data_root=args.data_root, device=args.device, out=args.folder, resume=True)
     compare_pruning(args.folder, args.train_data, test_data=args.test_data, rule=args.rule,
                             parameter=args.tau, init=args.init, head_epochs=args.head_epochs, recipe=_recipe(args),
                             data_root=args.data_root, device=args.device)

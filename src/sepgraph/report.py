@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import csv
 import html
 import io
 import json
@@ -101,6 +102,28 @@ def _recommendation_html(rows: list[dict], cuts: dict[str, Cut]) -> str:
             "decline, then attach a new head and fine-tune.</p><ul>" + "".join(items) + "</ul>")
 
 
+def _pruning_html(table: Path) -> str:
+    """The Table-1 comparison written by ``sepgraph prune``, when there is one."""
+    if not table.is_file():
+        return ""
+    with open(table, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    head = ("<tr><th>curve</th><th>cut</th><th>accuracy original</th><th>after head refit</th>"
+            "<th>after fine-tuning</th><th>epochs</th><th>parameters</th><th>parameters saved</th>"
+            "<th>FLOPs saved</th><th>pruned model</th></tr>")
+    body = "".join(
+        f"<tr><td>{html.escape(r['curve'])}</td><td>{html.escape(r['cut'])}</td>"
+        f"<td>{float(r['accuracy_original']):.2f}%</td><td>{float(r['accuracy_head_refit']):.2f}%</td>"
+        f"<td>{float(r['accuracy_finetuned']):.2f}%</td><td>{r['finetune_epochs']}</td>"
+        f"<td>{int(r['params_original']):,} &rarr; {int(r['params_pruned']):,}</td>"
+        f"<td>{float(r['params_saved_pct']):.2f}%</td><td>{float(r['flops_saved_pct']):.2f}%</td>"
+        f"<td><code>{html.escape(r['pruned_model'])}</code></td></tr>" for r in rows)
+    rule = rows[0]
+    return (f"<h2>Pruning</h2><p>Criterion I, <code>{html.escape(rule['rule'])}</code> rule, parameter "
+            f"{html.escape(rule['parameter'] or 'none')}, init {html.escape(rule['init'])} (SPEC 9).</p>"
+            f"<table class='facts'><thead>{head}</thead><tbody>{body}</tbody></table>")
+
+
 def _table(rows: list[dict], bins: int) -> str:
     columns = csv_columns(bins)
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
@@ -143,8 +166,7 @@ def _manifest_html(manifest: dict) -> str:
 def _html(manifest: dict, rows: list[dict], cuts: dict[str, Cut], embedded: dict, path: Path) -> str:
     parameters = manifest["parameters"]
     title = f"sepgraph: {parameters['model']} on {manifest['data_description']}"
-    pruning = path / "pruning.md"
-    pruning_html = (f"<h2>Pruning</h2><pre>{html.escape(pruning.read_text())}</pre>" if pruning.is_file() else "")
+    pruning_html = _pruning_html(path / "pruning.csv")
     images = "".join(
         f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>"
         f"<figcaption>{html.escape(caption)}</figcaption></figure>"
