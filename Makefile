@@ -16,12 +16,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-# Until `sepgraph demo` (training included) exists: the zoo, then a full analysis and report of a
-# randomly initialised (seeded) resnet20 on the embedded digits; no download needed.
+# Train, analyse, prune and report on the embedded handwritten digits: no download, no GPU.
 demo: install
-	$(BIN)/sepgraph models
-	$(BIN)/sepgraph analyze --model resnet20 --data digits:all --normalize none --vertices 500 --edges 3000 \
-		--lu-batch-size 100 --out results/demo --overwrite
+	$(BIN)/sepgraph demo
 
 test: install
 	$(BIN)/python -m pytest

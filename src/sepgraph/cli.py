@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from .checkpoints import load_weights
 from .comparison import compare_pruning
 from .criterion import RULES
 from .data import NORMALIZATIONS, load_dataset
+from .demo import run_demo
 from .devices import parse_memory
 from .errors import SepgraphError
 from .evaluation import evaluate
@@ -50,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sepgraph {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser("demo", help="train, analyse, prune and report on embedded digits (no download)")
+    demo.add_argument("--out", default="results/demo", help="results folder, replaced (default: results/demo)")
+    demo.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    demo.set_defaults(run=run_demo_command)
 
     models = commands.add_parser("models", help="list the model zoo with parameter and layer-point counts")
     models.add_argument("--pattern", default="*", help="shell-style filter on names (default: all)")
@@ -216,6 +223,12 @@ def _add_point_options(parser: argparse.ArgumentParser) -> None:
 
 def _point_list(args: argparse.Namespace) -> list[str] | None:
     return [name.strip() for name in args.points.split(",")] if args.points is not None else None
+
+
+def run_demo_command(args: argparse.Namespace) -> None:
+    started = time.perf_counter()
+    report = run_demo(args.out, device=args.device)
+    print(f"done in {time.perf_counter() - started:.0f} s. Open the report: {report}")
 
 
 def run_models(args: argparse.Namespace) -> None:

@@ -1,0 +1,122 @@
+"""Which of the paper's claims hold on a model: measured from results folders (FINDINGS.md).
+
+Claims (the paper's sections 1, 4.1-4.4):
+(a) similarity mass moves toward 0 layer by layer, and more than 85% of edges end up weak (< 0.1);
+(b) wrong edges of the important subgraph thin out with depth;
+(c) M rises through initial, development and mature stages;
+(d) M is smoother than Lu et al.'s Q;
+(e) the cut found with M saves more parameters than the cut found with Q (same rule).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim, whether the measurement confirms it, and the numbers behind the verdict."""
+
+    key: str
+    text: str
+    confirmed: bool
+    evidence: str
+
+
+def total_variation(curve: Sequence[float]) -> float:
+    """Sum of |c_{k+1} - c_k| of the curve rescaled to [0, 1]; a monotone curve scores 1."""
+    values = np.asarray(curve, dtype=np.float64)
+    spread = values.max() - values.min()
+    return float(np.abs(np.diff(values)).sum() / spread) if spread > 0 else 0.0
+
+
+def sign_changes(curve: Sequence[float]) -> int:
+    """How often the curve turns from rising to falling or back."""
+    steps = np.sign(np.diff(np.asarray(curve, dtype=np.float64)))
+    steps = steps[steps != 0]
+    return int((steps[1:] != steps[:-1]).sum())
+
+
+def rank_correlation(values: Sequence[float]) -> float:
+    """Spearman correlation of a curve with its layer index (ties get their mean rank)."""
+    values = np.asarray(values, dtype=np.float64)
+    order = np.argsort(values, kind="stable")
+    ranks = np.empty(len(values))
+    ranks[order] = np.arange(len(values))
+    for value in np.unique(values):
+        same = values == value
+        ranks[same] = ranks[same].mean()
+    index = np.arange(len(values), dtype=np.float64)
+    if ranks.std() == 0:
+        return 0.0
+    return float(np.corrcoef(index, ranks)[0, 1])
+
+
+def stage_means(curve: Sequence[float]) -> tuple[float, float, float]:
+    """Means of the first, middle and last third of the curve."""
+    thirds = np.array_split(np.asarray(curve, dtype=np.float64), 3)
+    return tuple(float(part.mean()) for part in thirds)
+
+
+def evaluate_claims(rows: list[dict], params_saved: dict[str, float], seed_curves: dict[str, np.ndarray] | None = None
+                    ) -> list[Claim]:
+    """The five claims on one model's layer rows (layers.csv's columns).
+
+    Args:
+        rows: per layer point, in order.
+        params_saved: percent of parameters the Criterion I cut saves, for ``"M"`` and ``"lu_q"``.
+        seed_curves: optional (seeds, points) arrays of M and Q from analyses with other vertex
+            samples, for the smoothness comparison's spread.
+    """
+    mean_sim = [r["mean_sim"] for r in rows]
+    weak = [r["share_below_0.1"] for r in rows]
+    wrong = [1 - r["r"] for r in rows]
+    m = [r["M"] for r in rows]
+    q = [r["lu_q_mean"] for r in rows]
+    claims = []
+    trend = rank_correlation(mean_sim)
+    claims.append(Claim(
+        "a", "the similarity histogram moves toward 0 layer by layer, and more than 85% of edges end up weak",
+        trend < -0.5 and weak[-1] > 0.85,
+        f"rank correlation of mean similarity with depth {trend:+.2f}; mean similarity {mean_sim[0]:.3f} at the "
+        f"first point, {mean_sim[-1]:.3f} at the last; share of pairs below 0.1 at the last point {weak[-1]:.1%} "
+        f"(largest at any point {max(weak):.1%})"))
+    trend = rank_correlation(wrong)
+    claims.append(Claim(
+        "b", "wrong edges thin out with depth", trend < -0.5 and wrong[-1] < wrong[0],
+        f"wrong edges {wrong[0]:.1%} at the first point, {wrong[-1]:.1%} at the last, fewest {min(wrong):.1%}; "
+        f"rank correlation with depth {trend:+.2f}"))
+    first, middle, last = stage_means(m)
+    claims.append(Claim(
+        "c", "M rises through initial, development and mature stages", first < middle < last,
+        f"mean M over the first, middle and last third of the points: {first:.4f}, {middle:.4f}, {last:.4f}; "
+        f"rank correlation with depth {rank_correlation(m):+.2f}"))
+    tv_m, tv_q = total_variation(m), total_variation(q)
+    spread = ""
+    if seed_curves:
+        tvs = {k: [total_variation(c) for c in v] for k, v in seed_curves.items()}
+        spread = (f"; over {len(tvs['M'])} vertex samples M's total variation ranges "
+                  f"{min(tvs['M']):.2f}-{max(tvs['M']):.2f}, Q's {min(tvs['lu_q']):.2f}-{max(tvs['lu_q']):.2f}")
+    claims.append(Claim(
+        "d", "M is smoother than Lu et al.'s Q", tv_m < tv_q,
+        f"total variation of the curve rescaled to [0, 1] (1 = monotone): M {tv_m:.2f}, Q {tv_q:.2f}; "
+        f"turns (sign changes of the steps): M {sign_changes(m)}, Q {sign_changes(q)}{spread}"))
+    claims.append(Claim(
+        "e", "the cut found with M saves more parameters than the cut found with Q",
+        params_saved["M"] > params_saved["lu_q"],
+        f"parameters saved by truncating at the Criterion I cut: M {params_saved['M']:.2f}%, "
+        f"Q {params_saved['lu_q']:.2f}%"))
+    return claims
+
+
+def findings_markdown(title: str, claims: list[Claim], notes: Sequence[str] = ()) -> str:
+    """A FINDINGS.md section: one line per claim with its verdict and the numbers."""
+    lines = [f"## {title}", "", "| claim | verdict | measured |", "|---|---|---|"]
+    for claim in claims:
+        verdict = "confirmed" if claim.confirmed else "not confirmed"
+        lines.append(f"| ({claim.key}) {claim.text} | **{verdict}** | {claim.evidence} |")
+    lines += [""] + [f"- {note}" for note in notes] + [""]
+    return "\n".join(lines)

@@ -1,0 +1,48 @@
+import numpy as np
+import pytest
+
+from sepgraph.findings import (
+    evaluate_claims,
+    findings_markdown,
+    rank_correlation,
+    sign_changes,
+    stage_means,
+    total_variation,
+)
+
+
+def test_curve_statistics():
+    assert total_variation([0, 1, 2, 3]) == 1.0
+    assert total_variation([0, 2, 1, 3]) == pytest.approx((2 + 1 + 2) / 3)
+    assert total_variation([5, 5]) == 0.0
+    assert sign_changes([0, 1, 2, 3]) == 0 and sign_changes([0, 2, 1, 3, 3, 4]) == 2
+    assert rank_correlation([1, 2, 3, 4]) == pytest.approx(1.0)
+    assert rank_correlation([4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert rank_correlation([1, 1, 1]) == 0.0
+    assert stage_means([1, 1, 2, 2, 3, 3]) == (1.0, 2.0, 3.0)
+
+
+def rows_from(mean_sim, weak, r, m, q):
+    return [{"mean_sim": a, "share_below_0.1": b, "r": c, "M": d, "lu_q_mean": e}
+            for a, b, c, d, e in zip(mean_sim, weak, r, m, q, strict=True)]
+
+
+def test_claims_on_a_network_that_behaves_as_the_paper_says():
+    rows = rows_from(np.linspace(0.8, 0.05, 9), np.linspace(0, 0.9, 9), np.linspace(0.3, 0.95, 9),
+                     np.linspace(0.01, 0.3, 9), [0.1, 0.3, 0.2, 0.4, 0.3, 0.6, 0.5, 0.7, 0.8])
+    claims = evaluate_claims(rows, {"M": 40.0, "lu_q": 20.0})
+    assert [c.key for c in claims] == ["a", "b", "c", "d", "e"]
+    assert all(c.confirmed for c in claims)
+    assert "M 40.00%, Q 20.00%" in claims[4].evidence
+
+
+def test_claims_that_fail_say_so_with_numbers():
+    rows = rows_from([0.7, 0.6, 0.65, 0.5, 0.6, 0.55], [0.0] * 6, [0.3, 0.3, 0.35, 0.3, 0.4, 0.9],
+                     [0.02, 0.01, 0.03, 0.02, 0.04, 0.2], [0.1, 0.12, 0.14, 0.16, 0.18, 0.2])
+    curves = {"M": np.array([[r["M"] for r in rows]] * 3), "lu_q": np.array([[r["lu_q_mean"] for r in rows]] * 3)}
+    claims = {c.key: c for c in evaluate_claims(rows, {"M": 0.0, "lu_q": 0.0}, curves)}
+    assert not claims["a"].confirmed and "below 0.1 at the last point 0.0%" in claims["a"].evidence
+    assert not claims["d"].confirmed and "over 3 vertex samples" in claims["d"].evidence
+    assert not claims["e"].confirmed
+    text = findings_markdown("model", list(claims.values()), ["a note"])
+    assert "**not confirmed**" in text and "- a note" in text and text.startswith("## model")
