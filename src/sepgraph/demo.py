@@ -1,8 +1,9 @@
 """``sepgraph demo``: the whole method on embedded data in minutes, no download, no GPU.
 
 Trains resnet20 on scikit-learn's handwritten digits (upsampled to 32x32), analyses it on
-the held-out digits, applies Criterion I to M and to Lu et al.'s Q, prunes, refits the head,
-fine-tunes, and writes a results folder with report.html. Sizes are scaled to the data
+the held-out digits, applies Criterion I to M and to Lu et al.'s Q (the ``plateau`` rule; when
+neither curve has a plateau it says so and shows Lu et al.'s block rule, ``delta``), prunes,
+refits the head, fine-tunes, and writes a results folder with report.html. Sizes are scaled to the data
 (364 test images): N = 350 vertices (35 per class), |E| = 3,500 (the paper's 10 edges per
 vertex), histograms over all test pairs, Lu et al.'s Q on 3 batches of 100.
 """
@@ -21,7 +22,7 @@ from .comparison import compare_pruning
 from .data import load_dataset
 from .evaluation import evaluate
 from .models import create_model
-from .report import render_report
+from .report import recommend, render_report
 from .training import Recipe, train
 
 DEMO_RECIPE = Recipe(epochs=12, lr=0.05, momentum=0.9, weight_decay=5e-4, batch_size=64, milestones=(7, 10))
@@ -50,8 +51,13 @@ def run_demo(out: str | Path = "results/demo", *, model: str = "resnet20", recip
                        edges=3500, lu_batch_size=100, lu_batches=3, device=device, out=out / "analysis",
                        progress=progress)
     print("3/4 cutting where M and where Lu et al.'s Q say (Criterion I), refitting the head, fine-tuning")
-    table = compare_pruning(analysis.path, train_set, test_data=test_set, head_epochs=2,
-                            recipe=replace(recipe, epochs=3, milestones=(2,)), device=device, progress=progress)
+    rule = "plateau"
+    if not any(cut.removed for cut in recommend(analysis.rows).values()):
+        rule = "delta"
+        print("    neither curve has a plateau, peak or decline (both still rise at the last point), so Criterion I "
+              "truncates nothing; showing Lu et al.'s block rule (delta, SPEC 8) instead")
+    table = compare_pruning(analysis.path, train_set, test_data=test_set, rule=rule, head_epochs=2,
+                            recipe=replace(recipe, epochs=6, milestones=(4,)), device=device, progress=progress)
     for row in table:
         print(f"    {row['curve']}: {row['cut']}; accuracy {row['accuracy_original']:.2f}% -> "
               f"{row['accuracy_finetuned']:.2f}%, parameters saved {row['params_saved_pct']:.1f}%")

@@ -1,0 +1,14 @@
+from dataclasses import replace
+
+from sepgraph.demo import DEMO_RECIPE, run_demo
+
+
+def test_demo_trains_analyses_prunes_and_reports(tmp_path, capsys):
+    report = run_demo(tmp_path / "demo", recipe=replace(DEMO_RECIPE, epochs=2, milestones=(1,)), progress=False)
+    assert report == tmp_path / "demo" / "analysis" / "report.html" and report.is_file()
+    for name in ("layers.csv", "pruning.csv", "recommendation.json", "figures/rings.png"):
+        assert (report.parent / name).is_file()
+    assert (tmp_path / "demo" / "model.pt").is_file()
+    out = capsys.readouterr().out
+    assert [line[:3] for line in out.splitlines() if line[:1].isdigit()] == ["1/4", "2/4", "3/4", "4/4"]
+    assert "Pruning" in report.read_text()
