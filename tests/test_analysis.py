@@ -90,6 +90,8 @@ def test_resume_recomputes_only_missing_layers(finished, tmp_path):
     analyze("resnet20", out=copy, resume=True, **SMALL)
     assert (copy / "rows" / "000_stem.conv.json").stat().st_mtime_ns == stamp
     assert (copy / "layers.csv").read_bytes() == (finished.path / "layers.csv").read_bytes()
+    analyze("resnet20", out=copy, resume=True, **SMALL)  # nothing missing: nothing recomputed
+    assert (copy / "rows" / "000_stem.conv.json").stat().st_mtime_ns == stamp
     analyze("resnet20", out=copy, overwrite=True, **SMALL)
     assert (copy / "layers.csv").read_bytes() == (finished.path / "layers.csv").read_bytes()
 

@@ -120,3 +120,13 @@ def test_lu_q_ties_go_to_the_lower_index_like_heapq(seed, samples, k):
     x = np.eye(3, dtype=np.float32)[rng.integers(0, 3, samples)]
     labels = rng.integers(0, 2, samples)
     assert lu_modularity(unit_rows(x)[0], labels, k) == pytest.approx(lu_reference(x, labels, k), abs=1e-9)
+
+
+def test_zero_total_weight_is_a_clear_error():
+    from sepgraph import SepgraphError
+
+    i, j, w, labels = np.array([0, 1]), np.array([1, 2]), np.zeros(2), np.array([0, 0, 1])
+    with pytest.raises(SepgraphError, match="weigh 0 in all"):
+        paper_modularity(i, j, w, labels)
+    with pytest.raises(SepgraphError, match="weigh 0 in all"):
+        newman_modularity(i, j, w, labels)

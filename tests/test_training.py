@@ -105,3 +105,9 @@ def test_train_command(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "trained resnet20 for 1 epochs" in out and "test_accuracy" in out
     assert np.isfinite(json.loads((tmp_path / "metrics.json").read_text())["epochs"][0]["test_loss"])
+
+
+def test_divergence_is_reported(tmp_path, digits_train):
+    with pytest.raises(SepgraphError, match=r"training diverged at epoch 1, step \d+ \(loss (nan|inf)\); lower --lr"):
+        train(fresh_model(), digits_train, normalize="none", recipe=Recipe(epochs=1, lr=1e12, batch_size=50),
+              out=tmp_path, progress=False)

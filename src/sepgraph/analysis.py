@@ -24,7 +24,7 @@ from .checkpoints import load_weights
 from .data import ImageDataset, load_dataset, lu_batch_indices, select_vertices, to_tensor
 from .devices import default_max_memory, resolve_device
 from .errors import SepgraphError
-from .features import PointFeatures, extract_features
+from .features import PointFeatures, extract_features, point_shapes
 from .models import create_model
 from .modularity import lu_modularity, newman_modularity, paper_modularity
 from .points import layer_points
@@ -102,6 +102,7 @@ def analyze(
     samples = SampleSets.choose(dataset, vertices, hist_samples, lu_batch_size, lu_batches, vertex_choice, seed)
     example = to_tensor(dataset.read(samples.union[:1]), normalize)
     point_list = layer_points(model, convention, points, example_input=example)
+    point_shapes(model, point_list, example)  # wrong input shapes and missing points fail before anything is written
     parameters = {
         "model": model_name, "weights": str(weights) if weights else None, "weights_sha256": weights_sha256,
         "data": dataset.spec, "data_sha256": dataset.sha256, "normalize": normalize,
@@ -130,23 +131,23 @@ def analyze(
         log.info("resuming: %d of %d layer points are already complete", len(point_list) - len(missing),
                  len(point_list))
     timings = {"features": 0.0, "histogram": 0.0, "subgraph": 0.0, "lu": 0.0}
-    bar = tqdm(total=len(missing), desc="layers", unit="point", disable=not progress)
     tick = time.perf_counter()
     stream = extract_features(model, [point_list[i] for i in missing], dataset, samples.union, normalize=normalize,
-                              batch_size=batch_size, device=device, max_memory=budget, progress=progress)
-    for position_in_missing, item in enumerate(stream):
-        index = missing[position_in_missing]
-        timings["features"] += time.perf_counter() - tick
-        row, edge_arrays, seconds = _measure_layer(item, index, samples, target, budget, bins, edges, lu_k)
-        for key, value in seconds.items():
-            timings[key] += value
-        del item
-        folder.write_layer(index, row["name"], row, edge_arrays)
-        stored[index] = row
-        bar.set_postfix_str(f"{row['name']} M={row['M']:.4f}")
-        bar.update()
-        tick = time.perf_counter()
-    bar.close()
+                              batch_size=batch_size, device=device, max_memory=budget,
+                              progress=progress) if missing else iter(())
+    with tqdm(total=len(missing), desc="layers", unit="point", disable=not progress) as bar:
+        for position_in_missing, item in enumerate(stream):
+            index = missing[position_in_missing]
+            timings["features"] += time.perf_counter() - tick
+            row, edge_arrays, seconds = _measure_layer(item, index, samples, target, budget, bins, edges, lu_k)
+            for key, value in seconds.items():
+                timings[key] += value
+            del item
+            folder.write_layer(index, row["name"], row, edge_arrays)
+            stored[index] = row
+            bar.set_postfix_str(f"{row['name']} M={row['M']:.4f}")
+            bar.update()
+            tick = time.perf_counter()
     folder.write_table(stored, bins)
     folder.manifest.update(
         status="complete",
@@ -216,6 +217,11 @@ def _measure_layer(item: PointFeatures, index: int, samples: SampleSets, target:
         unit, zero = unit_rows(item.features, inplace=True)
     except SepgraphError as error:
         raise SepgraphError(f"layer point {item.point.name!r}: {error}") from error
+    if bool(zero.all()):
+        raise SepgraphError(
+            f"layer point {item.point.name!r}: every feature vector is zero (dead units, or weights that zero the "
+            "output?), so cosine similarity is undefined there; check the weights or leave the point out with --points"
+        )
     unit = unit.to(target)
     block_memory = max(budget // 4, 1)
     hist_positions = samples.positions(samples.hist)

@@ -222,7 +222,7 @@ def _add_point_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _point_list(args: argparse.Namespace) -> list[str] | None:
-    return [name.strip() for name in args.points.split(",")] if args.points is not None else None
+    return [name.strip() for name in args.points.split(",") if name.strip()] if args.points is not None else None
 
 
 def run_demo_command(args: argparse.Namespace) -> None:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .errors import SepgraphError
+
 
 @dataclass(frozen=True)
 class PaperModularity:
@@ -29,6 +31,14 @@ def _strengths(i: np.ndarray, j: np.ndarray, w: np.ndarray, vertices: int) -> np
     return np.bincount(i, w, minlength=vertices) + np.bincount(j, w, minlength=vertices)
 
 
+def _check_weight(total: float) -> None:
+    if not total > 0:
+        raise SepgraphError(
+            f"the graph's edges weigh {total:g} in all; modularity needs a positive total weight "
+            "(are the features of this layer point all zero or all orthogonal?)"
+        )
+
+
 def paper_modularity(i: np.ndarray, j: np.ndarray, w: np.ndarray, labels: np.ndarray) -> PaperModularity:
     """The paper's modularity M on a subgraph (SPEC 6, eq. 5 as printed).
 
@@ -40,6 +50,7 @@ def paper_modularity(i: np.ndarray, j: np.ndarray, w: np.ndarray, labels: np.nda
     w = np.asarray(w, dtype=np.float64)
     strength = _strengths(i, j, w, len(labels))
     twice_total = 2.0 * strength.sum()
+    _check_weight(twice_total / 4)
     terms = w - strength[i] * strength[j] / twice_total
     correct = labels[i] == labels[j]
     aq = float(terms[correct].sum() / twice_total)
@@ -58,6 +69,7 @@ def newman_modularity(i: np.ndarray, j: np.ndarray, w: np.ndarray, labels: np.nd
     labels = np.asarray(labels)
     w = np.asarray(w, dtype=np.float64)
     total = w.sum()
+    _check_weight(total)
     strength = _strengths(i, j, w, len(labels))
     class_strength = np.bincount(labels, strength, minlength=int(labels.max()) + 1)
     inside = w[labels[i] == labels[j]].sum()

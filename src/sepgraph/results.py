@@ -60,6 +60,8 @@ class ResultsFolder:
         if self.path.is_dir() and any(self.path.iterdir()):
             if resume:
                 self._check_resumable()
+                for stale in self.path.rglob(".*.tmp"):  # left by a run killed mid-write
+                    stale.unlink()
             elif overwrite:
                 shutil.rmtree(self.path)
             else:
