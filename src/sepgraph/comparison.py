@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import logging
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -22,8 +21,6 @@ from .points import layer_points
 from .pruning import flop_count, reinitialise, remove, truncate, unit_of_point
 from .results import atomic_text, load_results
 from .training import Recipe, train
-
-log = logging.getLogger(__name__)
 
 CURVES = {"M": "M (ours)", "lu_q": "Lu et al.'s Q"}
 COLUMNS = ["model", "curve", "rule", "parameter", "cut", "pruned_model", "points_removed", "init",

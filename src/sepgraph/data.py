@@ -13,7 +13,6 @@ Dataset specs (CLI ``--data`` and the API alike):
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +22,6 @@ import torch
 
 from .checkpoints import file_sha256
 from .errors import SepgraphError
-
-log = logging.getLogger(__name__)
 
 NORMALIZATIONS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
