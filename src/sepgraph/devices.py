@@ -32,11 +32,11 @@ def physical_memory() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-DEFAULT_MEMORY_CAP = 3 << 30
+DEFAULT_MEMORY_CAP = 2 << 30
 
 
 def default_max_memory() -> int:
-    """The default budget for features held at once: a quarter of RAM, at most 3 GiB."""
+    """The default budget for features held at once: a quarter of RAM, at most 2 GiB."""
     return min(physical_memory() // 4, DEFAULT_MEMORY_CAP)
 
 

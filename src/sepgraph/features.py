@@ -164,7 +164,7 @@ def extract_features(
     progress: bool = True,
 ) -> Iterator[PointFeatures]:
     """Yield each point's features for ``dataset[indices]``, in point order, never holding
-    more than ``max_memory`` bytes of features (default: a quarter of RAM, at most 3 GiB).
+    more than ``max_memory`` bytes of features (default: a quarter of RAM, at most 2 GiB).
 
     The model runs in ``eval()`` under ``torch.inference_mode()`` on ``device``.
     """

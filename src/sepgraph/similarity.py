@@ -39,7 +39,7 @@ def unit_rows(features: torch.Tensor | np.ndarray, inplace: bool = False) -> tup
         raise SepgraphError(f"features must be a 2-D (samples x dims) array, got shape {tuple(tensor.shape)}")
     if not inplace or tensor.dtype != torch.float32:
         tensor = tensor.to(torch.float32, copy=True)
-    if not bool(torch.isfinite(tensor).all()):
+    if not all(bool(torch.isfinite(chunk).all()) for chunk in tensor.split(1024)):  # no N x D mask in memory
         raise SepgraphError("features contain NaN or Inf (did the model diverge, or the input overflow?)")
     norms = torch.linalg.vector_norm(tensor, dim=1, keepdim=True)
     zero = norms == 0
