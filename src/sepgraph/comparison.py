@@ -69,9 +69,9 @@ def compare_pruning(
     accuracy = evaluate(original, test_set, normalize=normalize, device=device, progress=progress).accuracy
     before = {"params": parameter_count(original), "flops": flop_count(original, size)}
     table, done = [], {}
+    removable = [unit_of_point(original, p) is not None for p in points] if rule == "delta" else None
     for key, label in CURVES.items():
         values = [row[key if key == "M" else "lu_q_mean"] for row in rows]
-        removable = [unit_of_point(original, p) is not None for p in points] if rule == "delta" else None
         cut = apply_rule(values, rule, parameter, removable)
         spec, pruned = _prune(original, base, points, cut, classes, size)
         row = {"model": base, "curve": label, "rule": cut.rule, "parameter": cut.parameter,

@@ -95,17 +95,26 @@ class ImageDataset:
 
 def to_tensor(images: np.ndarray, normalize: str) -> torch.Tensor:
     """(n, H, W, C) uint8 -> (n, C, H, W) float32, scaled to [0, 1] then normalised."""
+    return normalise(scale(images), normalize)
+
+
+def scale(images: np.ndarray) -> torch.Tensor:
+    """(n, H, W, C) uint8 -> (n, C, H, W) float32 in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def normalise(images: torch.Tensor, normalize: str) -> torch.Tensor:
+    """Apply a named per-channel normalisation, in place, to (n, C, H, W) float32 images in [0, 1]."""
     mean, std = normalization(normalize)
-    channels = images.shape[-1]
+    channels = images.shape[1]
     if len(mean) not in (1, channels):
         raise SepgraphError(
             f"normalisation {normalize!r} has {len(mean)} channels but the images have {channels}; "
             "use --normalize none or images with matching channels"
         )
-    tensor = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
     mean_t = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
     std_t = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
-    return tensor.sub_(mean_t).div_(std_t).contiguous()
+    return images.sub_(mean_t).div_(std_t).contiguous()
 
 
 def read_image_file(path: str, image_size: int | None = None) -> np.ndarray:

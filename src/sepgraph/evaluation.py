@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from .data import ImageDataset
 from .devices import resolve_device
-from .errors import SepgraphError
+from .errors import SepgraphError, input_shape_error
 
 
 @dataclass
@@ -57,10 +57,7 @@ def evaluate(
                 try:
                     logits = model(images.to(target))
                 except RuntimeError as error:
-                    raise SepgraphError(
-                        f"the model cannot take inputs of shape {tuple(images.shape[1:])} (C, H, W): "
-                        f"{str(error).splitlines()[0]}"
-                    ) from error
+                    raise input_shape_error(images.shape[1:], error) from error
                 labels = labels.to(target)
                 if int(labels.max()) >= logits.shape[1]:
                     raise SepgraphError(

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from .data import ImageDataset, to_tensor
 from .devices import default_max_memory, resolve_device
-from .errors import SepgraphError
+from .errors import SepgraphError, input_shape_error
 from .points import LayerPoint
 
 log = logging.getLogger(__name__)
@@ -122,10 +122,7 @@ def point_shapes(
         with torch.inference_mode():
             capture.run(model.eval(), example)
     except RuntimeError as error:
-        raise SepgraphError(
-            f"the model cannot take inputs of shape {tuple(example.shape[1:])} (C, H, W): "
-            f"{str(error).splitlines()[0]}"
-        ) from error
+        raise input_shape_error(example.shape[1:], error) from error
     finally:
         capture.remove()
     return [tuple(capture.outputs[i].shape[1:]) for i in range(len(points))]

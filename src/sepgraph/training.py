@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .data import ImageDataset, normalization
+from .data import ImageDataset, normalise, scale
 from .devices import resolve_device
 from .errors import SepgraphError
 from .evaluation import evaluate
@@ -72,13 +72,6 @@ def augment_batch(images: torch.Tensor, generator: torch.Generator, padding: int
     crops = torch.stack([padded[b, :, t:t + height, s:s + width] for b, (t, s) in
                          enumerate(zip(tops.tolist(), lefts.tolist(), strict=True))])
     return torch.where(flips.view(-1, 1, 1, 1), crops.flip(3), crops)
-
-
-def _normalise(images: torch.Tensor, normalize: str) -> torch.Tensor:
-    mean, std = normalization(normalize)
-    mean_t = torch.tensor(mean, dtype=images.dtype).view(1, -1, 1, 1)
-    std_t = torch.tensor(std, dtype=images.dtype).view(1, -1, 1, 1)
-    return (images - mean_t) / std_t
 
 
 def train(
@@ -152,10 +145,10 @@ def _epoch(model, dataset, normalize, recipe, optimizer, generator, device, epoc
     bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{recipe.epochs}", unit="batch", disable=not progress)
     for step in bar:
         chosen = np.sort(order[step * recipe.batch_size:(step + 1) * recipe.batch_size])
-        images = torch.from_numpy(dataset.read(chosen)).permute(0, 3, 1, 2).float().div_(255)
+        images = scale(dataset.read(chosen))
         if recipe.augment:
             images = augment_batch(images, generator, recipe.padding)
-        images = _normalise(images, normalize).to(device)
+        images = normalise(images, normalize).to(device)
         labels = torch.from_numpy(dataset.labels[chosen]).to(device)
         logits = model(images)
         loss = F.cross_entropy(logits, labels)
