@@ -1,0 +1,57 @@
+"""How the similarity stage scales with the number of samples N and the feature size D.
+
+Usage (from the repository root):
+
+    .venv/bin/python benchmarks/bench_scaling.py [--json scaling.json]
+
+For synthetic non-negative (ReLU-like) float32 features, times sepgraph's full-set histogram
+for N in 1000, 2000, 4000, 10000 at D = 4096, and for D in 1024, 4096, 16384 at N = 4000, and
+prints seconds, nanoseconds per upper-triangle multiply-add (flat when the N^2 D law holds),
+and the memory the stage holds: the unit rows (N x D x 4 bytes) plus one block row. Nothing
+is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from sepgraph.similarity import BYTES_PER_BLOCK_ENTRY, block_rows, similarity_histogram, unit_rows
+
+BUDGET = 1 << 30
+
+
+def measure(samples: int, dims: int) -> dict:
+    torch.manual_seed(0)
+    unit, _ = unit_rows(torch.relu(torch.randn(samples, dims)), inplace=True)
+    similarity_histogram(unit[:256], 10, BUDGET)  # warm-up
+    start = time.perf_counter()
+    similarity_histogram(unit, 10, BUDGET)
+    seconds = time.perf_counter() - start
+    rows = block_rows(samples, BUDGET)
+    multiply_adds = samples * (samples - 1) / 2 * dims
+    return {"N": samples, "D": dims, "seconds": seconds, "ns_per_multiply_add": 1e9 * seconds / multiply_adds,
+            "held_mib": (samples * dims * 4 + rows * samples * BYTES_PER_BLOCK_ENTRY) / 2**20}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", help="write the table to this file")
+    args = parser.parse_args()
+    rows = [measure(n, 4096) for n in (1000, 2000, 4000, 10000)]
+    rows += [measure(4000, d) for d in (1024, 16384)]
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"{'N':>7}{'D':>7}{'seconds':>10}{'ns/mult-add':>13}{'held MiB':>10}")
+    for row in sorted(rows, key=lambda r: (r["D"], r["N"])):
+        print(f"{row['N']:>7}{row['D']:>7}{row['seconds']:>10.3f}{row['ns_per_multiply_add']:>13.4f}"
+              f"{row['held_mib']:>10.0f}")
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(rows, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()
