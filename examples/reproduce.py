@@ -19,10 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from sepgraph import analyze, create_model, evaluate, load_dataset, load_weights, parameter_count
+from sepgraph.criterion import recommend
 from sepgraph.figures import seed_bands
 from sepgraph.findings import evaluate_claims, findings_markdown
 from sepgraph.pruning import truncate
-from sepgraph.report import recommend, render_report
+from sepgraph.report import render_report
 from sepgraph.results import atomic_text, load_results
 
 WEIGHTS = {"resnet20": "resnet20-12fca82f.th", "resnet56": "resnet56-4bfd9763.th"}

@@ -8,9 +8,9 @@ import pytest
 from sepgraph import SepgraphError
 from sepgraph.analysis import analyze
 from sepgraph.cli import main
-from sepgraph.criterion import apply_rule
+from sepgraph.criterion import apply_rule, recommend
 from sepgraph.figures import histogram_grid, histogram_heatmap, modularity_curves, ring_graphs, ring_positions
-from sepgraph.report import recommend, render_report
+from sepgraph.report import render_report
 from sepgraph.results import edges_path, load_results
 
 SMALL = dict(data="digits:all", vertices=120, edges=400, hist_samples=200, lu_batch_size=40, lu_batches=2,

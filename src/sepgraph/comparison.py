@@ -12,13 +12,13 @@ from pathlib import Path
 from torch import nn
 
 from .checkpoints import load_weights, save_weights
-from .criterion import Cut, apply_rule
+from .criterion import Cut, recommend
 from .data import ImageDataset, load_dataset
 from .errors import SepgraphError
 from .evaluation import evaluate
 from .models import create_model, input_size, parameter_count
 from .points import layer_points
-from .pruning import flop_count, reinitialise, remove, truncate, unit_of_point
+from .pruning import apply_spec, flop_count, reinitialise, unit_of_point
 from .results import atomic_text, load_results
 from .training import Recipe, train
 
@@ -70,20 +70,22 @@ def compare_pruning(
     before = {"params": parameter_count(original), "flops": flop_count(original, size)}
     table, done = [], {}
     removable = [unit_of_point(original, p) is not None for p in points] if rule == "delta" else None
+    cuts = recommend(rows, rule, parameter, removable)
     for key, label in CURVES.items():
-        values = [row[key if key == "M" else "lu_q_mean"] for row in rows]
-        cut = apply_rule(values, rule, parameter, removable)
-        spec, pruned = _prune(original, base, points, cut, classes, size)
+        cut = cuts[key]
+        pruning = _pruning(original, points, cut)
+        spec = f"{base}+{pruning}" if pruning else None
         row = {"model": base, "curve": label, "rule": cut.rule, "parameter": cut.parameter,
                "cut": _describe(cut, points), "pruned_model": spec or base, "points_removed": len(cut.removed),
                "init": init, "accuracy_original": accuracy, "params_original": before["params"],
                "flops_original": before["flops"]}
         if spec in done:
             row.update({k: v for k, v in done[spec].items() if k not in ("curve",)}, curve=label)
-        elif pruned is None:
+        elif spec is None:
             row.update(accuracy_head_refit=accuracy, accuracy_finetuned=accuracy, finetune_epochs=0,
                        params_pruned=before["params"], flops_pruned=before["flops"])
         else:
+            pruned = apply_spec(original, pruning, classes, size)
             if init == "scratch":
                 reinitialise(pruned)
             row.update(_train_pruned(pruned, train_set, test_set, normalize, recipe, head_epochs,
@@ -97,17 +99,14 @@ def compare_pruning(
     return table
 
 
-def _prune(original: nn.Module, base: str, points, cut: Cut, classes: int, size) -> tuple[str | None, nn.Module | None]:
+def _pruning(original: nn.Module, points, cut: Cut) -> str | None:
+    """The pruning a cut asks for, as a model-spec suffix (``truncate=POINT`` or ``remove=UNIT,...``)."""
     if not cut.removed:
-        return None, None
+        return None
     if cut.cut_index is not None:
-        name = points[cut.cut_index].name
-        return f"{base}+truncate={name}", truncate(original, name, classes, size)
-    units = [unit_of_point(original, points[k]) for k in cut.removed]
-    units = list(dict.fromkeys(u for u in units if u))
-    if not units:
-        return None, None
-    return f"{base}+remove={','.join(units)}", remove(original, units)
+        return f"truncate={points[cut.cut_index].name}"
+    units = list(dict.fromkeys(u for u in (unit_of_point(original, points[k]) for k in cut.removed) if u))
+    return f"remove={','.join(units)}" if units else None
 
 
 def _describe(cut: Cut, points) -> str:

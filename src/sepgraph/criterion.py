@@ -93,3 +93,11 @@ def apply_rule(values: Sequence[float], rule: str = "plateau", parameter: float 
     if rule == "peak":
         return peak_cut(values)
     return delta_removals(values, removable, parameter)
+
+
+def recommend(rows: Sequence[dict], rule: str = "plateau", parameter: float | None = None,
+              removable: Sequence[bool] | None = None) -> dict[str, Cut]:
+    """Criterion I under the same rule on M (key ``"M"``) and on Lu et al.'s Q (key ``"lu_q"``),
+    from per-layer rows with layers.csv's columns."""
+    return {"M": apply_rule([row["M"] for row in rows], rule, parameter, removable),
+            "lu_q": apply_rule([row["lu_q_mean"] for row in rows], rule, parameter, removable)}

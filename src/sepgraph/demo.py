@@ -19,10 +19,11 @@ import torch
 from .analysis import analyze
 from .checkpoints import save_weights
 from .comparison import compare_pruning
+from .criterion import recommend
 from .data import load_dataset
 from .evaluation import evaluate
 from .models import create_model
-from .report import recommend, render_report
+from .report import render_report
 from .training import Recipe, train
 
 DEMO_RECIPE = Recipe(epochs=12, lr=0.05, momentum=0.9, weight_decay=5e-4, batch_size=64, milestones=(7, 10))

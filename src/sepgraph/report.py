@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from . import __version__
-from .criterion import Cut, apply_rule
+from .criterion import Cut, recommend
 from .errors import SepgraphError
 from .figures import histogram_grid, histogram_heatmap, modularity_curves, ring_graphs
 from .results import atomic_text, atomic_write, csv_columns, edges_path, load_results
@@ -23,12 +23,6 @@ from .results import atomic_text, atomic_write, csv_columns, edges_path, load_re
 log = logging.getLogger(__name__)
 
 FORMATS = ("png", "pdf", "svg")
-
-
-def recommend(rows: list[dict], rule: str = "plateau", parameter: float | None = None) -> dict[str, Cut]:
-    """Criterion I (SPEC 8) under the same rule on M and on Lu et al.'s Q."""
-    return {"M": apply_rule([row["M"] for row in rows], rule, parameter),
-            "lu_q": apply_rule([row["lu_q_mean"] for row in rows], rule, parameter)}
 
 
 def render_report(path: str | Path, *, file_format: str = "png", dpi: int = 150, ring_edges: int | None = None,
