@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from sepgraph import SepgraphError, create_model, extract_features, layer_points, load_dataset
+from sepgraph import SepgraphError, create_model, devices, extract_features, layer_points, load_dataset
 from sepgraph.data import to_tensor
 from sepgraph.features import plan_groups
 
@@ -56,6 +56,27 @@ def test_plan_groups_respects_the_budget():
     assert plan_groups(dims, 10, 10 * 4 * 10_000) == [[0, 1, 2, 3, 4, 5]]
     with pytest.raises(SepgraphError, match="--max-memory"):
         plan_groups(dims, 10, 10 * 4 * 99)
+
+
+def test_default_budget_grows_to_one_point_within_half_of_ram(monkeypatch):
+    gib = 1 << 30
+    monkeypatch.setattr(devices, "physical_memory", lambda: 24 * gib)
+    assert devices.default_max_memory() == 2 * gib
+    assert devices.default_max_memory(int(2.6 * gib)) == int(2.6 * gib)  # CIFAR ResNet18's first layers, 10k images
+    assert devices.default_max_memory(13 * gib) == 2 * gib  # too large: plan_groups names --max-memory
+    monkeypatch.setattr(devices, "physical_memory", lambda: 4 * gib)
+    assert devices.default_max_memory() == gib and devices.default_max_memory(int(1.5 * gib)) == int(1.5 * gib)
+
+
+def test_similarity_products_force_full_float32_and_restore_the_setting():
+    saved = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("high")  # a user who switched TF32 on
+        with devices.ieee_float32_matmul():
+            assert torch.backends.cuda.matmul.fp32_precision == "ieee"
+        assert torch.backends.cuda.matmul.fp32_precision == "tf32"
+    finally:
+        torch.set_float32_matmul_precision(saved)
 
 
 def test_a_group_stops_after_its_last_point(digits, resnet20):

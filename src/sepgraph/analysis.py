@@ -7,10 +7,12 @@ and returns an :class:`Analysis` for notebooks.
 from __future__ import annotations
 
 import logging
+import math
 import platform
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import cached_property
 from pathlib import Path
 
 import networkx
@@ -85,7 +87,7 @@ def analyze(
     samples (``"all"``: the whole dataset), the top-``edges`` subgraph among
     ``vertices`` samples with its r, AQ, EQ, M and Newman Q, and Lu et al.'s Q over
     ``lu_batches`` disjoint batches of ``lu_batch_size`` samples (kNN with ``lu_k``).
-    Features of each point are extracted once for the union of those samples.
+    Features of each point are extracted once for the union of those samples, vertices first.
     """
     started = time.perf_counter()
     dataset = data if isinstance(data, ImageDataset) else load_dataset(data, data_root, download, image_size)
@@ -96,13 +98,14 @@ def analyze(
             model = create_model(model, num_classes=num_classes or dataset.num_classes)
     weights_sha256 = load_weights(model, weights) if weights else None
     target = resolve_device(device)
-    budget = default_max_memory() if max_memory is None else max_memory
     _check_counts(bins, vertices, edges, lu_k, lu_batch_size)
 
     samples = SampleSets.choose(dataset, vertices, hist_samples, lu_batch_size, lu_batches, vertex_choice, seed)
-    example = to_tensor(dataset.read(samples.union[:1]), normalize)
+    example = to_tensor(dataset.read(samples.order[:1]), normalize)
     point_list = layer_points(model, convention, points, example_input=example)
-    point_shapes(model, point_list, example)  # wrong input shapes and missing points fail before anything is written
+    shapes = point_shapes(model, point_list, example)  # wrong input shapes, missing points fail before any write
+    largest_point = len(samples.order) * max(math.prod(shape) for shape in shapes) * 4
+    budget = default_max_memory(largest_point) if max_memory is None else max_memory
     parameters = {
         "model": model_name, "weights": str(weights) if weights else None, "weights_sha256": weights_sha256,
         "data": dataset.spec, "data_sha256": dataset.sha256, "normalize": normalize,
@@ -132,7 +135,7 @@ def analyze(
                  len(point_list))
     timings = {"features": 0.0, "histogram": 0.0, "subgraph": 0.0, "lu": 0.0}
     tick = time.perf_counter()
-    stream = extract_features(model, [point_list[i] for i in missing], dataset, samples.union, normalize=normalize,
+    stream = extract_features(model, [point_list[i] for i in missing], dataset, samples.order, normalize=normalize,
                               batch_size=batch_size, device=device, max_memory=budget,
                               progress=progress) if missing else iter(())
     with tqdm(total=len(missing), desc="layers", unit="point", disable=not progress) as bar:
@@ -173,10 +176,14 @@ def _check_counts(bins: int, vertices: int, edges: int, lu_k: int, lu_batch_size
 
 @dataclass
 class SampleSets:
-    """The samples of one analysis (SPEC 2, 7): dataset indices, and positions in ``union``,
-    the sorted set whose features are extracted once per layer point."""
+    """The samples of one analysis (SPEC 2, 7) as dataset indices.
 
-    union: np.ndarray
+    ``order`` is the union whose features are extracted once per layer point: the vertices
+    first, so that their unit rows are a slice rather than a copy, then the other samples in
+    index order.
+    """
+
+    order: np.ndarray
     hist: np.ndarray
     vertices: np.ndarray
     batches: list[np.ndarray]
@@ -192,16 +199,22 @@ class SampleSets:
         else:
             hist_set = select_vertices(labels, int(hist_samples), vertex_choice, seed, classes)
         batch_sets = lu_batch_indices(labels, lu_batch_size, lu_batches, vertex_choice, seed, classes)
-        union = np.unique(np.concatenate([hist_set, vertex_set, *batch_sets]))
-        return cls(union, hist_set, vertex_set, batch_sets, labels)
+        others = np.setdiff1d(np.concatenate([hist_set, *batch_sets]), vertex_set)
+        return cls(np.concatenate([vertex_set, others]), hist_set, vertex_set, batch_sets, labels)
+
+    @cached_property
+    def _row_of(self) -> np.ndarray:
+        row_of = np.full(int(self.order.max()) + 1, -1, dtype=np.int64)
+        row_of[self.order] = np.arange(len(self.order))
+        return row_of
 
     def positions(self, indices: np.ndarray) -> np.ndarray:
-        """Rows of ``indices`` within ``union``."""
-        return np.searchsorted(self.union, indices)
+        """Rows of ``indices`` within ``order``."""
+        return self._row_of[indices]
 
     @property
     def hist_is_union(self) -> bool:
-        return len(self.hist) == len(self.union)
+        return len(self.hist) == len(self.order)
 
 
 def _rows(unit: torch.Tensor, positions: np.ndarray) -> torch.Tensor:
@@ -233,7 +246,7 @@ def _measure_layer(item: PointFeatures, index: int, samples: SampleSets, target:
 
     tick = time.perf_counter()
     vertex_labels = samples.labels[samples.vertices]
-    subgraph = top_edges(_rows(unit, samples.positions(samples.vertices)), edges, block_memory)
+    subgraph = top_edges(unit[: len(samples.vertices)], edges, block_memory)  # vertices come first in the order
     paper = paper_modularity(subgraph.i, subgraph.j, subgraph.w, vertex_labels)
     newman_q = newman_modularity(subgraph.i, subgraph.j, subgraph.w, vertex_labels)
     seconds["subgraph"] = time.perf_counter() - tick

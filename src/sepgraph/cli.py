@@ -84,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = analysis.add_argument_group("run")
     run.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     run.add_argument("--max-memory", type=parse_memory,
-                     help="bytes of features held at once, e.g. 2G (default: a quarter of RAM, at most 2G)")
+                     help="bytes of features held at once, e.g. 2G (default: a quarter of RAM, at most 2G, "
+                          "or one layer point's features if larger and within half of RAM)")
     run.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default: 256)")
     run.add_argument("--out", default="results/analysis", help="results folder (default: results/analysis)")
     run.add_argument("--resume", action="store_true", help="continue an interrupted analysis in --out")

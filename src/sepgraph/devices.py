@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -35,9 +37,33 @@ def physical_memory() -> int:
 DEFAULT_MEMORY_CAP = 2 << 30
 
 
-def default_max_memory() -> int:
-    """The default budget for features held at once: a quarter of RAM, at most 2 GiB."""
-    return min(physical_memory() // 4, DEFAULT_MEMORY_CAP)
+def default_max_memory(largest_point: int = 0) -> int:
+    """The default budget for features held at once: a quarter of RAM, at most 2 GiB, raised to
+    ``largest_point`` bytes (one layer point's features) when that fits in half of RAM."""
+    budget = min(physical_memory() // 4, DEFAULT_MEMORY_CAP)
+    return largest_point if budget < largest_point <= physical_memory() // 2 else budget
+
+
+@contextmanager
+def ieee_float32_matmul() -> Iterator[None]:
+    """Full float32 matrix products on CUDA while the block is active, whatever the global setting.
+
+    TF32 keeps 10 mantissa bits, so similarities move by about 1e-3: enough to change
+    histogram bins and top-|E| membership. CPUs never use TF32.
+    """
+    matmul = torch.backends.cuda.matmul
+    if hasattr(matmul, "fp32_precision"):  # torch >= 2.9; mixing it with allow_tf32 is an error there
+        saved, matmul.fp32_precision = matmul.fp32_precision, "ieee"
+        try:
+            yield
+        finally:
+            matmul.fp32_precision = saved
+    else:
+        saved, matmul.allow_tf32 = matmul.allow_tf32, False
+        try:
+            yield
+        finally:
+            matmul.allow_tf32 = saved
 
 
 def parse_memory(text: str) -> int:

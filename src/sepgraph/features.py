@@ -161,7 +161,7 @@ def extract_features(
     progress: bool = True,
 ) -> Iterator[PointFeatures]:
     """Yield each point's features for ``dataset[indices]``, in point order, never holding
-    more than ``max_memory`` bytes of features (default: a quarter of RAM, at most 2 GiB).
+    more than ``max_memory`` bytes of features (default: :func:`~sepgraph.devices.default_max_memory`).
 
     The model runs in ``eval()`` under ``torch.inference_mode()`` on ``device``.
     """
@@ -169,13 +169,13 @@ def extract_features(
         raise SepgraphError("the list of layer points is empty; name at least one")
     indices = np.asarray(indices, dtype=np.int64)
     target = resolve_device(device)
-    budget = default_max_memory() if max_memory is None else max_memory
     was_training = model.training
     model.eval().to(target)
     try:
         example = to_tensor(dataset.read(indices[:1]), normalize).to(target)
         shapes = point_shapes(model, points, example)
         dims = [math.prod(shape) for shape in shapes]
+        budget = default_max_memory(len(indices) * max(dims) * 4) if max_memory is None else max_memory
         groups = plan_groups(dims, len(indices), budget)
         log.info("extracting %d points in %d pass(es) over %d samples", len(points), len(groups), len(indices))
         for number, group in enumerate(groups, 1):

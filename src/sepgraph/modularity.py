@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .devices import ieee_float32_matmul
 from .errors import SepgraphError
 
 
@@ -81,7 +82,8 @@ def knn_graph(unit: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray, np.nd
     (cosine, diagonal set to 0; ties to the lower index), weight = similarity, then
     A = (K + K^T) / 2. Returns the upper-triangle edges (i, j, w) of A."""
     samples = unit.shape[0]
-    similarity = (unit @ unit.T).double()
+    with ieee_float32_matmul():
+        similarity = (unit @ unit.T).double()
     similarity.fill_diagonal_(0.0)
     kth = torch.topk(similarity, k, dim=1).values[:, -1:]
     above = similarity > kth

@@ -4,7 +4,8 @@
 The N x N similarity matrix is never held: rows are normalised once, then one
 block row ``U[a:b] @ U[a:].T`` at a time is computed (one GEMM, the upper triangle
 only, plus the lower half of its diagonal square) and folded into the histogram
-and the running top-|E| set.
+and the running top-|E| set. Products run in full float32, never TF32 (see
+:func:`sepgraph.devices.ieee_float32_matmul`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .devices import ieee_float32_matmul
 from .errors import SepgraphError
 
 BYTES_PER_BLOCK_ENTRY = 16
@@ -185,15 +187,16 @@ def _scan(
     lower = _lower_mask(rows, device)
     tally = _Tally(bins, device) if bins else None
     top = _TopPairs(edges, device) if edges else None
-    for start, block in upper_blocks(unit, rows):
-        height = block.shape[0]
-        not_pairs = lower[:height, :height]
-        if tally is not None:
-            tally.add(block, sign=1)
-            tally.add(block[:, :height][not_pairs], sign=-1)
-        if top is not None:
-            block[:, :height].masked_fill_(not_pairs, float("-inf"))
-            top.add(start, block)
+    with ieee_float32_matmul():
+        for start, block in upper_blocks(unit, rows):
+            height = block.shape[0]
+            not_pairs = lower[:height, :height]
+            if tally is not None:
+                tally.add(block, sign=1)
+                tally.add(block[:, :height][not_pairs], sign=-1)
+            if top is not None:
+                block[:, :height].masked_fill_(not_pairs, float("-inf"))
+                top.add(start, block)
     histogram = tally.result(pairs, mean_pair_similarity(unit), zero_vectors) if tally is not None else None
     subgraph = None
     if top is not None:

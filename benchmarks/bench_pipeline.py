@@ -1,0 +1,174 @@
+"""One full analysis, timed stage by stage against the machine's own matmul and forward pass.
+
+Usage (from the repository root), the issue's two scale targets:
+
+    .venv/bin/python benchmarks/bench_pipeline.py --model resnet56 \\
+        --weights ../shared/data/weights/resnet56-4bfd9763.th \\
+        --data npz:../shared/data/cifar10-jpeg/cifar10_test.npz --normalize imagenet --json resnet56.json
+    .venv/bin/python benchmarks/bench_pipeline.py --model resnet18 \\
+        --data npz:../shared/data/cifar10-jpeg/cifar10_test.npz --json resnet18.json
+
+Runs ``sepgraph.analyze`` with the paper's settings (histograms over every image of
+``--data``, N = 4000 vertices, |E| = 40000, Lu et al.'s Q on 5 x 500) and reports:
+
+- similarity stage (histograms, subgraphs with their metrics, Lu et al.'s Q): seconds and
+  GFLOP/s counting only the upper triangle's multiply-adds (pairs x D, two flops each),
+  against plain ``torch.mm`` of the same N x D unit matrix with its transpose, timed here
+  at every (N, D) the analysis used. Ratio = time ``torch.mm`` needs for the same flops /
+  time taken; target >= 0.6 on the CPU.
+- forward passes: the feature-extraction time (one pass per group of points that fits the
+  memory budget, each stopped after its group's last point), beside one plain forward
+  pass of the whole model over the same images, data loading included.
+- everything else (model and data loading, sample choice, writing results): the rest of
+  the wall time; target <= 15%.
+- peak RSS of the process, read before the reference timings run.
+
+It prints one table and writes the same numbers as JSON. Nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from sepgraph.analysis import SampleSets, analyze
+from sepgraph.data import load_dataset
+from sepgraph.devices import physical_memory
+from sepgraph.features import plan_groups
+from sepgraph.models import create_model
+from sepgraph.similarity import unit_rows
+
+
+def cpu_name() -> str:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor() or platform.machine()
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), platform.machine())
+
+
+def mm_gflops(samples: int, dims: int) -> float:
+    """GFLOP/s of one plain ``torch.mm`` of a (samples x dims) float32 unit matrix with its transpose."""
+    torch.manual_seed(0)
+    unit, _ = unit_rows(torch.relu(torch.randn(samples, dims)), inplace=True)
+    torch.mm(unit[:64], unit[:64].T)  # warm-up
+    repeats = 1 if samples * samples * dims > 1e11 else 3
+    seconds = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(unit, unit.T)
+        seconds = min(seconds, time.perf_counter() - start)
+    return 2 * samples * samples * dims / seconds / 1e9
+
+
+def forward_seconds(args: argparse.Namespace, dataset, order) -> float:
+    """One plain forward pass of the whole model over ``order``, batches read as the analysis reads them."""
+    torch.manual_seed(args.seed)
+    model = create_model(args.model, num_classes=dataset.num_classes).eval()
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for images, _ in dataset.batches(order, args.batch_size, args.normalize):
+            model(images)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="resnet56")
+    parser.add_argument("--weights", help="checkpoint (default: random weights, enough for timing)")
+    parser.add_argument("--data", default="npz:../shared/data/cifar10-jpeg/cifar10_test.npz")
+    parser.add_argument("--normalize", default="imagenet")
+    parser.add_argument("--vertices", type=int, default=4000)
+    parser.add_argument("--edges", type=int, default=40000)
+    parser.add_argument("--lu-batch-size", type=int, default=500)
+    parser.add_argument("--lu-batches", type=int, default=5)
+    parser.add_argument("--max-memory", type=int, help="feature budget in bytes (default: sepgraph's)")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", help="keep the results folder here (default: a temporary folder)")
+    parser.add_argument("--json", help="write the summary to this file")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as scratch:
+        out = Path(args.out) if args.out else Path(scratch) / "analysis"
+        result = analyze(args.model, weights=args.weights, data=args.data, normalize=args.normalize,
+                         vertices=args.vertices, edges=args.edges, lu_batch_size=args.lu_batch_size,
+                         lu_batches=args.lu_batches, max_memory=args.max_memory, seed=args.seed,
+                         batch_size=args.batch_size, device="cpu", out=out, overwrite=True, progress=False)
+    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    manifest, rows = result.manifest, result.rows
+    seconds, parameters = manifest["seconds"], manifest["parameters"]
+
+    dataset = load_dataset(args.data)
+    samples = SampleSets.choose(dataset, args.vertices, "all", parameters["lu_batch_size"],
+                                parameters["lu_batches"], parameters["vertex_choice"], args.seed)
+    passes = len(plan_groups([row["dim"] for row in rows], len(samples.order), manifest["run"]["max_memory"]))
+    one_pass = forward_seconds(args, dataset, samples.order)
+
+    stage_sizes = {"histogram": (len(samples.hist), 1), "subgraph": (args.vertices, 1),
+                   "lu": (parameters["lu_batch_size"], parameters["lu_batches"])}
+    mm = {(n, d): mm_gflops(n, d) for n, _ in stage_sizes.values() for d in sorted({row["dim"] for row in rows})}
+    stages = []
+    for stage, (n, repeats) in stage_sizes.items():
+        flops = [2 * repeats * n * (n - 1) / 2 * row["dim"] for row in rows]
+        mm_time = sum(f / mm[n, row["dim"]] / 1e9 for f, row in zip(flops, rows, strict=True))
+        stages.append({"stage": stage, "N": n, "seconds": seconds[stage], "gflops": sum(flops) / seconds[stage] / 1e9,
+                       "torch_mm_seconds": mm_time, "ratio": mm_time / seconds[stage]})
+    similarity = sum(s["seconds"] for s in stages)
+    similarity_mm = sum(s["torch_mm_seconds"] for s in stages)
+    total = seconds["total"]
+    other = total - similarity - seconds["features"]
+    summary = {
+        "machine": {"cpu": cpu_name(), "threads": torch.get_num_threads(),
+                    "ram_gib": physical_memory() / 2**30, "torch": torch.__version__},
+        "analysis": {"model": args.model, "weights": args.weights, "data": manifest["data_description"],
+                     "points": len(rows), "hist_samples": len(samples.hist), "vertices": args.vertices,
+                     "edges": args.edges, "max_memory": manifest["run"]["max_memory"]},
+        "stages": stages,
+        "similarity": {"seconds": similarity, "torch_mm_seconds": similarity_mm, "ratio": similarity_mm / similarity,
+                       "target_ratio": 0.6},
+        "forward": {"seconds": seconds["features"], "passes": passes, "one_plain_pass_seconds": one_pass},
+        "other": {"seconds": other, "share": other / total, "target_share": 0.15},
+        "total_seconds": total,
+        "peak_rss_bytes": peak_rss,
+        "torch_mm_gflops": [{"N": n, "D": d, "gflops": g} for (n, d), g in mm.items()],
+    }
+    print_table(summary)
+    if args.json:
+        Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def print_table(summary: dict) -> None:
+    machine, analysis, total = summary["machine"], summary["analysis"], summary["total_seconds"]
+    print(f"machine: {machine['cpu']}, {machine['threads']} threads, {machine['ram_gib']:.0f} GiB RAM, "
+          f"torch {machine['torch']}")
+    print(f"analysis: {analysis['model']} ({analysis['weights'] or 'random weights'}), {analysis['points']} points, "
+          f"histograms over {analysis['hist_samples']} images, N = {analysis['vertices']}, |E| = {analysis['edges']}, "
+          f"feature budget {analysis['max_memory'] / 2**30:.2f} GiB; {analysis['data']}")
+    print(f"{'stage':<24}{'seconds':>9}{'share':>7}{'GFLOP/s':>9}{'ratio to torch.mm':>19}   target")
+    for stage in summary["stages"]:
+        print(f"{'  ' + stage['stage'] + ' (N=' + str(stage['N']) + ')':<24}{stage['seconds']:>9.1f}"
+              f"{stage['seconds'] / total:>7.1%}{stage['gflops']:>9.1f}{stage['ratio']:>19.2f}")
+    similarity, forward, other = summary["similarity"], summary["forward"], summary["other"]
+    print(f"{'similarity stage':<24}{similarity['seconds']:>9.1f}{similarity['seconds'] / total:>7.1%}{'':>9}"
+          f"{similarity['ratio']:>19.2f}   >= {similarity['target_ratio']}")
+    print(f"{'forward passes':<24}{forward['seconds']:>9.1f}{forward['seconds'] / total:>7.1%}   "
+          f"({forward['passes']} passes; one plain full pass {forward['one_plain_pass_seconds']:.1f} s)")
+    print(f"{'everything else':<24}{other['seconds']:>9.1f}{other['share']:>7.1%}{'':>28}   "
+          f"<= {other['target_share']:.0%}")
+    print(f"{'total wall':<24}{total:>9.1f}   ({total / 60:.1f} min)")
+    print(f"peak RSS {summary['peak_rss_bytes'] / 1e9:.2f} GB")
+    print("torch.mm GFLOP/s: " + ", ".join(f"N={m['N']} D={m['D']}: {m['gflops']:.0f}"
+                                           for m in summary["torch_mm_gflops"]))
+
+
+if __name__ == "__main__":
+    main()

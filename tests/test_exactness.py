@@ -1,0 +1,117 @@
+"""End to end against a float64 oracle: features from a plain forward hook, every metric
+recomputed with numpy and networkx from the stored vertices and batches (SPEC 4-7).
+
+On CUDA the same analysis runs with TF32 switched on globally: sepgraph must still match
+float64 within 1e-4, because its similarity products force full float32.
+"""
+
+import networkx as nx
+import numpy as np
+import pytest
+import torch
+
+from sepgraph.analysis import analyze
+from sepgraph.data import load_dataset, lu_batch_indices, select_vertices, to_tensor
+from sepgraph.models import create_model
+from sepgraph.points import layer_points
+
+SETTINGS = dict(data="digits:all", vertices=120, edges=400, hist_samples=260, lu_batch_size=40, lu_batches=3,
+                lu_k=3, convention="lu2022", progress=False)
+
+
+def oracle_features(indices: np.ndarray) -> dict[str, np.ndarray]:
+    """float64 features of the same randomly initialised resnet20 (seed 0) at each point."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = create_model("resnet20", num_classes=10).eval()
+    dataset = load_dataset("digits:all")
+    images = to_tensor(dataset.read(indices), "cifar10")
+    found = {}
+    points = {p.name: p for p in layer_points(model, "lu2022", example_input=images[:1])}
+    modules = dict(model.named_modules())
+    handles = [modules[point.module].register_forward_hook(
+        lambda _m, _i, output, name=name: found.__setitem__(name, output.flatten(1).double().numpy().copy()))
+        for name, point in points.items()]
+    with torch.no_grad():
+        model(images)
+    for handle in handles:
+        handle.remove()
+    return found
+
+
+def unit(features: np.ndarray) -> np.ndarray:
+    return features / np.linalg.norm(features, axis=1, keepdims=True)
+
+
+def newman_q(graph: nx.Graph, labels: np.ndarray) -> float:
+    communities = [set(np.flatnonzero(labels == c).tolist()) for c in np.unique(labels)]
+    return nx.community.modularity(graph, communities, weight="weight")
+
+
+def expected_row(features: np.ndarray, hist: np.ndarray, vertices: np.ndarray, batches, labels) -> dict:
+    u = unit(features)
+    a, b = np.triu_indices(len(hist), 1)
+    similarity = (u[hist] @ u[hist].T)[a, b]
+    counts = np.bincount(np.clip(np.floor(similarity[similarity >= 0] * 10), 0, 9).astype(int), minlength=10)
+    near_edge = int((np.abs(similarity * 10 - np.round(similarity * 10)) < 1e-4).sum())
+
+    sv = u[vertices] @ u[vertices].T
+    i, j = np.triu_indices(len(vertices), 1)
+    order = np.lexsort((j, i, -sv[i, j]))[: SETTINGS["edges"]]
+    i, j, w = i[order], j[order], sv[i, j][order]
+    y = labels[vertices]
+    graph = nx.Graph()
+    graph.add_nodes_from(range(len(vertices)))
+    graph.add_weighted_edges_from(zip(i.tolist(), j.tolist(), w.tolist(), strict=True))
+    strength = np.array([graph.degree(v, weight="weight") for v in range(len(vertices))])
+    total = strength.sum()
+    terms = (w - strength[i] * strength[j] / (2 * total)) / (2 * total)
+    same = y[i] == y[j]
+    r, aq, eq = same.mean(), terms[same].sum(), terms[~same].sum()
+
+    lu = []
+    for batch in batches:
+        s = u[batch] @ u[batch].T
+        np.fill_diagonal(s, 0.0)
+        knn = np.zeros_like(s)
+        for row in range(len(batch)):
+            keep = np.argsort(-s[row], kind="stable")[: SETTINGS["lu_k"]]
+            knn[row, keep] = s[row, keep]
+        lu.append(newman_q(nx.from_numpy_array((knn + knn.T) / 2), labels[batch]))
+    edges = set(zip(i.tolist(), j.tolist(), strict=True))
+    return {"counts": counts, "near_edge": near_edge, "mean_sim": similarity.mean(), "edges": edges,
+            "r": r, "AQ": aq, "EQ": eq, "M": r * aq * (1 - eq), "newman_q": newman_q(graph, y), "lu_q": lu}
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_analysis_matches_a_float64_oracle(tmp_path, device):
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("no CUDA device here: TF32 exactness is tested only where a GPU is present")
+    saved = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("high")  # TF32 on CUDA, a no-op on the CPU
+    try:
+        result = analyze("resnet20", out=tmp_path / "run", device=device, **SETTINGS)
+    finally:
+        torch.set_float32_matmul_precision(saved)
+    labels = load_dataset("digits:all").labels
+    hist = select_vertices(labels, 260, "stratified", 0, 10)
+    vertices = select_vertices(labels, 120, "stratified", 0, 10)
+    batches = lu_batch_indices(labels, 40, 3, "stratified", 0, 10)
+    everything = np.unique(np.concatenate([hist, vertices, *batches]))
+    features = oracle_features(everything)
+    position = {index: row for row, index in enumerate(everything)}
+
+    def rows(indices):
+        return np.array([position[i] for i in indices])
+
+    for row in result.rows:
+        expected = expected_row(features[row["name"]], rows(hist), rows(vertices), [rows(b) for b in batches],
+                                labels[everything])
+        counts = np.array([row[f"hist_{b}"] for b in range(10)])
+        assert np.abs(counts - expected["counts"]).sum() <= expected["near_edge"], row["name"]
+        with np.load(result.path / "edges" / f"{row['index']:03d}_{row['name']}.npz") as stored:
+            assert np.array_equal(stored["vertices"], vertices)
+            assert set(zip(stored["i"].tolist(), stored["j"].tolist(), strict=True)) == expected["edges"]
+        for key in ("mean_sim", "r", "AQ", "EQ", "M", "newman_q"):
+            assert row[key] == pytest.approx(expected[key], abs=1e-4), (row["name"], key)
+        assert row["lu_q"] == pytest.approx(expected["lu_q"], abs=1e-4), row["name"]
