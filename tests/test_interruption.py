@@ -1,4 +1,5 @@
-"""An analysis killed with SIGKILL mid-way resumes and ends exactly like an uninterrupted run."""
+"""Analyses as separate processes: one killed with SIGKILL mid-way resumes and ends exactly like an
+uninterrupted run; concurrent runs in separate folders agree; a shared folder is refused."""
 
 import os
 import signal
@@ -38,3 +39,17 @@ def test_kill_and_resume(tmp_path):
     for edges in (straight / "edges").glob("*.npz"):
         with np.load(edges) as a, np.load(killed / "edges" / edges.name) as b:
             assert all(np.array_equal(a[k], b[k]) for k in a.files)
+
+
+def test_concurrent_runs_need_separate_folders(tmp_path, capsys):
+    first, second = tmp_path / "first", tmp_path / "second"
+    processes = [subprocess.Popen([sys.executable, "-m", "sepgraph.cli", *ARGS, "--out", str(out)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for out in (first, second)]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list((first / "rows").glob("*.json")):
+        time.sleep(0.01)
+    assert processes[0].poll() is None, "the first analysis ended before a second one could aim at its folder"
+    assert main([*ARGS, "--out", str(first), "--resume"]) != 0
+    assert "is in use by another sepgraph analysis" in capsys.readouterr().err
+    assert [process.wait(timeout=300) for process in processes] == [0, 0]
+    assert (first / "layers.csv").read_bytes() == (second / "layers.csv").read_bytes()

@@ -127,38 +127,38 @@ def analyze(
         "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
                      "networkx": networkx.__version__},
     }
-    folder = ResultsFolder(out, manifest, resume=resume, overwrite=overwrite)
-    stored = [folder.completed_row(i, p.name) for i, p in enumerate(point_list)]
-    missing = [i for i, row in enumerate(stored) if row is None]
-    if len(missing) < len(point_list):
-        log.info("resuming: %d of %d layer points are already complete", len(point_list) - len(missing),
-                 len(point_list))
-    timings = {"features": 0.0, "histogram": 0.0, "subgraph": 0.0, "lu": 0.0}
-    tick = time.perf_counter()
-    stream = extract_features(model, [point_list[i] for i in missing], dataset, samples.order, normalize=normalize,
-                              batch_size=batch_size, device=device, max_memory=budget,
-                              progress=progress) if missing else iter(())
-    with tqdm(total=len(missing), desc="layers", unit="point", disable=not progress) as bar:
-        for position_in_missing, item in enumerate(stream):
-            index = missing[position_in_missing]
-            timings["features"] += time.perf_counter() - tick
-            row, edge_arrays, seconds = _measure_layer(item, index, samples, target, budget, bins, edges, lu_k)
-            for key, value in seconds.items():
-                timings[key] += value
-            del item
-            folder.write_layer(index, row["name"], row, edge_arrays)
-            stored[index] = row
-            bar.set_postfix_str(f"{row['name']} M={row['M']:.4f}")
-            bar.update()
-            tick = time.perf_counter()
-    folder.write_table(stored, bins)
-    folder.manifest.update(
-        status="complete",
-        seconds={**timings, "total": time.perf_counter() - started},
-        layers=[{"name": row["name"], "shape": row["shape"], "zero_vectors": row["zero_vectors"],
-                 "seconds": row["seconds"]} for row in stored],
-    )
-    folder.write_manifest()
+    with ResultsFolder(out, manifest, resume=resume, overwrite=overwrite) as folder:
+        stored = [folder.completed_row(i, p.name) for i, p in enumerate(point_list)]
+        missing = [i for i, row in enumerate(stored) if row is None]
+        if len(missing) < len(point_list):
+            log.info("resuming: %d of %d layer points are already complete", len(point_list) - len(missing),
+                     len(point_list))
+        timings = {"features": 0.0, "histogram": 0.0, "subgraph": 0.0, "lu": 0.0}
+        tick = time.perf_counter()
+        stream = extract_features(model, [point_list[i] for i in missing], dataset, samples.order, normalize=normalize,
+                                  batch_size=batch_size, device=device, max_memory=budget,
+                                  progress=progress) if missing else iter(())
+        with tqdm(total=len(missing), desc="layers", unit="point", disable=not progress) as bar:
+            for position_in_missing, item in enumerate(stream):
+                index = missing[position_in_missing]
+                timings["features"] += time.perf_counter() - tick
+                row, edge_arrays, seconds = _measure_layer(item, index, samples, target, budget, bins, edges, lu_k)
+                for key, value in seconds.items():
+                    timings[key] += value
+                del item
+                folder.write_layer(index, row["name"], row, edge_arrays)
+                stored[index] = row
+                bar.set_postfix_str(f"{row['name']} M={row['M']:.4f}")
+                bar.update()
+                tick = time.perf_counter()
+        folder.write_table(stored, bins)
+        folder.manifest.update(
+            status="complete",
+            seconds={**timings, "total": time.perf_counter() - started},
+            layers=[{"name": row["name"], "shape": row["shape"], "zero_vectors": row["zero_vectors"],
+                     "seconds": row["seconds"]} for row in stored],
+        )
+        folder.write_manifest()
     return Analysis(Path(out), folder.manifest, stored)
 
 

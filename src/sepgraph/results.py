@@ -8,6 +8,7 @@ with ``resume=True`` skips complete layers and recomputes only the rest.
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
 import os
@@ -50,31 +51,64 @@ def csv_columns(bins: int) -> list[str]:
 
 
 class ResultsFolder:
-    """One analysis's folder: ``manifest.json``, ``rows/``, ``edges/``, ``layers.csv``."""
+    """One analysis's folder: ``manifest.json``, ``rows/``, ``edges/``, ``layers.csv``.
+
+    The folder is locked (``flock``) from opening to :meth:`close`, so a second process
+    aimed at the same folder fails at once instead of interleaving its files; analyses in
+    separate folders run side by side.
+    """
 
     def __init__(self, path: str | Path, manifest: dict, *, resume: bool = False, overwrite: bool = False):
         self.path = Path(path)
         self.manifest = {"format_version": FORMAT_VERSION, **manifest}
         if self.path.exists() and not self.path.is_dir():
             raise SepgraphError(f"output {str(self.path)!r} exists and is not a folder")
-        if self.path.is_dir() and any(self.path.iterdir()):
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise SepgraphError(f"cannot write to output folder {str(self.path)!r}: {error}") from error
+        self._lock = _lock_folder(self.path)
+        try:
+            self._prepare(resume, overwrite)
+        except BaseException:
+            self.close()
+            raise
+
+    def _prepare(self, resume: bool, overwrite: bool) -> None:
+        if any(self.path.iterdir()):
             if resume:
                 self._check_resumable()
                 for stale in self.path.rglob(".*.tmp"):  # left by a run killed mid-write
                     stale.unlink()
             elif overwrite:
-                shutil.rmtree(self.path)
+                for child in self.path.iterdir():  # the folder itself stays: it carries the lock
+                    if child.is_dir() and not child.is_symlink():
+                        shutil.rmtree(child)
+                    else:
+                        child.unlink()
             else:
                 raise SepgraphError(
                     f"output folder {str(self.path)!r} is not empty; pass --resume to continue the analysis in it "
                     "or --overwrite to replace it"
                 )
         try:
-            (self.path / "edges").mkdir(parents=True, exist_ok=True)
+            (self.path / "edges").mkdir(exist_ok=True)
             (self.path / "rows").mkdir(exist_ok=True)
             self.write_manifest()
         except OSError as error:
             raise SepgraphError(f"cannot write to output folder {str(self.path)!r}: {error}") from error
+
+    def close(self) -> None:
+        """Release the folder's lock."""
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
+
+    def __enter__(self) -> ResultsFolder:
+        return self
+
+    def __exit__(self, *_exception) -> None:
+        self.close()
 
     def _check_resumable(self) -> None:
         try:
@@ -122,6 +156,20 @@ class ResultsFolder:
         for row in rows:
             writer.writerow([repr(row[c]) if isinstance(row[c], float) else row[c] for c in columns])
         atomic_text(self.path / "layers.csv", buffer.getvalue())
+
+
+def _lock_folder(path: Path) -> int:
+    """An exclusive, non-blocking ``flock`` on the folder itself; returns the descriptor holding it."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        raise SepgraphError(
+            f"output folder {str(path)!r} is in use by another sepgraph analysis; "
+            "give each concurrent run its own --out"
+        ) from None
+    return descriptor
 
 
 def load_results(path: str | Path) -> tuple[dict, list[dict]]:
