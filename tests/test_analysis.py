@@ -1,5 +1,6 @@
 import csv
 import json
+import weakref
 
 import numpy as np
 import pytest
@@ -117,3 +118,20 @@ def test_analyze_command(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "10 layer points" in out and str(tmp_path / "cli") in out
     assert len(read_csv(tmp_path / "cli" / "layers.csv")) == 10
+
+
+def test_each_point_is_released_before_the_next_is_extracted(tmp_path, monkeypatch):
+    import sepgraph.analysis
+
+    extract, alive = sepgraph.analysis.extract_features, []
+
+    def watched(*args, **kwargs):
+        for item in extract(*args, **kwargs):
+            features = weakref.ref(item.features)
+            yield item
+            del item  # the caller asks for the next point: nothing may hold this one any more
+            alive.append(features() is not None)
+
+    monkeypatch.setattr(sepgraph.analysis, "extract_features", watched)
+    analyze("resnet20", out=tmp_path / "run", **SMALL)
+    assert alive == [False] * 10

@@ -139,8 +139,8 @@ def analyze(
                                   batch_size=batch_size, device=device, max_memory=budget,
                                   progress=progress) if missing else iter(())
         with tqdm(total=len(missing), desc="layers", unit="point", disable=not progress) as bar:
-            for position_in_missing, item in enumerate(stream):
-                index = missing[position_in_missing]
+            for item in stream:  # not enumerate(): it would hold the last item while the next one is extracted
+                index = missing[item.index]
                 timings["features"] += time.perf_counter() - tick
                 row, edge_arrays, seconds = _measure_layer(item, index, samples, target, budget, bins, edges, lu_k)
                 for key, value in seconds.items():

@@ -163,7 +163,8 @@ def extract_features(
     """Yield each point's features for ``dataset[indices]``, in point order, never holding
     more than ``max_memory`` bytes of features (default: :func:`~sepgraph.devices.default_max_memory`).
 
-    The model runs in ``eval()`` under ``torch.inference_mode()`` on ``device``.
+    The model runs in ``eval()`` under ``torch.inference_mode()`` on ``device``. Drop each
+    item (``del item``) before asking for the next: the next group's features are filled then.
     """
     if not points:
         raise SepgraphError("the list of layer points is empty; name at least one")

@@ -81,9 +81,15 @@ def knn_graph(unit: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray, np.nd
     """Lu et al.'s graph on one batch (SPEC 7): each vertex keeps its k most similar others
     (cosine, diagonal set to 0; ties to the lower index), weight = similarity, then
     A = (K + K^T) / 2. Returns the upper-triangle edges (i, j, w) of A."""
-    samples = unit.shape[0]
     with ieee_float32_matmul():
-        similarity = (unit @ unit.T).double()
+        similarity = unit @ unit.T
+    return knn_edges(similarity, k)
+
+
+def knn_edges(similarity: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`knn_graph` from a batch's (n, n) similarity matrix (its diagonal is ignored)."""
+    samples = similarity.shape[0]
+    similarity = similarity.to(torch.float64, copy=True)  # the caller's matrix stays as it was
     similarity.fill_diagonal_(0.0)
     kth = torch.topk(similarity, k, dim=1).values[:, -1:]
     above = similarity > kth
@@ -91,7 +97,7 @@ def knn_graph(unit: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray, np.nd
     keep = above | (ties & (ties.cumsum(1) <= k - above.sum(1, keepdim=True)))
     knn = torch.where(keep, similarity, torch.zeros((), dtype=similarity.dtype, device=similarity.device))
     adjacency = (knn + knn.T) / 2
-    i, j = torch.triu_indices(samples, samples, 1, device=unit.device)
+    i, j = torch.triu_indices(samples, samples, 1, device=similarity.device)
     w = adjacency[i, j]
     keep = w != 0  # a zero weight adds nothing to Q
     return i[keep].cpu().numpy(), j[keep].cpu().numpy(), w[keep].cpu().numpy()
