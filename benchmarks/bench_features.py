@@ -19,17 +19,15 @@ import resource
 import time
 
 import torch
+from common import add_model_options, model_and_data
 
-from sepgraph import create_model, extract_features, layer_points, load_dataset, load_weights, select_vertices
+from sepgraph import extract_features, layer_points, select_vertices
 from sepgraph.devices import default_max_memory, parse_memory
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="resnet56")
-    parser.add_argument("--weights")
-    parser.add_argument("--data", default="digits:all")
-    parser.add_argument("--normalize", default="cifar10")
+    add_model_options(parser)
     parser.add_argument("--convention", default="paper")
     parser.add_argument("--samples", type=int, default=2000)
     parser.add_argument("--max-memory", type=parse_memory, default=default_max_memory())
@@ -37,10 +35,7 @@ def main() -> None:
     parser.add_argument("--json", help="write the summary to this file")
     args = parser.parse_args()
 
-    dataset = load_dataset(args.data)
-    model = create_model(args.model, num_classes=dataset.num_classes)
-    if args.weights:
-        load_weights(model, args.weights)
+    model, dataset = model_and_data(args)
     points = layer_points(model, args.convention)
     indices = select_vertices(dataset.labels, args.samples, seed=0)
     baseline_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -50,6 +45,7 @@ def main() -> None:
                                  batch_size=args.batch_size, max_memory=args.max_memory, progress=False):
         total_bytes += item.features.nbytes
         largest = max(largest, item.features.nbytes)
+        del item  # released before the next group is extracted
     seconds = time.perf_counter() - start
     summary = {
         "model": args.model, "convention": args.convention, "points": len(points), "samples": args.samples,

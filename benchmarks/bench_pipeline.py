@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 
 import torch
+from common import add_model_options
 
 from sepgraph.analysis import SampleSets, analyze
 from sepgraph.data import load_dataset
@@ -82,10 +83,7 @@ def forward_seconds(args: argparse.Namespace, dataset, order) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="resnet56")
-    parser.add_argument("--weights", help="checkpoint (default: random weights, enough for timing)")
-    parser.add_argument("--data", default="npz:../shared/data/cifar10-jpeg/cifar10_test.npz")
-    parser.add_argument("--normalize", default="imagenet")
+    add_model_options(parser)
     parser.add_argument("--vertices", type=int, default=4000)
     parser.add_argument("--edges", type=int, default=40000)
     parser.add_argument("--lu-batch-size", type=int, default=500)

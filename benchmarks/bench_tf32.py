@@ -21,8 +21,9 @@ import json
 
 import numpy as np
 import torch
+from common import add_model_options, model_and_data
 
-from sepgraph import create_model, extract_features, layer_points, load_dataset, load_weights, select_vertices
+from sepgraph import extract_features, layer_points, select_vertices
 from sepgraph.data import lu_batch_indices
 from sepgraph.modularity import knn_edges, newman_modularity, paper_modularity
 
@@ -50,20 +51,13 @@ def metrics(similarity: torch.Tensor, labels: np.ndarray, edges: int, batch: np.
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="resnet56")
-    parser.add_argument("--weights")
-    parser.add_argument("--data", default="npz:../shared/data/cifar10-jpeg/cifar10_test.npz")
-    parser.add_argument("--normalize", default="imagenet")
+    add_model_options(parser)
     parser.add_argument("--vertices", type=int, default=4000)
     parser.add_argument("--edges", type=int, default=40000)
     parser.add_argument("--points", type=int, default=6, help="layer points, evenly spread (default: 6)")
     parser.add_argument("--json")
     args = parser.parse_args()
-    dataset = load_dataset(args.data)
-    torch.manual_seed(0)
-    model = create_model(args.model, num_classes=dataset.num_classes)
-    if args.weights:
-        load_weights(model, args.weights)
+    model, dataset = model_and_data(args)
     every = layer_points(model, "paper")
     points = [every[k] for k in np.linspace(0, len(every) - 1, args.points).round().astype(int)]
     vertices = select_vertices(dataset.labels, args.vertices, "stratified", 0, dataset.num_classes)

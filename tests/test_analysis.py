@@ -135,3 +135,11 @@ def test_each_point_is_released_before_the_next_is_extracted(tmp_path, monkeypat
     monkeypatch.setattr(sepgraph.analysis, "extract_features", watched)
     analyze("resnet20", out=tmp_path / "run", **SMALL)
     assert alive == [False] * 10
+
+
+def test_spilled_analysis_is_byte_identical(finished, tmp_path):
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    spilled = analyze("resnet20", out=tmp_path / "spilled", spill_dir=spill, **SMALL)
+    assert (spilled.path / "layers.csv").read_bytes() == (finished.path / "layers.csv").read_bytes()
+    assert spilled.manifest["run"]["spill_dir"] == str(spill) and list(spill.iterdir()) == []

@@ -1,3 +1,5 @@
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -48,6 +50,38 @@ def test_groups_under_a_tight_budget_give_the_same_features(digits, resnet20):
     assert [m.point for m in many] == points
     for a, b in zip(one_pass, many, strict=True):
         np.testing.assert_array_equal(a.features, b.features)
+
+
+def test_spilled_features_equal_the_in_memory_ones_and_leave_no_files(digits, resnet20, tmp_path):
+    points = layer_points(resnet20, "paper")
+    indices = np.arange(0, 60, 3)
+    budget = len(indices) * 16384 * 4 * 2
+    grouped = list(extract_features(resnet20, points, digits, indices, normalize="none", max_memory=budget,
+                                    batch_size=7, progress=False))
+    spilled = extract_features(resnet20, points, digits, indices, normalize="none", max_memory=budget,
+                               batch_size=7, spill_dir=tmp_path, progress=False)
+    for a, b in zip(grouped, spilled, strict=True):
+        assert a.point == b.point and a.shape == b.shape
+        np.testing.assert_array_equal(a.features, b.features)
+    assert list(tmp_path.iterdir()) == []
+    stream = extract_features(resnet20, points, digits, indices, normalize="none", spill_dir=tmp_path,
+                              progress=False)
+    next(stream)
+    assert len(list(next(tmp_path.iterdir()).iterdir())) == len(points) - 1  # the first file is read and gone
+    stream.close()  # a consumer that stops early leaves nothing behind either
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_spill_dir_must_exist_and_have_room(digits, resnet20, tmp_path, monkeypatch):
+    points = layer_points(resnet20, "paper")
+    with pytest.raises(SepgraphError, match="is not a folder"):
+        next(extract_features(resnet20, points, digits, np.arange(10), normalize="none",
+                              spill_dir=tmp_path / "missing", progress=False))
+    monkeypatch.setattr("shutil.disk_usage", lambda _path: shutil._ntuple_diskusage(10**9, 10**9 - 1000, 1000))
+    with pytest.raises(SepgraphError, match=r"has 0.0 GiB free, but spilling 19 points x 10 samples needs"):
+        next(extract_features(resnet20, points, digits, np.arange(10), normalize="none", spill_dir=tmp_path,
+                              progress=False))
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_plan_groups_respects_the_budget():

@@ -71,6 +71,7 @@ def analyze(
     seed: int = 0,
     device: str = "auto",
     max_memory: int | None = None,
+    spill_dir: str | Path | None = None,
     batch_size: int = 256,
     num_classes: int | None = None,
     data_root: str | Path = "data",
@@ -87,7 +88,9 @@ def analyze(
     samples (``"all"``: the whole dataset), the top-``edges`` subgraph among
     ``vertices`` samples with its r, AQ, EQ, M and Newman Q, and Lu et al.'s Q over
     ``lu_batches`` disjoint batches of ``lu_batch_size`` samples (kNN with ``lu_k``).
-    Features of each point are extracted once for the union of those samples, vertices first.
+    Features of each point are extracted once for the union of those samples, vertices first,
+    in one pass per group of points that fits ``max_memory``, or in one pass in all with
+    ``spill_dir`` (a folder with disk for every point's features; see :func:`extract_features`).
     """
     started = time.perf_counter()
     dataset = data if isinstance(data, ImageDataset) else load_dataset(data, data_root, download, image_size)
@@ -122,7 +125,8 @@ def analyze(
         "data_description": dataset.description,
         "classes": dataset.classes,
         "hist_pairs": len(samples.hist) * (len(samples.hist) - 1) // 2,
-        "run": {"device": str(target), "max_memory": budget, "batch_size": batch_size,
+        "run": {"device": str(target), "max_memory": budget, "spill_dir": str(spill_dir) if spill_dir else None,
+                "batch_size": batch_size,
                 "torch_threads": torch.get_num_threads()},
         "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
                      "networkx": networkx.__version__},
@@ -136,7 +140,7 @@ def analyze(
         timings = {"features": 0.0, "histogram": 0.0, "subgraph": 0.0, "lu": 0.0}
         tick = time.perf_counter()
         stream = extract_features(model, [point_list[i] for i in missing], dataset, samples.order, normalize=normalize,
-                                  batch_size=batch_size, device=device, max_memory=budget,
+                                  batch_size=batch_size, device=device, max_memory=budget, spill_dir=spill_dir,
                                   progress=progress) if missing else iter(())
         with tqdm(total=len(missing), desc="layers", unit="point", disable=not progress) as bar:
             for item in stream:  # not enumerate(): it would hold the last item while the next one is extracted

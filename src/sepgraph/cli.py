@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-memory", type=parse_memory,
                      help="bytes of features held at once, e.g. 2G (default: a quarter of RAM, at most 2G, "
                           "or one layer point's features if larger and within half of RAM)")
+    run.add_argument("--spill-dir", help="one forward pass for all points, their features streamed to a temporary "
+                     "folder here and read back one point at a time (needs disk for all of them; default: one pass "
+                     "per group of points that fits --max-memory)")
     run.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default: 256)")
     run.add_argument("--out", default="results/analysis", help="results folder (default: results/analysis)")
     run.add_argument("--resume", action="store_true", help="continue an interrupted analysis in --out")
@@ -283,7 +286,7 @@ def run_analyze(args: argparse.Namespace) -> None:
         points=_point_list(args), vertices=args.vertices, edges=args.edges, hist_samples=args.hist_samples,
         bins=args.bins, lu_k=args.lu_k, lu_batch_size=args.lu_batch_size, lu_batches=args.lu_batches,
         vertex_choice=args.vertex_choice, seed=args.seed, device=args.device, max_memory=args.max_memory,
-        batch_size=args.batch_size, num_classes=args.num_classes, data_root=args.data_root,
+        spill_dir=args.spill_dir, batch_size=args.batch_size, num_classes=args.num_classes, data_root=args.data_root,
         download=args.download, image_size=args.image_size, out=args.out, resume=args.resume,
         overwrite=args.overwrite,
     )

@@ -2,16 +2,22 @@
 
 Layer points are grouped so that one group's features for all chosen samples
 fit the budget; each group costs one pass over the data, stopped early after its
-last point. Features are copied out inside the hook, so in-place operations later
-in the network cannot alter them, and the model's outputs are untouched.
+last point. With a spill folder, one pass streams every point's rows to files
+instead, and the points are read back one at a time. Features are copied out inside
+the hook, so in-place operations later in the network cannot alter them, and the
+model's outputs are untouched.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator, Sequence
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -47,6 +53,10 @@ class _StopForward(Exception):
     """Raised inside a hook once a batch's last wanted point is captured."""
 
 
+Sink = dict[int, Callable[[torch.Tensor], object]]
+"""Where each point's (batch, D) rows go, by the point's position in the captured list."""
+
+
 class _Capture:
     """Forward hooks that copy chosen module calls into per-point output slots."""
 
@@ -67,7 +77,7 @@ class _Capture:
         self.handles = [
             modules[name].register_forward_hook(self._hook(name, calls)) for name, calls in wanted.items()
         ]
-        self.sink: dict[int, torch.Tensor] | None = None
+        self.sink: Sink | None = None
         self.done: set[int] = set()
 
     def _hook(self, name: str, calls: dict[int, int]):
@@ -82,7 +92,7 @@ class _Capture:
                 )
             position = calls[call]
             if self.sink is not None:
-                self.sink[position].copy_(output.reshape(output.shape[0], -1))
+                self.sink[position](output.reshape(output.shape[0], -1))
             else:
                 self.outputs[position] = output.detach().clone()
             self.done.add(position)
@@ -91,8 +101,8 @@ class _Capture:
 
         return hook
 
-    def run(self, model: nn.Module, batch: torch.Tensor, sink: dict[int, torch.Tensor] | None = None) -> None:
-        """One forward pass; captured outputs go to ``sink`` slices or ``self.outputs``."""
+    def run(self, model: nn.Module, batch: torch.Tensor, sink: Sink | None = None) -> None:
+        """One forward pass; captured outputs go to ``sink`` or ``self.outputs``."""
         self.calls, self.done, self.sink, self.outputs = {}, set(), sink, {}
         try:
             model(batch)
@@ -158,10 +168,15 @@ def extract_features(
     batch_size: int = 256,
     device: str = "auto",
     max_memory: int | None = None,
+    spill_dir: str | Path | None = None,
     progress: bool = True,
 ) -> Iterator[PointFeatures]:
     """Yield each point's features for ``dataset[indices]``, in point order, never holding
     more than ``max_memory`` bytes of features (default: :func:`~sepgraph.devices.default_max_memory`).
+
+    With ``spill_dir``, a single forward pass writes every point's features to a temporary
+    folder there (it needs disk for all of them) and each point is read back, then deleted,
+    when it is yielded: one pass instead of one per group, with one point in memory.
 
     The model runs in ``eval()`` under ``torch.inference_mode()`` on ``device``. Drop each
     item (``del item``) before asking for the next: the next group's features are filled then.
@@ -178,32 +193,88 @@ def extract_features(
         dims = [math.prod(shape) for shape in shapes]
         budget = default_max_memory(len(indices) * max(dims) * 4) if max_memory is None else max_memory
         groups = plan_groups(dims, len(indices), budget)
+        run = _Pass(model, dataset, indices, normalize, batch_size, target, progress)
+        if spill_dir is not None:
+            yield from _spilled(run, points, shapes, Path(spill_dir))
+            return
         log.info("extracting %d points in %d pass(es) over %d samples", len(points), len(groups), len(indices))
         for number, group in enumerate(groups, 1):
             arrays = {p: np.empty((len(indices), dims[p]), dtype=np.float32) for p in group}
-            _fill(model, [points[p] for p in group], [arrays[p] for p in group], dataset, indices,
-                  normalize, batch_size, target,
-                  desc=f"features {number}/{len(groups)}" if len(groups) > 1 else "features",
-                  progress=progress)
+            run([points[p] for p in group], _into_arrays([arrays[p] for p in group]),
+                desc=f"features {number}/{len(groups)}" if len(groups) > 1 else "features")
             for position in group:
                 yield PointFeatures(position, points[position], shapes[position], arrays.pop(position))
     finally:
         model.train(was_training)
 
 
-def _fill(model, points, arrays, dataset, indices, normalize, batch_size, device, desc, progress) -> None:
-    """One pass over the data, copying each point's outputs into its array."""
+@dataclass
+class _Pass:
+    """One forward pass over ``dataset[indices]`` that hands each chosen point's rows to a sink."""
+
+    model: nn.Module
+    dataset: ImageDataset
+    indices: np.ndarray
+    normalize: str
+    batch_size: int
+    device: torch.device
+    progress: bool
+
+    def __call__(self, points: Sequence[LayerPoint], sink: Callable[[int, int], Sink], desc: str) -> None:
+        """``sink(start, stop)`` says where rows ``start:stop`` of each point go."""
+        capture = _Capture(self.model, points, stop_early=True)
+        batches = self.dataset.batches(self.indices, self.batch_size, self.normalize)
+        total = math.ceil(len(self.indices) / self.batch_size)
+        start = 0
+        try:
+            with torch.inference_mode():
+                for images, _ in tqdm(batches, total=total, desc=desc, unit="batch", disable=not self.progress,
+                                      leave=False):
+                    stop = start + len(images)
+                    capture.run(self.model, images.to(self.device, non_blocking=True), sink(start, stop))
+                    start = stop
+        finally:
+            capture.remove()
+
+
+def _into_arrays(arrays: list[np.ndarray]) -> Callable[[int, int], Sink]:
+    """Rows ``start:stop`` of point i are copied into ``arrays[i][start:stop]``."""
     buffers = [torch.from_numpy(array) for array in arrays]
-    capture = _Capture(model, points, stop_early=True)
-    batches = dataset.batches(indices, batch_size, normalize)
-    total = math.ceil(len(indices) / batch_size)
-    start = 0
-    try:
-        with torch.inference_mode():
-            for images, _ in tqdm(batches, total=total, desc=desc, unit="batch", disable=not progress, leave=False):
-                stop = start + len(images)
-                capture.run(model, images.to(device, non_blocking=True),
-                            sink={i: buffer[start:stop] for i, buffer in enumerate(buffers)})
-                start = stop
-    finally:
-        capture.remove()
+    return lambda start, stop: {i: buffer[start:stop].copy_ for i, buffer in enumerate(buffers)}
+
+
+def _into_files(handles: list[BinaryIO]) -> Callable[[int, int], Sink]:
+    """Rows of point i are appended to ``handles[i]`` as raw float32 (batches arrive in order)."""
+    sink = {i: lambda rows, handle=handle: handle.write(rows.contiguous().cpu().numpy())
+            for i, handle in enumerate(handles)}
+    return lambda _start, _stop: sink
+
+
+def _spilled(run: _Pass, points: Sequence[LayerPoint], shapes: list[tuple[int, ...]],
+             spill_dir: Path) -> Iterator[PointFeatures]:
+    """All points in one pass, each point's rows appended to its own file; then read back one by one."""
+    samples = len(run.indices)
+    dims = [math.prod(shape) for shape in shapes]
+    needed = samples * sum(dims) * 4
+    if not spill_dir.is_dir():
+        raise SepgraphError(f"--spill-dir {str(spill_dir)!r} is not a folder; create it or choose another")
+    free = shutil.disk_usage(spill_dir).free
+    if needed > free:
+        raise SepgraphError(
+            f"--spill-dir {str(spill_dir)!r} has {free / 2**30:.1f} GiB free, but spilling {len(points)} points x "
+            f"{samples} samples needs {needed / 2**30:.1f} GiB; free space, choose another folder or drop --spill-dir"
+        )
+    log.info("extracting %d points in 1 pass over %d samples, %.1f GiB spilled to %s", len(points), samples,
+             needed / 2**30, spill_dir)
+    with tempfile.TemporaryDirectory(prefix="sepgraph-spill-", dir=spill_dir) as folder:
+        paths = [Path(folder) / f"{position:04d}.f32" for position in range(len(points))]
+        handles = [open(path, "wb") for path in paths]
+        try:
+            run(points, _into_files(handles), desc="features (spilled)")
+        finally:
+            for handle in handles:
+                handle.close()
+        for position, path in enumerate(paths):
+            features = np.fromfile(path, dtype=np.float32).reshape(samples, dims[position])
+            path.unlink()
+            yield PointFeatures(position, points[position], shapes[position], features)
