@@ -17,8 +17,9 @@ Runs ``sepgraph.analyze`` with the paper's settings (histograms over every image
   at every (N, D) the analysis used. Ratio = time ``torch.mm`` needs for the same flops /
   time taken; target >= 0.6 on the CPU.
 - forward passes: the feature-extraction time (one pass per group of points that fits the
-  memory budget, each stopped after its group's last point), beside one plain forward
-  pass of the whole model over the same images, data loading included.
+  memory budget, each stopped after its group's last point; with ``--spill-dir`` one pass
+  and the reading back of the files), beside one plain forward pass of the whole model
+  over the same images, data loading included.
 - everything else (model and data loading, sample choice, writing results): the rest of
   the wall time; target <= 15%.
 - peak RSS of the process, read before the reference timings run.
@@ -89,6 +90,7 @@ def main() -> None:
     parser.add_argument("--lu-batch-size", type=int, default=500)
     parser.add_argument("--lu-batches", type=int, default=5)
     parser.add_argument("--max-memory", type=int, help="feature budget in bytes (default: sepgraph's)")
+    parser.add_argument("--spill-dir", help="sepgraph's --spill-dir: one forward pass, features via files there")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="keep the results folder here (default: a temporary folder)")
@@ -99,8 +101,9 @@ def main() -> None:
         out = Path(args.out) if args.out else Path(scratch) / "analysis"
         result = analyze(args.model, weights=args.weights, data=args.data, normalize=args.normalize,
                          vertices=args.vertices, edges=args.edges, lu_batch_size=args.lu_batch_size,
-                         lu_batches=args.lu_batches, max_memory=args.max_memory, seed=args.seed,
-                         batch_size=args.batch_size, device="cpu", out=out, overwrite=True, progress=False)
+                         lu_batches=args.lu_batches, max_memory=args.max_memory, spill_dir=args.spill_dir,
+                         seed=args.seed, batch_size=args.batch_size, device="cpu", out=out, overwrite=True,
+                         progress=False)
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     manifest, rows = result.manifest, result.rows
     seconds, parameters = manifest["seconds"], manifest["parameters"]
@@ -108,7 +111,8 @@ def main() -> None:
     dataset = load_dataset(args.data)
     samples = SampleSets.choose(dataset, args.vertices, "all", parameters["lu_batch_size"],
                                 parameters["lu_batches"], parameters["vertex_choice"], args.seed)
-    passes = len(plan_groups([row["dim"] for row in rows], len(samples.order), manifest["run"]["max_memory"]))
+    groups = plan_groups([row["dim"] for row in rows], len(samples.order), manifest["run"]["max_memory"])
+    passes = 1 if args.spill_dir else len(groups)
     one_pass = forward_seconds(args, dataset, samples.order)
 
     stage_sizes = {"histogram": (len(samples.hist), 1), "subgraph": (args.vertices, 1),
@@ -129,7 +133,7 @@ def main() -> None:
                     "ram_gib": physical_memory() / 2**30, "torch": torch.__version__},
         "analysis": {"model": args.model, "weights": args.weights, "data": manifest["data_description"],
                      "points": len(rows), "hist_samples": len(samples.hist), "vertices": args.vertices,
-                     "edges": args.edges, "max_memory": manifest["run"]["max_memory"]},
+                     "edges": args.edges, "max_memory": manifest["run"]["max_memory"], "spill_dir": args.spill_dir},
         "stages": stages,
         "similarity": {"seconds": similarity, "torch_mm_seconds": similarity_mm, "ratio": similarity_mm / similarity,
                        "target_ratio": 0.6},
@@ -150,7 +154,8 @@ def print_table(summary: dict) -> None:
           f"torch {machine['torch']}")
     print(f"analysis: {analysis['model']} ({analysis['weights'] or 'random weights'}), {analysis['points']} points, "
           f"histograms over {analysis['hist_samples']} images, N = {analysis['vertices']}, |E| = {analysis['edges']}, "
-          f"feature budget {analysis['max_memory'] / 2**30:.2f} GiB; {analysis['data']}")
+          f"feature budget {analysis['max_memory'] / 2**30:.2f} GiB"
+          f"{', spilled to ' + analysis['spill_dir'] if analysis['spill_dir'] else ''}; {analysis['data']}")
     print(f"{'stage':<24}{'seconds':>9}{'share':>7}{'GFLOP/s':>9}{'ratio to torch.mm':>19}   target")
     for stage in summary["stages"]:
         print(f"{'  ' + stage['stage'] + ' (N=' + str(stage['N']) + ')':<24}{stage['seconds']:>9.1f}"

@@ -120,7 +120,8 @@ def test_analyze_command(tmp_path, capsys):
     assert len(read_csv(tmp_path / "cli" / "layers.csv")) == 10
 
 
-def test_each_point_is_released_before_the_next_is_extracted(tmp_path, monkeypatch):
+@pytest.mark.parametrize("spill", [False, True])
+def test_each_point_is_released_before_the_next_is_extracted(tmp_path, monkeypatch, spill):
     import sepgraph.analysis
 
     extract, alive = sepgraph.analysis.extract_features, []
@@ -133,7 +134,7 @@ def test_each_point_is_released_before_the_next_is_extracted(tmp_path, monkeypat
             alive.append(features() is not None)
 
     monkeypatch.setattr(sepgraph.analysis, "extract_features", watched)
-    analyze("resnet20", out=tmp_path / "run", **SMALL)
+    analyze("resnet20", out=tmp_path / "run", spill_dir=tmp_path if spill else None, **SMALL)
     assert alive == [False] * 10
 
 

@@ -274,7 +274,13 @@ def _spilled(run: _Pass, points: Sequence[LayerPoint], shapes: list[tuple[int, .
         finally:
             for handle in handles:
                 handle.close()
-        for position, path in enumerate(paths):
-            features = np.fromfile(path, dtype=np.float32).reshape(samples, dims[position])
-            path.unlink()
-            yield PointFeatures(position, points[position], shapes[position], features)
+        for position, path in enumerate(paths):  # no local may hold a point while the next one is read
+            yield PointFeatures(position, points[position], shapes[position],
+                                _read_back(path, (samples, dims[position])))
+
+
+def _read_back(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    """A spilled point's features; the file is deleted once read."""
+    features = np.fromfile(path, dtype=np.float32).reshape(shape)
+    path.unlink()
+    return features
