@@ -60,7 +60,7 @@ def cpu_name() -> str:
 def mm_gflops(samples: int, dims: int) -> float:
     """GFLOP/s of one plain ``torch.mm`` of a (samples x dims) float32 unit matrix with its transpose."""
     torch.manual_seed(0)
-    unit, _ = unit_rows(torch.relu(torch.randn(samples, dims)), inplace=True)
+    unit, _ = unit_rows(torch.randn(samples, dims).relu_(), inplace=True)
     torch.mm(unit[:64], unit[:64].T)  # warm-up
     repeats = 1 if samples * samples * dims > 1e11 else 3
     seconds = math.inf
