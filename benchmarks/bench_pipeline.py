@@ -39,13 +39,11 @@ import time
 from pathlib import Path
 
 import torch
-from common import add_model_options
+from common import add_model_options, model_and_data
 
 from sepgraph.analysis import SampleSets, analyze
-from sepgraph.data import load_dataset
 from sepgraph.devices import physical_memory
 from sepgraph.features import plan_groups
-from sepgraph.models import create_model
 from sepgraph.similarity import unit_rows
 
 
@@ -71,10 +69,8 @@ def mm_gflops(samples: int, dims: int) -> float:
     return 2 * samples * samples * dims / seconds / 1e9
 
 
-def forward_seconds(args: argparse.Namespace, dataset, order) -> float:
+def forward_seconds(args: argparse.Namespace, model, dataset, order) -> float:
     """One plain forward pass of the whole model over ``order``, batches read as the analysis reads them."""
-    torch.manual_seed(args.seed)
-    model = create_model(args.model, num_classes=dataset.num_classes).eval()
     start = time.perf_counter()
     with torch.inference_mode():
         for images, _ in dataset.batches(order, args.batch_size, args.normalize):
@@ -108,12 +104,12 @@ def main() -> None:
     manifest, rows = result.manifest, result.rows
     seconds, parameters = manifest["seconds"], manifest["parameters"]
 
-    dataset = load_dataset(args.data)
+    model, dataset = model_and_data(args)
     samples = SampleSets.choose(dataset, args.vertices, "all", parameters["lu_batch_size"],
                                 parameters["lu_batches"], parameters["vertex_choice"], args.seed)
     groups = plan_groups([row["dim"] for row in rows], len(samples.order), manifest["run"]["max_memory"])
     passes = 1 if args.spill_dir else len(groups)
-    one_pass = forward_seconds(args, dataset, samples.order)
+    one_pass = forward_seconds(args, model, dataset, samples.order)
 
     stage_sizes = {"histogram": (len(samples.hist), 1), "subgraph": (args.vertices, 1),
                    "lu": (parameters["lu_batch_size"], parameters["lu_batches"])}

@@ -24,9 +24,9 @@ from tqdm.auto import tqdm
 from . import __version__
 from .checkpoints import load_weights
 from .data import ImageDataset, load_dataset, lu_batch_indices, select_vertices, to_tensor
-from .devices import default_max_memory, resolve_device
+from .devices import resolve_device
 from .errors import SepgraphError
-from .features import PointFeatures, extract_features, point_shapes
+from .features import PointFeatures, extract_features, feature_budget, point_shapes
 from .models import create_model
 from .modularity import lu_modularity, newman_modularity, paper_modularity
 from .points import layer_points
@@ -107,8 +107,7 @@ def analyze(
     example = to_tensor(dataset.read(samples.order[:1]), normalize)
     point_list = layer_points(model, convention, points, example_input=example)
     shapes = point_shapes(model, point_list, example)  # wrong input shapes, missing points fail before any write
-    largest_point = len(samples.order) * max(math.prod(shape) for shape in shapes) * 4
-    budget = default_max_memory(largest_point) if max_memory is None else max_memory
+    budget = feature_budget(len(samples.order), [math.prod(shape) for shape in shapes], max_memory)
     parameters = {
         "model": model_name, "weights": str(weights) if weights else None, "weights_sha256": weights_sha256,
         "data": dataset.spec, "data_sha256": dataset.sha256, "normalize": normalize,

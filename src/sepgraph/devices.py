@@ -52,18 +52,14 @@ def ieee_float32_matmul() -> Iterator[None]:
     histogram bins and top-|E| membership. CPUs never use TF32.
     """
     matmul = torch.backends.cuda.matmul
-    if hasattr(matmul, "fp32_precision"):  # torch >= 2.9; mixing it with allow_tf32 is an error there
-        saved, matmul.fp32_precision = matmul.fp32_precision, "ieee"
-        try:
-            yield
-        finally:
-            matmul.fp32_precision = saved
-    else:
-        saved, matmul.allow_tf32 = matmul.allow_tf32, False
-        try:
-            yield
-        finally:
-            matmul.allow_tf32 = saved
+    # torch >= 2.9 has fp32_precision, and mixing it with the older allow_tf32 is an error there
+    name, exact = ("fp32_precision", "ieee") if hasattr(matmul, "fp32_precision") else ("allow_tf32", False)
+    saved = getattr(matmul, name)
+    setattr(matmul, name, exact)
+    try:
+        yield
+    finally:
+        setattr(matmul, name, saved)
 
 
 def parse_memory(text: str) -> int:

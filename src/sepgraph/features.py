@@ -138,6 +138,12 @@ def point_shapes(
     return [tuple(capture.outputs[i].shape[1:]) for i in range(len(points))]
 
 
+def feature_budget(samples: int, dims: Sequence[int], max_memory: int | None) -> int:
+    """``max_memory``, or the default budget (:func:`~sepgraph.devices.default_max_memory`) for
+    points of flattened sizes ``dims``: raised to hold the largest one when RAM allows."""
+    return default_max_memory(samples * max(dims) * 4) if max_memory is None else max_memory
+
+
 def plan_groups(dims: Sequence[int], samples: int, max_memory: int) -> list[list[int]]:
     """Split points (their flattened sizes ``dims``) into consecutive groups whose float32
     features for ``samples`` samples fit ``max_memory`` bytes."""
@@ -191,11 +197,10 @@ def extract_features(
         example = to_tensor(dataset.read(indices[:1]), normalize).to(target)
         shapes = point_shapes(model, points, example)
         dims = [math.prod(shape) for shape in shapes]
-        budget = default_max_memory(len(indices) * max(dims) * 4) if max_memory is None else max_memory
-        groups = plan_groups(dims, len(indices), budget)
+        groups = plan_groups(dims, len(indices), feature_budget(len(indices), dims, max_memory))
         run = _Pass(model, dataset, indices, normalize, batch_size, target, progress)
         if spill_dir is not None:
-            yield from _spilled(run, points, shapes, Path(spill_dir))
+            yield from _spilled(run, points, shapes, dims, Path(spill_dir))
             return
         log.info("extracting %d points in %d pass(es) over %d samples", len(points), len(groups), len(indices))
         for number, group in enumerate(groups, 1):
@@ -250,11 +255,10 @@ def _into_files(handles: list[BinaryIO]) -> Callable[[int, int], Sink]:
     return lambda _start, _stop: sink
 
 
-def _spilled(run: _Pass, points: Sequence[LayerPoint], shapes: list[tuple[int, ...]],
+def _spilled(run: _Pass, points: Sequence[LayerPoint], shapes: list[tuple[int, ...]], dims: list[int],
              spill_dir: Path) -> Iterator[PointFeatures]:
     """All points in one pass, each point's rows appended to its own file; then read back one by one."""
     samples = len(run.indices)
-    dims = [math.prod(shape) for shape in shapes]
     needed = samples * sum(dims) * 4
     if not spill_dir.is_dir():
         raise SepgraphError(f"--spill-dir {str(spill_dir)!r} is not a folder; create it or choose another")
