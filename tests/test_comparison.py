@@ -35,35 +35,60 @@ def trained_analysis(tmp_path_factory):
 
 def test_train_analyze_prune_end_to_end(trained_analysis):
     root, train_set = trained_analysis
-    table = compare_pruning(root / "analysis", train_set, rule="peak", head_epochs=1,
+    table = compare_pruning(root / "analysis", train_set, rules=["peak"], head_epochs=1,
                             recipe=Recipe(epochs=1, lr=0.02, batch_size=100), progress=False)
-    assert [row["curve"] for row in table] == ["M (ours)", "Lu et al.'s Q"]
+    assert [row["curve"] for row in table] == ["unpruned", "M (ours)", "Lu et al.'s Q"]
     with open(root / "analysis" / "pruning.csv") as handle:
         rows = list(csv.DictReader(handle))
-    assert list(rows[0]) == COLUMNS and len(rows) == 2
+    assert list(rows[0]) == COLUMNS and len(rows) == 3
+    control = table[0]
+    assert (control["kind"], control["pruned_model"], control["params_saved_pct"]) == ("control", "resnet20", 0.0)
+    assert control["accuracy_vs_control"] == 0.0 and control["finetune_epochs"] == 1
     for row in table:
         assert 0 <= row["accuracy_head_refit"] <= 100 and 0 <= row["accuracy_finetuned"] <= 100
+        assert row["accuracy_vs_control"] == pytest.approx(row["accuracy_finetuned"] - control["accuracy_finetuned"])
         assert row["params_saved_pct"] == pytest.approx(100 * (1 - row["params_pruned"] / row["params_original"]))
+        assert (row["head_epochs"], row["finetune_epochs"], row["seed"]) == (1, 1, 0)  # every row trained alike
+        rebuilt = create_model(row["pruned_model"])
+        load_weights(rebuilt, root / "analysis" / row["weights"])
         if row["points_removed"]:
             assert row["params_pruned"] < row["params_original"] and row["flops_pruned"] < row["flops_original"]
             assert row["pruned_model"].startswith("resnet20+truncate=")
-            rebuilt = create_model(row["pruned_model"])
-            key = "M" if row["curve"].startswith("M") else "lu_q"
-            load_weights(rebuilt, root / "analysis" / f"pruned_{key}" / "model.pt")
-        else:
-            assert row["cut"].startswith("no cut") and row["params_pruned"] == row["params_original"]
+        elif row["kind"] != "control":
+            assert row["cut"].startswith("no cut") and row["weights"] == control["weights"]
     markdown = (root / "analysis" / "pruning.md").read_text()
-    assert "| resnet20 | M (ours) |" in markdown and "parameters saved" in markdown
+    assert "| **unpruned** (control) |" in markdown and "| M (ours) |" in markdown and "vs control" in markdown
 
 
-def test_delta_rule_removes_blocks(trained_analysis):
+def test_rows_are_reused_and_the_control_is_trained_once(trained_analysis):
     root, train_set = trained_analysis
-    table = compare_pruning(root / "analysis", train_set, rule="delta", parameter=1.0, head_epochs=0,
+    recipe = Recipe(epochs=1, lr=0.02, batch_size=100)
+    first = compare_pruning(root / "analysis", train_set, rules=["peak"], head_epochs=1, recipe=recipe,
+                            progress=False)
+    again = compare_pruning(root / "analysis", train_set, rules=["peak", "plateau"], head_epochs=1, recipe=recipe,
+                            progress=False)
+    assert again[: len(first)] == first  # the same rows, read back rather than trained again
+    folders = sorted(p.name for p in (root / "analysis" / "pruning").iterdir())
+    assert len([f for f in folders if f.startswith("unpruned-")]) == 1
+
+
+def test_delta_rule_removes_blocks_and_equal_units_and_references(trained_analysis):
+    root, train_set = trained_analysis
+    table = compare_pruning(root / "analysis", train_set, rules=[("delta", 1.0)], equal_units=True,
+                            reference_cuts=["resnet20+remove=layer1.1", "remove=layer3.2"], head_epochs=0,
                             recipe=Recipe(epochs=0), progress=False)
-    # every rise is below 1.0, so every removable block output goes
-    assert table[0]["pruned_model"] == "resnet20+remove=" + ",".join(
+    assert [row["kind"] for row in table] == ["control", "criterion", "criterion", "equal-units", "equal-units",
+                                              "reference", "reference"]
+    # tau 1.0 is the whole range: every removable block goes, under either curve
+    everything = "resnet20+remove=" + ",".join(
         f"layer{s}.{b}" for s in (1, 2, 3) for b in range(3) if not (s > 1 and b == 0))
-    assert table[0]["accuracy_finetuned"] == table[0]["accuracy_head_refit"]
+    assert table[1]["pruned_model"] == everything and table[1]["units_removed"] == 7
+    assert table[1]["accuracy_finetuned"] == table[1]["accuracy_head_refit"]
+    assert table[3]["units_removed"] == table[4]["units_removed"]  # the equal-units pair removes as many units
+    assert (table[5]["pruned_model"], table[6]["pruned_model"]) == ("resnet20+remove=layer1.1",
+                                                                    "resnet20+remove=layer3.2")
+    with pytest.raises(SepgraphError, match="names model 'resnet56'"):
+        compare_pruning(root / "analysis", train_set, reference_cuts=["resnet56+remove=layer1.1"], progress=False)
 
 
 def test_prune_command_and_bad_init(trained_analysis, capsys):
@@ -71,11 +96,15 @@ def test_prune_command_and_bad_init(trained_analysis, capsys):
     with pytest.raises(SepgraphError, match="--init"):
         compare_pruning(root / "analysis", "digits:train", init="random")
     code = main(["prune", str(root / "analysis"), "--train-data", "digits:train", "--epochs", "0",
-                 "--head-epochs", "0", "--rule", "peak"])
+                 "--head-epochs", "0", "--rule", "delta=0.5", "--rule", "peak", "--reference-cut", "remove=layer1.1"])
     assert code == 0
     out = capsys.readouterr().out
-    assert "| model | curve |" in out and "report.html" in out
-    assert "Pruning" in (root / "analysis" / "report.html").read_text()
+    assert "| **unpruned** (control) |" in out and "delta (0.5)" in out and "report.html" in out
+    report = (root / "analysis" / "report.html").read_text()
+    assert "Pruning" in report and "(control)" in report and "contribution to M" in report
+    with pytest.raises(SystemExit):
+        main(["prune", str(root / "analysis"), "--train-data", "digits:train", "--rule", "delta=x"])
+    assert "expected RULE=NUMBER" in capsys.readouterr().err
 
 
 def test_prune_runs_the_analysis_first_when_asked(trained_analysis, tmp_path, capsys):

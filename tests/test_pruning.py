@@ -4,7 +4,9 @@ import torch
 
 from sepgraph import SepgraphError, create_model, layer_points, list_models, load_weights, parameter_count
 from sepgraph.checkpoints import save_weights
-from sepgraph.pruning import flop_count, reinitialise, removable_units, remove, truncate, unit_of_point
+from sepgraph.criterion import recommend
+from sepgraph.points import removable_units
+from sepgraph.pruning import flop_count, reinitialise, remove, truncate
 
 
 def block_parameters(channels: int) -> int:
@@ -26,17 +28,79 @@ def test_every_zoo_model_truncates_at_several_points(name):
 
 
 @pytest.mark.parametrize("name", list_models())
-def test_every_zoo_model_removes_units(name):
+def test_every_zoo_model_builds_without_each_removable_unit_alone(name):
+    """Each unit removed alone: the model builds, runs, saves what the unit held and keeps every other weight."""
+    torch.manual_seed(0)
     model = create_model(name).eval()
     units = removable_units(model)
     assert units
-    chosen = units[:: max(1, len(units) // 3)][:3]
-    if name.startswith("vgg"):
-        chosen = [u for u in chosen if u != units[-1]]
-    pruned = remove(model, chosen)
+    original = model.state_dict()
+    x = torch.randn(1, 3, 32, 32)
+    for unit in units:
+        pruned = remove(model, [unit.name]).eval()
+        with torch.inference_mode():
+            assert pruned(x).shape == (1, 10)
+        assert parameter_count(model) - parameter_count(pruned) == unit.parameters > 0
+        state = pruned.state_dict()
+        assert set(state) < set(original)
+        assert all(torch.equal(value, original[key]) for key, value in state.items())
+        assert unit.output_point not in [p.name for p in layer_points(pruned, "paper")]
+    assert model.state_dict().keys() == original.keys()  # the model itself is untouched
+
+
+@pytest.mark.parametrize("name", ["resnet56", "resnet50", "vgg16_bn", "mobilenet_v2"])
+def test_removing_every_removable_unit_at_once_builds(name):
+    model = create_model(name).eval()
+    units = [unit.name for unit in removable_units(model)]
+    pruned = remove(model, units)
     assert pruned(torch.randn(2, 3, 32, 32)).shape == (2, 10)
-    assert parameter_count(pruned) < parameter_count(model)
-    assert len(layer_points(pruned, "lu2022")) < len(layer_points(model, "lu2022"))
+    assert removable_units(pruned) == []
+
+
+def test_units_know_their_input_and_output_points():
+    resnet = create_model("resnet20")
+    paper = {u.name: u for u in removable_units(resnet, "paper")}
+    assert list(paper) == ["layer1.0", "layer1.1", "layer1.2", "layer2.1", "layer2.2", "layer3.1", "layer3.2"]
+    assert (paper["layer1.0"].input_point, paper["layer1.0"].output_point) == ("stem", "layer1.0.unit2")
+    assert (paper["layer2.1"].input_point, paper["layer2.1"].output_point) == ("layer2.0.unit2", "layer2.1.unit2")
+    lu = {u.name: u for u in removable_units(resnet, "lu2022")}
+    assert (lu["layer1.0"].input_point, lu["layer3.2"].input_point) == ("stem.conv", "layer3.1")
+    vgg = {u.name: u for u in removable_units(create_model("vgg11_bn"), "paper")}
+    assert {n: (u.input_point, u.output_point) for n, u in vgg.items()} == {
+        "conv4": ("conv3", "conv4"), "conv6": ("conv5", "conv6"), "conv7": ("conv6", "conv7"),
+        "conv8": ("conv7", "conv8")}
+    mobile = {u.name: u for u in removable_units(create_model("mobilenet_v2"), "paper")}
+    assert (mobile["blocks.2"].input_point, mobile["blocks.2"].output_point) == ("blocks.1.out", "blocks.2.out")
+    # after a removal the next block's input is the last block still there
+    pruned = {u.name: u for u in removable_units(remove(resnet, ["layer1.1"]), "paper")}
+    assert pruned["layer1.2"].input_point == "layer1.0.unit2"
+    with pytest.raises(SepgraphError, match="zoo models"):
+        removable_units(torch.nn.Sequential(torch.nn.Conv2d(3, 3, 1)))
+
+
+def test_vgg_removes_only_units_that_keep_every_shape():
+    model = create_model("vgg11_bn")
+    assert [u.name for u in removable_units(model)] == ["conv4", "conv6", "conv7", "conv8"]
+    with pytest.raises(SepgraphError, match="cannot remove conv5"):
+        remove(model, ["conv5"])  # 256 -> 512 channels: the next unit's weights could not be kept
+    pruned = remove(model, ["conv7", "conv8"])  # the last stage empties; its pooling stays
+    assert [p.name for p in layer_points(pruned, "paper")] == ["conv1", "conv2", "conv3", "conv4", "conv5", "conv6"]
+    assert pruned(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+
+
+def test_pruned_vgg_from_a_plateau_curve_builds():
+    """The issue's case: a curve that plateaus over the 512-channel units."""
+    model = create_model("vgg11_bn").eval()
+    names = [p.name for p in layer_points(model, "paper")]
+    rows = [{"name": n, "M": m, "lu_q_mean": m} for n, m in zip(names, [.1, .3, .5, .7, .71, .72, .72, .73],
+                                                                 strict=True)]
+    cuts = recommend(rows, "delta", units=removable_units(model))
+    assert cuts["M"].units == ["conv6", "conv7", "conv8"]
+    pruned = remove(model, cuts["M"].units)
+    assert pruned(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+    plateau = recommend(rows, "plateau")["M"]
+    truncated = truncate(model, names[plateau.cut_index], 10)
+    assert truncated(torch.randn(1, 3, 32, 32)).shape == (1, 10)
 
 
 def test_truncation_keeps_the_surviving_weights_and_output():
@@ -67,7 +131,7 @@ def test_removing_lu_et_al_resnet56_blocks_saves_43_percent():
 
 def test_unremovable_units_are_refused():
     model = create_model("resnet56")
-    assert "layer2.0" not in removable_units(model)  # its shortcut changes shape
+    assert "layer2.0" not in [u.name for u in removable_units(model)]  # its shortcut changes shape
     with pytest.raises(SepgraphError, match="cannot remove layer2.0"):
         remove(model, ["layer2.0"])
     with pytest.raises(SepgraphError, match="unknown layer point"):
@@ -77,25 +141,15 @@ def test_unremovable_units_are_refused():
 def test_pruned_models_rebuild_by_name_and_load_plain_state_dicts(tmp_path):
     torch.manual_seed(0)
     model = create_model("vgg11_bn")
-    pruned = remove(model, ["conv2", "conv5"])
+    pruned = remove(model, ["conv4", "conv7"])
     save_weights(pruned, tmp_path / "pruned.pt")
-    rebuilt = create_model("vgg11_bn+remove=conv2,conv5")
+    rebuilt = create_model("vgg11_bn+remove=conv4,conv7")
     load_weights(rebuilt, tmp_path / "pruned.pt")
     x = torch.randn(2, 3, 32, 32)
     with torch.inference_mode():
         assert torch.equal(rebuilt.eval()(x), pruned.eval()(x))
     truncated = create_model("mobilenet_v2+truncate=blocks.6.expand")
     assert [p.name for p in layer_points(truncated, "paper")][-1] == "blocks.6.expand"
-
-
-def test_unit_of_point_maps_block_outputs_only():
-    model = create_model("resnet20")
-    points = {p.name: p for p in layer_points(model, "paper")}
-    assert unit_of_point(model, points["layer1.1.unit2"]) == "layer1.1"
-    assert unit_of_point(model, points["layer1.1.unit1"]) is None
-    assert unit_of_point(model, points["layer2.0.unit2"]) is None  # not removable
-    vgg = create_model("vgg11_bn")
-    assert unit_of_point(vgg, layer_points(vgg, "lu2022")[3]) == "conv4"
 
 
 def test_flops_and_scratch_init():

@@ -10,7 +10,7 @@ import logging
 import math
 import platform
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
@@ -29,7 +29,7 @@ from .errors import SepgraphError
 from .features import PointFeatures, extract_features, feature_budget, point_shapes
 from .models import create_model
 from .modularity import lu_modularity, newman_modularity, paper_modularity
-from .points import layer_points
+from .points import layer_points, removable_units
 from .results import ResultsFolder, csv_columns
 from .similarity import similarity_histogram, top_edges, unit_rows
 
@@ -123,6 +123,8 @@ def analyze(
         "parameters": parameters,
         "data_description": dataset.description,
         "classes": dataset.classes,
+        "removable_units": [asdict(unit) for unit in removable_units(model, convention)]
+        if points is None and hasattr(model, "removable_units") else None,
         "hist_pairs": len(samples.hist) * (len(samples.hist) - 1) // 2,
         "run": {"device": str(target), "max_memory": budget, "spill_dir": str(spill_dir) if spill_dir else None,
                 "batch_size": batch_size,

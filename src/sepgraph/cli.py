@@ -123,9 +123,16 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--train-data", required=True, help="data to refit the head and fine-tune on")
     prune.add_argument("--test-data", help="data to measure accuracy on (default: the analysis's data)")
     prune.add_argument("--data-root", default="data", help="where torchvision datasets live (default: ./data)")
-    prune.add_argument("--rule", default="plateau", choices=RULES,
-                       help="Criterion I rule; plateau and peak truncate, delta removes units (default: plateau)")
-    prune.add_argument("--tau", type=float, help="the rule's parameter (default: 0.02 plateau, 0.03 delta)")
+    prune.add_argument("--rule", action="append", type=_rule,
+                       help="Criterion I rule, RULE or RULE=TAU, repeatable: plateau and peak truncate, delta and "
+                       "delta-abs remove units (SPEC 8; default: plateau)")
+    prune.add_argument("--tau", type=float, help="the parameter of rules given without one (default: 0.02 plateau "
+                       "and delta, 0.03 delta-abs)")
+    prune.add_argument("--equal-units", action="store_true",
+                       help="add a delta pair where M and Q each remove as many units as M does under delta")
+    prune.add_argument("--reference-cut", action="append", default=[], metavar="SPEC",
+                       help="also train a published or hand-picked cut, e.g. resnet56+remove=layer1.2,layer1.3 "
+                       "(repeatable)")
     prune.add_argument("--init", default="finetune", choices=("finetune", "scratch"),
                        help="start from the surviving weights or from scratch (default: finetune)")
     prune.add_argument("--head-epochs", type=int, default=1, help="epochs of head-only training (default: 1)")
@@ -189,7 +196,18 @@ def _add_report_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--dpi", type=int, default=150, help="figure resolution (default: 150)")
     group.add_argument("--ring-edges", type=int, help="draw only the strongest K edges per ring panel")
     group.add_argument("--rule", default="plateau", choices=RULES, help="Criterion I rule (SPEC 8, default: plateau)")
-    group.add_argument("--tau", type=float, help="the rule's parameter (default: 0.02 plateau, 0.03 delta)")
+    group.add_argument("--tau", type=float, help="the rule's parameter (default: 0.02 plateau and delta, "
+                       "0.03 delta-abs)")
+
+
+def _rule(text: str) -> tuple[str, float | None]:
+    rule, equals, tau = text.partition("=")
+    if rule not in RULES:
+        raise argparse.ArgumentTypeError(f"unknown rule {rule!r}; choose one of {', '.join(RULES)}")
+    try:
+        return rule, float(tau) if equals else None
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected RULE=NUMBER, got {text!r}") from error
 
 
 def _all_or_int(text: str) -> str | int:
@@ -324,11 +342,12 @@ def run_prune(args: argparse.Namespace) -> None:
                 edges=args.edges, hist_samples=args.hist_samples, bins=args.bins, lu_k=args.lu_k,
                 lu_batch_size=args.lu_batch_size, lu_batches=args.lu_batches, vertex_choice=args.vertex_choice,
                 seed=args.seed, data_root=args.data_root, device=args.device, out=args.folder, resume=True)
-    compare_pruning(args.folder, args.train_data, test_data=args.test_data, rule=args.rule,
-                            parameter=args.tau, init=args.init, head_epochs=args.head_epochs, recipe=_recipe(args),
-                            data_root=args.data_root, device=args.device)
+    rules = [(rule, args.tau if tau is None else tau) for rule, tau in args.rule or [("plateau", None)]]
+    compare_pruning(args.folder, args.train_data, test_data=args.test_data, rules=rules, equal_units=args.equal_units,
+                    reference_cuts=args.reference_cut, init=args.init, head_epochs=args.head_epochs,
+                    recipe=_recipe(args), data_root=args.data_root, device=args.device)
     print((Path(args.folder) / "pruning.md").read_text())
-    report = render_report(args.folder)
+    report = render_report(args.folder, rule=rules[0][0], parameter=rules[0][1])
     print(f"table: {Path(args.folder) / 'pruning.csv'}; report: {report}")
 
 

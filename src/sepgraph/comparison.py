@@ -1,32 +1,60 @@
-"""The Table-1 comparison (SPEC 8, 9): cut by M and by Lu et al.'s Q under one rule, refit the head,
-fine-tune, and count accuracy, parameters and FLOPs before and after (``sepgraph prune``)."""
+"""The Table-1 comparison (SPEC 8, 9): cut by M and by Lu et al.'s Q under the same rules, beside an
+unpruned control trained alike; refit the head, fine-tune, and count accuracy, parameters and FLOPs
+(``sepgraph prune``).
+
+Every row, the control included, gets the same head-only epochs and fine-tuning recipe, seed included,
+so the accuracy change against the control is what the cut did. Each trained model lives in
+``pruning/<key>/`` of the results folder; a rerun with the same settings reuses finished rows and
+resumes an interrupted one from its last epoch.
+"""
 
 from __future__ import annotations
 
+import copy
 import csv
+import hashlib
 import io
+import json
 import shutil
-from dataclasses import replace
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from .checkpoints import load_weights, save_weights
-from .criterion import Cut, recommend
+from .criterion import CURVES, Cut, recommend, tau_for_count
 from .data import ImageDataset, load_dataset
 from .errors import SepgraphError
 from .evaluation import evaluate
 from .models import create_model, input_size, parameter_count
-from .points import layer_points
-from .pruning import apply_spec, flop_count, reinitialise, unit_of_point
-from .results import atomic_text, load_results
+from .pruning import apply_spec, flop_count, reinitialise
+from .results import atomic_text, load_results, removable_units_of
 from .training import Recipe, train
 
-CURVES = {"M": "M (ours)", "lu_q": "Lu et al.'s Q"}
-COLUMNS = ["model", "curve", "rule", "parameter", "cut", "pruned_model", "points_removed", "init",
-           "accuracy_original", "accuracy_head_refit", "accuracy_finetuned", "finetune_epochs",
-           "params_original", "params_pruned", "params_saved_pct", "flops_original", "flops_pruned",
-           "flops_saved_pct"]
+CURVE_LABELS = {"M": "M (ours)", "lu_q": "Lu et al.'s Q"}
+CONTROL = "unpruned"
+REFERENCE = "reference"
+KINDS = ("control", "criterion", "equal-units", "reference")
+COLUMNS = ["model", "curve", "kind", "rule", "parameter", "cut", "pruned_model", "points_removed", "units_removed",
+           "init", "accuracy_original", "accuracy_head_refit", "accuracy_finetuned", "accuracy_vs_control",
+           "head_epochs", "finetune_epochs", "seed", "params_original", "params_pruned", "params_saved_pct",
+           "flops_original", "flops_pruned", "flops_saved_pct", "train_seconds", "weights"]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One row to train: which curve and rule chose it and the pruning it asks for (None: nothing removed)."""
+
+    curve: str
+    kind: str
+    rule: str
+    parameter: float | None
+    cut: str
+    pruning: str | None
+    points_removed: int
+    units_removed: int
 
 
 def compare_pruning(
@@ -34,8 +62,9 @@ def compare_pruning(
     train_data: str | ImageDataset,
     *,
     test_data: str | ImageDataset | None = None,
-    rule: str = "plateau",
-    parameter: float | None = None,
+    rules: Sequence[str | tuple[str, float | None]] = ("plateau",),
+    equal_units: bool = False,
+    reference_cuts: Sequence[str] = (),
     init: str = "finetune",
     head_epochs: int = 1,
     recipe: Recipe | None = None,
@@ -43,18 +72,31 @@ def compare_pruning(
     device: str = "auto",
     progress: bool = True,
 ) -> list[dict]:
-    """Prune the analysed model where M and where Lu et al.'s Q say (same rule), train, and write
-    ``pruning.csv`` and ``pruning.md`` into the results folder. Returns the table's rows.
+    """Prune the analysed model where M and where Lu et al.'s Q say under each rule, train every row and the
+    unpruned control alike, and write ``pruning.csv`` and ``pruning.md`` into the results folder.
 
-    ``plateau`` and ``peak`` truncate after the cut point; ``delta`` removes units inside.
-    ``recipe.epochs`` fine-tuning epochs follow ``head_epochs`` of head-only training (0 skips either).
+    Args:
+        rules: Criterion I rules, each a name or (name, parameter); ``plateau`` and ``peak`` truncate,
+            ``delta`` and ``delta-abs`` remove units (SPEC 8).
+        equal_units: add a ``delta`` pair at equal unit counts: each curve's tau chosen so it removes as
+            many units as M does under the ``delta`` rule (Q's count if M removes none).
+        reference_cuts: published or hand-picked prunings, ``MODEL+remove=...`` or ``remove=...``.
+        head_epochs: head-only epochs (batch-norm statistics frozen) before ``recipe.epochs`` of fine-tuning.
+
+    Returns:
+        the table's rows, the control first.
     """
     if init not in ("finetune", "scratch"):
         raise SepgraphError(f"--init must be finetune or scratch, got {init!r}")
+    if head_epochs < 0 or (recipe is not None and recipe.epochs < 0):
+        raise SepgraphError("--head-epochs and --epochs must be 0 or more")
     results = Path(results)
     manifest, rows = load_results(results)
     parameters = manifest["parameters"]
     base, normalize, classes = parameters["model"], parameters["normalize"], parameters["num_classes"]
+    if parameters["convention"] == "explicit" or "+" in base:
+        raise SepgraphError("pruning needs an analysis of an unpruned zoo model's convention points "
+                            f"(got model {base!r}, convention {parameters['convention']!r})")
     recipe = recipe or Recipe()
     train_set = train_data if isinstance(train_data, ImageDataset) else load_dataset(train_data, data_root)
     test_set = test_data if isinstance(test_data, ImageDataset) else load_dataset(
@@ -62,83 +104,121 @@ def compare_pruning(
     original = create_model(base, num_classes=classes)
     if parameters["weights"]:
         load_weights(original, parameters["weights"])
-    points = layer_points(original, parameters["convention"]) if parameters["convention"] != "explicit" else None
-    if points is None or [p.name for p in points] != parameters["points"]:
-        raise SepgraphError("pruning needs an analysis of a zoo model's convention points (not an explicit list)")
     size = input_size(base)
+    candidates = _candidates(rows, removable_units_of(manifest), rules, equal_units, reference_cuts, base)
     accuracy = evaluate(original, test_set, normalize=normalize, device=device, progress=progress).accuracy
     before = {"params": parameter_count(original), "flops": flop_count(original, size)}
-    table, done = [], {}
-    removable = [unit_of_point(original, p) is not None for p in points] if rule == "delta" else None
-    cuts = recommend(rows, rule, parameter, removable)
-    for key, label in CURVES.items():
-        cut = cuts[key]
-        pruning = _pruning(original, points, cut)
-        spec = f"{base}+{pruning}" if pruning else None
-        row = {"model": base, "curve": label, "rule": cut.rule, "parameter": cut.parameter,
-               "cut": _describe(cut, points), "pruned_model": spec or base, "points_removed": len(cut.removed),
-               "init": init, "accuracy_original": accuracy, "params_original": before["params"],
-               "flops_original": before["flops"]}
-        if spec in done:
-            row.update({k: v for k, v in done[spec].items() if k not in ("curve",)}, curve=label)
-        elif spec is None:
-            row.update(accuracy_head_refit=accuracy, accuracy_finetuned=accuracy, finetune_epochs=0,
-                       params_pruned=before["params"], flops_pruned=before["flops"])
-        else:
-            pruned = apply_spec(original, pruning, classes, size)
-            if init == "scratch":
-                reinitialise(pruned)
-            row.update(_train_pruned(pruned, train_set, test_set, normalize, recipe, head_epochs,
-                                     results / f"pruned_{key}", device, progress))
-            row.update(params_pruned=parameter_count(pruned), flops_pruned=flop_count(pruned, size))
-        row["params_saved_pct"] = 100.0 * (1 - row["params_pruned"] / row["params_original"])
-        row["flops_saved_pct"] = 100.0 * (1 - row["flops_pruned"] / row["flops_original"])
-        done.setdefault(row["pruned_model"], row)
-        table.append(row)
-    _write(results, table)
+    settings = {"model": base, "weights_sha256": parameters["weights_sha256"], "train_data": train_set.spec,
+                "train_sha256": train_set.sha256, "test_data": test_set.spec, "test_sha256": test_set.sha256,
+                "normalize": normalize, "init": init, "head_epochs": head_epochs, "recipe": asdict(recipe)}
+    table, trained = [], {}
+    for candidate in candidates:
+        if candidate.pruning not in trained:
+            trained[candidate.pruning] = _trained_row(original, candidate.pruning, settings, train_set, test_set,
+                                                      recipe, classes, size, results, device, progress)
+        outcome = trained[candidate.pruning]
+        table.append({
+            "model": base, "curve": candidate.curve, "kind": candidate.kind, "rule": candidate.rule,
+            "parameter": candidate.parameter, "cut": candidate.cut,
+            "pruned_model": f"{base}+{candidate.pruning}" if candidate.pruning else base,
+            "points_removed": candidate.points_removed, "units_removed": candidate.units_removed, "init": init,
+            "accuracy_original": accuracy, **outcome, "head_epochs": head_epochs, "finetune_epochs": recipe.epochs,
+            "seed": recipe.seed, "params_original": before["params"], "flops_original": before["flops"],
+            "params_saved_pct": 100.0 * (1 - outcome["params_pruned"] / before["params"]),
+            "flops_saved_pct": 100.0 * (1 - outcome["flops_pruned"] / before["flops"]),
+        })
+    control = trained[None]["accuracy_finetuned"]
+    for row in table:
+        row["accuracy_vs_control"] = row["accuracy_finetuned"] - control
+    _write(results, table, recipe)
     return table
 
 
-def _pruning(original: nn.Module, points, cut: Cut) -> str | None:
-    """The pruning a cut asks for, as a model-spec suffix (``truncate=POINT`` or ``remove=UNIT,...``)."""
+def _candidates(rows: list[dict], units, rules, equal_units: bool, reference_cuts: Sequence[str], base: str
+                ) -> list[Candidate]:
+    """The control, each curve's cut under each rule, the equal-units pair and the reference cuts."""
+    names = [row["name"] for row in rows]
+    found = [Candidate(CONTROL, "control", "", None, "nothing removed (the control)", None, 0, 0)]
+    for item in rules:
+        rule, parameter = (item, None) if isinstance(item, str) else item
+        cuts = recommend(rows, rule, parameter, units)
+        found += [_candidate(CURVE_LABELS[key], "criterion", cut, names) for key, cut in cuts.items()]
+    if equal_units:
+        delta = recommend(rows, "delta", None, units)
+        count = len(delta["M"].units) or len(delta["lu_q"].units)
+        if count:
+            taus = {key: delta[key].parameter if len(delta[key].units) == count
+                    else tau_for_count([row[column] for row in rows], names, units, count)
+                    for key, column in CURVES.items()}
+            cuts = recommend(rows, "delta", taus, units)
+            found += [_candidate(CURVE_LABELS[key], "equal-units", cut, names) for key, cut in cuts.items()]
+    for spec in reference_cuts:
+        model, plus, pruning = spec.partition("+")
+        pruning = pruning if plus else spec
+        if plus and model != base:
+            raise SepgraphError(f"--reference-cut {spec!r} names model {model!r}, but the analysis is of {base!r}")
+        if not pruning.startswith(("remove=", "truncate=")):
+            raise SepgraphError(f"--reference-cut {spec!r}: write {base}+remove=UNIT,UNIT or {base}+truncate=POINT")
+        count = len([u for u in pruning.partition("=")[2].split(",") if u])
+        found.append(Candidate(REFERENCE, "reference", "", None, pruning.replace("=", " ", 1).replace(",", ", "),
+                               pruning, 0, count if pruning.startswith("remove=") else 0))
+    return found
+
+
+def _candidate(curve: str, kind: str, cut: Cut, names: list[str]) -> Candidate:
+    """The pruning a cut asks for: ``truncate=POINT``, ``remove=UNIT,...`` or nothing."""
     if not cut.removed:
-        return None
+        text = "no cut: the curve still rises" if cut.cut_index is not None else "no unit at or below the threshold"
+        return Candidate(curve, kind, cut.rule, cut.parameter, text, None, 0, 0)
     if cut.cut_index is not None:
-        return f"truncate={points[cut.cut_index].name}"
-    units = list(dict.fromkeys(u for u in (unit_of_point(original, points[k]) for k in cut.removed) if u))
-    return f"remove={','.join(units)}" if units else None
+        return Candidate(curve, kind, cut.rule, cut.parameter, f"keep up to {names[cut.cut_index]}",
+                         f"truncate={names[cut.cut_index]}", len(cut.removed), 0)
+    return Candidate(curve, kind, cut.rule, cut.parameter, "remove " + ", ".join(cut.units),
+                     "remove=" + ",".join(cut.units), len(cut.removed), len(cut.units))
 
 
-def _describe(cut: Cut, points) -> str:
-    if not cut.removed:
-        return "no cut: the curve still rises"
-    if cut.cut_index is not None:
-        return f"keep up to {points[cut.cut_index].name}"
-    return "remove " + ", ".join(points[k].name for k in cut.removed)
+def _trained_row(original: nn.Module, pruning: str | None, settings: dict, train_set: ImageDataset,
+                 test_set: ImageDataset, recipe: Recipe, classes: int, size: tuple[int, int, int], results: Path,
+                 device: str, progress: bool) -> dict:
+    """Build (seeded), refit the head, fine-tune and measure one pruned model, or reuse a finished run.
 
-
-def _train_pruned(model, train_set, test_set, normalize, recipe, head_epochs, out, device, progress) -> dict:
-    """Head-only training, then fine-tuning; ``out/model.pt`` gets the final weights."""
-    head = _head(model)
-    if out.exists():
+    ``pruning/<key>/`` holds ``settings.json``, the training runs (``head/``, ``finetune/``, resumable),
+    ``model.pt`` and, once complete, ``row.json``.
+    """
+    row_settings = {**settings, "pruning": pruning}
+    key = hashlib.sha256(json.dumps(row_settings, sort_keys=True).encode()).hexdigest()[:12]
+    out = results / "pruning" / f"{'unpruned' if pruning is None else pruning.partition('=')[0]}-{key}"
+    if (out / "row.json").is_file():
+        return json.loads((out / "row.json").read_text())
+    if out.exists() and not (out / "settings.json").is_file():
         shutil.rmtree(out)
-    result = {}
-    if head_epochs > 0:
-        train(model, train_set, normalize=normalize, recipe=replace(recipe, epochs=head_epochs,
-                                                                   milestones=()),
-              out=out / "head", parameters=list(head.parameters()), frozen_statistics=True, device=device,
-              progress=progress)
-    result["accuracy_head_refit"] = evaluate(model, test_set, normalize=normalize, device=device,
-                                             progress=progress).accuracy
-    if recipe.epochs > 0:
-        train(model, train_set, normalize=normalize, recipe=recipe, out=out / "finetune", device=device,
-              progress=progress)
-    result["accuracy_finetuned"] = evaluate(model, test_set, normalize=normalize, device=device,
-                                            progress=progress).accuracy
-    result["finetune_epochs"] = recipe.epochs
     out.mkdir(parents=True, exist_ok=True)
+    atomic_text(out / "settings.json", json.dumps(row_settings, indent=1) + "\n")
+    torch.manual_seed(recipe.seed)  # a new head (truncation) or a scratch start draws the same weights every time
+    model = apply_spec(original, pruning, classes, size) if pruning else copy.deepcopy(original)
+    if settings["init"] == "scratch":
+        reinitialise(model)
+    normalize, seconds = settings["normalize"], 0.0
+    head_epochs = settings["head_epochs"]
+    if head_epochs > 0:
+        run = train(model, train_set, normalize=normalize, out=out / "head", parameters=list(_head(model).parameters()),
+                    recipe=replace(recipe, epochs=head_epochs, milestones=()), frozen_statistics=True,
+                    resume=(out / "head" / "state.pt").is_file(), device=device, progress=progress)
+        seconds += sum(epoch["seconds"] for epoch in run.metrics)
+    head_refit = evaluate(model, test_set, normalize=normalize, device=device, progress=progress).accuracy
+    if recipe.epochs > 0:
+        run = train(model, train_set, normalize=normalize, recipe=recipe, out=out / "finetune",
+                    resume=(out / "finetune" / "state.pt").is_file(), device=device, progress=progress)
+        seconds += sum(epoch["seconds"] for epoch in run.metrics)
+        finetuned = evaluate(model, test_set, normalize=normalize, device=device, progress=progress).accuracy
+    else:
+        finetuned = head_refit
     save_weights(model, out / "model.pt")
-    return result
+    row = {"accuracy_head_refit": head_refit, "accuracy_finetuned": finetuned, "params_pruned": parameter_count(model),
+           "flops_pruned": flop_count(model, size), "train_seconds": seconds,
+           "weights": str((out / "model.pt").relative_to(results))}
+    atomic_text(out / "row.json", json.dumps(row, indent=1) + "\n")
+    return row
 
 
 def _head(model: nn.Module) -> nn.Module:
@@ -148,20 +228,66 @@ def _head(model: nn.Module) -> nn.Module:
     raise SepgraphError(f"cannot find the linear head of {type(model).__name__}")
 
 
-def _write(results: Path, table: list[dict]) -> None:
+def differences(table: list[dict]) -> list[str]:
+    """One sentence per rule (and for the equal-units pair) on where the cuts by M and by Q differ, from the
+    rows of :func:`compare_pruning`."""
+    sentences = []
+    groups: dict[tuple[str, str], dict[str, dict]] = {}
+    for row in table:
+        if row["kind"] in ("criterion", "equal-units"):
+            groups.setdefault((row["kind"], row["rule"]), {})[row["curve"]] = row
+    for (kind, rule), pair in groups.items():
+        m, q = pair[CURVE_LABELS["M"]], pair[CURVE_LABELS["lu_q"]]
+        name = f"{rule} at equal units" if kind == "equal-units" else rule
+        if m["pruned_model"] == q["pruned_model"]:
+            what = ("neither curve finds anything to cut" if m["pruned_model"] == m["model"]
+                    else f"both {m['cut']}")
+            sentences.append(f"{name}: M and Q agree ({what}), so the two rows are one model trained once.")
+            continue
+        sentences.append(
+            f"{name}: M {_outcome(m)}; Q {_outcome(q)}. M saves {m['params_saved_pct'] - q['params_saved_pct']:+.1f} "
+            f"points of parameters more than Q at {m['accuracy_vs_control'] - q['accuracy_vs_control']:+.2f} "
+            "points of accuracy against it.")
+    return sentences
+
+
+def _outcome(row: dict) -> str:
+    removed = (f"removes {row['units_removed']} units" if row["units_removed"] else
+               f"truncates {row['points_removed']} points" if row["points_removed"] else "cuts nothing")
+    return (f"{removed} ({row['params_saved_pct']:.1f}% of parameters), {row['accuracy_finetuned']:.2f}% "
+            f"({row['accuracy_vs_control']:+.2f} vs control)")
+
+
+def _write(results: Path, table: list[dict], recipe: Recipe) -> None:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows({c: row[c] for c in COLUMNS} for row in table)
     atomic_text(results / "pruning.csv", buffer.getvalue())
-    lines = ["| model | curve | cut | accuracy (%): original / head refit / fine-tuned | parameters saved | "
-             "FLOPs saved | pruned model |", "|---|---|---|---|---:|---:|---|"]
+    atomic_text(results / "pruning.md", pruning_markdown(table, recipe))
+
+
+def pruning_markdown(table: list[dict], recipe: Recipe | None = None) -> str:
+    """The comparison as a Markdown table with the control marked and every row's change against it."""
+    lines = ["| curve | rule (tau) | cut | accuracy (%): original / head refit / fine-tuned | vs control | "
+             "parameters saved | FLOPs saved | pruned model |", "|---|---|---|---|---:|---:|---:|---|"]
     for row in table:
+        curve = f"**{row['curve']}** (control)" if row["kind"] == "control" else row["curve"]
+        if row["kind"] == "equal-units":
+            curve += " at equal units"
+        rule = "" if not row["rule"] else row["rule"] + (f" ({row['parameter']:.4g})" if row["parameter"] is not None
+                                                        else "")
+        change = "-" if row["kind"] == "control" else f"{row['accuracy_vs_control']:+.2f}"
         lines.append(
-            f"| {row['model']} | {row['curve']} | {row['cut']} | {row['accuracy_original']:.2f} / "
-            f"{row['accuracy_head_refit']:.2f} / {row['accuracy_finetuned']:.2f} ({row['finetune_epochs']} epochs) | "
-            f"{row['params_saved_pct']:.2f}% ({row['params_original']:,} -> {row['params_pruned']:,}) | "
-            f"{row['flops_saved_pct']:.2f}% | `{row['pruned_model']}` |")
-    rule = table[0]
-    lines.append(f"\nCriterion I, {rule['rule']} rule, parameter {rule['parameter']}; init {rule['init']}.")
-    atomic_text(results / "pruning.md", "\n".join(lines) + "\n")
+            f"| {curve} | {rule} | {row['cut']} | {row['accuracy_original']:.2f} / {row['accuracy_head_refit']:.2f} / "
+            f"{row['accuracy_finetuned']:.2f} | {change} | {row['params_saved_pct']:.2f}% "
+            f"({row['params_original']:,} -> {row['params_pruned']:,}) | {row['flops_saved_pct']:.2f}% | "
+            f"`{row['pruned_model']}` |")
+    first = table[0]
+    training = (f"{first['head_epochs']} head-only epoch(s), then {first['finetune_epochs']} fine-tuning epoch(s)"
+                + (f" (lr {recipe.lr}, batch {recipe.batch_size}, milestones {list(recipe.milestones)})"
+                   if recipe else "") + f", seed {first['seed']}, init {first['init']}")
+    lines.append(f"\nEvery row, the control included, trained alike: {training}. The control (`{CONTROL}`) is the "
+                 "original model trained with that same budget; *vs control* is each row's fine-tuned accuracy "
+                 "minus the control's, so it shows what the cut did rather than what the extra training did.")
+    return "\n".join(lines) + "\n"

@@ -1,37 +1,63 @@
 """Criterion I: where a modularity curve says layers can go (SPEC 8).
 
 Pure functions over a curve c_1..c_K (one value per layer point); each returns a
-:class:`Cut` that records the rule, its parameter and the points to remove.
+:class:`Cut` that records the rule, its parameter and what to remove. The truncation rules
+(``plateau``, ``peak``) read the curve alone; the unit rules (``delta``, ``delta-abs``) judge
+each removable unit by its contribution, curve(output point) - curve(input point).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from .errors import SepgraphError
+from .points import RemovableUnit
 
-RULES = ("plateau", "peak", "delta")
-DEFAULT_PARAMETERS = {"plateau": 0.02, "peak": None, "delta": 0.03}
+RULES = ("plateau", "peak", "delta", "delta-abs")
+UNIT_RULES = ("delta", "delta-abs")
+DEFAULT_PARAMETERS = {"plateau": 0.02, "peak": None, "delta": 0.02, "delta-abs": 0.03}
+CURVES = {"M": "M", "lu_q": "lu_q_mean"}
+"""The two curves Criterion I reads: key -> the per-layer field holding its values."""
+
+
+@dataclass(frozen=True)
+class Contribution:
+    """What one removable unit adds to a curve: curve(output_point) - curve(input_point) (SPEC 8).
+
+    ``value`` is None when the curve lacks one of the two points; such a unit is never removed.
+    """
+
+    unit: str
+    input_point: str | None
+    output_point: str | None
+    value: float | None
+    removed: bool
 
 
 @dataclass(frozen=True)
 class Cut:
-    """Points to remove from a curve's layer points (0-based positions).
+    """What a rule removes from a curve's layer points.
 
     Attributes:
-        rule: ``plateau``, ``peak`` or ``delta``.
-        parameter: tau (relative, plateau) or tau_abs (delta); None for peak.
-        cut_index: for truncation rules, the last kept point; None for ``delta``.
-        removed: positions removed, ascending.
+        rule: one of :data:`RULES`.
+        parameter: tau (relative: ``plateau``, ``delta``), tau_abs (``delta-abs``); None for ``peak``.
+        cut_index: truncation rules: the last kept point (0-based); None for the unit rules.
+        removed: positions of the layer points that go, ascending (unit rules: the removed units' output points).
+        units: unit rules: the units removed, in network order.
+        threshold: unit rules: the contribution at or below which a unit goes, in the curve's own units.
+        contributions: unit rules: every removable unit's contribution and verdict.
     """
 
     rule: str
     parameter: float | None
     cut_index: int | None
     removed: list[int]
+    units: list[str] = field(default_factory=list)
+    threshold: float | None = None
+    contributions: list[Contribution] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -65,26 +91,70 @@ def peak_cut(values: Sequence[float]) -> Cut:
     return Cut("peak", None, cut, list(range(cut + 1, len(curve))))
 
 
-def delta_removals(values: Sequence[float], removable: Sequence[bool] | None = None, tau_abs: float = 0.03) -> Cut:
-    """Lu et al.'s block rule: remove each removable point whose rise over the previous point is <= tau_abs.
+def contributions(values: Sequence[float], names: Sequence[str], units: Sequence[RemovableUnit]
+                  ) -> list[float | None]:
+    """Each unit's curve(output point) - curve(input point); None where ``names`` lacks either point.
 
     Args:
-        values: the curve.
-        removable: (K,) which points may be removed (default: all but the first).
-        tau_abs: the absolute rise below which a point is redundant.
+        values: (K,) the curve.
+        names: (K,) the layer point of each value.
+        units: the model's removable units under the convention of ``names``.
     """
     curve = _curve(values)
-    mask = np.ones(len(curve), dtype=bool) if removable is None else np.asarray(removable, dtype=bool)
-    if mask.shape != curve.shape:
-        raise SepgraphError(f"removable has {mask.size} entries but the curve has {curve.size}")
-    rise = np.diff(curve)
-    removed = [int(k) for k in np.flatnonzero(mask[1:] & (rise <= tau_abs)) + 1]
-    return Cut("delta", tau_abs, None, removed)
+    if len(names) != len(curve):
+        raise SepgraphError(f"the curve has {len(curve)} values but {len(names)} point names")
+    position = {name: k for k, name in enumerate(names)}
+    return [float(curve[position[u.output_point]] - curve[position[u.input_point]])
+            if u.input_point in position and u.output_point in position else None for u in units]
+
+
+def unit_removals(values: Sequence[float], names: Sequence[str], units: Sequence[RemovableUnit],
+                  tau: float = 0.02, relative: bool = True) -> Cut:
+    """Remove each unit whose contribution is at most the threshold (SPEC 8).
+
+    ``delta`` (``relative``): threshold tau x (max c - min c), so curves on different scales (M, Q)
+    are judged alike. ``delta-abs``: threshold tau itself, Lu et al.'s absolute rule (0.03).
+    """
+    curve = _curve(values)
+    threshold = float(tau * (curve.max() - curve.min())) if relative else float(tau)
+    rises = contributions(curve, names, units)
+    verdicts = [rise is not None and rise <= threshold for rise in rises]
+    position = {name: k for k, name in enumerate(names)}
+    return Cut("delta" if relative else "delta-abs", tau, None,
+               sorted(position[u.output_point] for u, gone in zip(units, verdicts, strict=True) if gone),
+               [u.name for u, gone in zip(units, verdicts, strict=True) if gone], threshold,
+               [Contribution(u.name, u.input_point, u.output_point, rise, gone)
+                for u, rise, gone in zip(units, rises, verdicts, strict=True)])
+
+
+def tau_for_count(values: Sequence[float], names: Sequence[str], units: Sequence[RemovableUnit], count: int
+                  ) -> float:
+    """A relative tau at which ``delta`` removes ``count`` units, or the count nearest to it when
+    contributions tie (the smaller count on equal distance); for the equal-savings comparison (SPEC 8).
+
+    The tau returned sits halfway between two distinct contributions, so rounding cannot move a unit.
+    """
+    curve = _curve(values)
+    spread = float(curve.max() - curve.min())
+    rises = sorted(rise for rise in contributions(curve, names, units) if rise is not None)
+    if count < 1 or not rises:
+        raise SepgraphError(f"cannot choose tau to remove {count} of {len(rises)} judged units; "
+                            "the count must be between 1 and that number")
+    if spread == 0:
+        return 0.0
+    levels = sorted(set(rises))
+    removed = [sum(rise <= level for rise in rises) for level in levels]
+    best = min(range(len(levels)), key=lambda k: (abs(removed[k] - count), k))
+    above = levels[best + 1] if best + 1 < len(levels) else levels[best] + spread
+    return (levels[best] + above) / 2 / spread
 
 
 def apply_rule(values: Sequence[float], rule: str = "plateau", parameter: float | None = None,
-               removable: Sequence[bool] | None = None) -> Cut:
-    """Apply a rule by name with its default parameter unless one is given."""
+               names: Sequence[str] | None = None, units: Sequence[RemovableUnit] | None = None) -> Cut:
+    """Apply a rule by name with its default parameter unless one is given.
+
+    The unit rules need ``names`` (the curve's layer points) and ``units`` (the model's removable units).
+    """
     if rule not in RULES:
         raise SepgraphError(f"unknown rule {rule!r}; choose one of {', '.join(RULES)}")
     parameter = DEFAULT_PARAMETERS[rule] if parameter is None else parameter
@@ -92,12 +162,17 @@ def apply_rule(values: Sequence[float], rule: str = "plateau", parameter: float 
         return plateau_cut(values, parameter)
     if rule == "peak":
         return peak_cut(values)
-    return delta_removals(values, removable, parameter)
+    if names is None or units is None:
+        raise SepgraphError(f"the {rule} rule judges removable units, which analyses of sepgraph's zoo models record "
+                            "in manifest.json; an older results folder gets them with 'sepgraph analyze --resume'")
+    return unit_removals(values, names, units, parameter, relative=rule == "delta")
 
 
-def recommend(rows: Sequence[dict], rule: str = "plateau", parameter: float | None = None,
-              removable: Sequence[bool] | None = None) -> dict[str, Cut]:
+def recommend(rows: Sequence[dict], rule: str = "plateau", parameter: float | dict[str, float] | None = None,
+              units: Sequence[RemovableUnit] | None = None) -> dict[str, Cut]:
     """Criterion I under the same rule on M (key ``"M"``) and on Lu et al.'s Q (key ``"lu_q"``),
-    from per-layer rows with layers.csv's columns."""
-    return {"M": apply_rule([row["M"] for row in rows], rule, parameter, removable),
-            "lu_q": apply_rule([row["lu_q_mean"] for row in rows], rule, parameter, removable)}
+    from per-layer rows with layers.csv's columns. ``parameter`` may differ per curve (a dict by key)."""
+    names = [row["name"] for row in rows]
+    return {key: apply_rule([row[column] for row in rows], rule,
+                            parameter.get(key) if isinstance(parameter, dict) else parameter, names, units)
+            for key, column in CURVES.items()}

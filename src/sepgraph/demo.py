@@ -1,9 +1,9 @@
 """``sepgraph demo``: the whole method on embedded data in minutes, no download, no GPU.
 
 Trains resnet20 on scikit-learn's handwritten digits (upsampled to 32x32), analyses it on
-the held-out digits, applies Criterion I to M and to Lu et al.'s Q (the ``plateau`` rule; when
-neither curve has a plateau it says so and shows Lu et al.'s block rule, ``delta``), prunes,
-refits the head, fine-tunes, and writes a results folder with report.html. Sizes are scaled to the data
+the held-out digits, applies Criterion I to M and to Lu et al.'s Q under the ``plateau`` and
+``delta`` rules, prunes, refits the head and fine-tunes every cut and an unpruned control with
+the same budget, says where M and Q differ, and writes a results folder with report.html. Sizes are scaled to the data
 (364 test images): N = 350 vertices (35 per class), |E| = 3,500 (the paper's 10 edges per
 vertex), histograms over all test pairs, Lu et al.'s Q on 3 batches of 100.
 """
@@ -18,12 +18,13 @@ import torch
 
 from .analysis import analyze
 from .checkpoints import save_weights
-from .comparison import compare_pruning
+from .comparison import compare_pruning, differences
 from .criterion import recommend
 from .data import load_dataset
 from .evaluation import evaluate
 from .models import create_model
 from .report import render_report
+from .results import removable_units_of
 from .training import Recipe, train
 
 DEMO_RECIPE = Recipe(epochs=12, lr=0.05, momentum=0.9, weight_decay=5e-4, batch_size=64, milestones=(7, 10))
@@ -51,16 +52,22 @@ def run_demo(out: str | Path = "results/demo", *, model: str = "resnet20", recip
     analysis = analyze(model, weights=out / "model.pt", data=test_set, normalize="none", vertices=350,
                        edges=3500, lu_batch_size=100, lu_batches=3, device=device, out=out / "analysis",
                        progress=progress)
-    print("3/4 cutting where M and where Lu et al.'s Q say (Criterion I), refitting the head, fine-tuning")
-    rule = "plateau"
-    if not any(cut.removed for cut in recommend(analysis.rows).values()):
-        rule = "delta"
-        print("    neither curve has a plateau, peak or decline (both still rise at the last point), so Criterion I "
-              "truncates nothing; showing Lu et al.'s block rule (delta, SPEC 8) instead")
-    table = compare_pruning(analysis.path, train_set, test_data=test_set, rule=rule, head_epochs=2,
+    print("3/4 cutting where M and where Lu et al.'s Q say (Criterion I: plateau, then delta), training every "
+          "row and an unpruned control alike")
+    table = compare_pruning(analysis.path, train_set, test_data=test_set, rules=["plateau", "delta"], head_epochs=2,
                             recipe=replace(recipe, epochs=6, milestones=(4,)), device=device, progress=progress)
     for row in table:
-        print(f"    {row['curve']}: {row['cut']}; accuracy {row['accuracy_original']:.2f}% -> "
-              f"{row['accuracy_finetuned']:.2f}%, parameters saved {row['params_saved_pct']:.1f}%")
+        label = "unpruned (control)" if row["kind"] == "control" else f"{row['curve']}, {row['rule']}"
+        change = "" if row["kind"] == "control" else f" ({row['accuracy_vs_control']:+.2f} vs control)"
+        print(f"    {label}: {row['cut']}; accuracy {row['accuracy_original']:.2f}% -> "
+              f"{row['accuracy_finetuned']:.2f}%{change}, parameters saved {row['params_saved_pct']:.1f}%")
+    for sentence in differences(table):
+        print(f"    {sentence}")
+    delta = recommend(analysis.rows, "delta", units=removable_units_of(analysis.manifest))
+    print(f"    why, under delta: each removable unit's contribution (curve at its output minus at its input) against "
+          f"the threshold, M {delta['M'].threshold:.4f} and Q {delta['lu_q'].threshold:.4f} (tau x each curve's range)")
+    for by_m, by_q in zip(delta["M"].contributions, delta["lu_q"].contributions, strict=True):
+        print(f"      {by_m.unit:<10} M {by_m.value:+.4f}{' removed' if by_m.removed else '        '}   "
+              f"Q {by_q.value:+.4f}{' removed' if by_q.removed else ''}")
     print("4/4 drawing figures and the report")
-    return render_report(analysis.path)
+    return render_report(analysis.path, rule="delta")

@@ -173,9 +173,14 @@ def modularity_curves(rows: Sequence[dict], cuts: dict[str, Cut], title: str) ->
     twin.set_ylabel("Lu et al.'s Q", color=LU)
     for height, (key, colour, style) in zip((0.03, 0.1), (("M", OURS, "-"), ("lu_q", LU, "--")), strict=True):
         cut = cuts.get(key)
-        if cut is None or cut.cut_index is None:
-            continue
         label = "M" if key == "M" else "Q"
+        if cut is not None and cut.cut_index is None:  # a unit rule: mark the output points of the units it removes
+            axis, values = (top, m) if key == "M" else (twin, q)
+            axis.plot(cut.removed, values[cut.removed], linestyle="none", marker="x", markersize=8, color=colour,
+                      label=f"unit removed by {label} ({len(cut.units)})")
+            continue
+        if cut is None:
+            continue
         if cut.removed:
             top.axvline(cut.cut_index + 0.5, color=colour, linestyle=style, linewidth=1.2, alpha=0.8)
             text = f"cut by {label}: keep up to {names[cut.cut_index]} "

@@ -1,4 +1,5 @@
-"""Layer points: where features are taken, under the conventions of SPEC 1.
+"""Layer points: where features are taken, under the conventions of SPEC 1, and the removable
+units between them (SPEC 8, 9).
 
 A layer point names one module output. Zoo models list their own points
 (``model.layer_points(convention)``); any other model (torchvision, timm) gets
@@ -39,6 +40,33 @@ class LayerPoint:
     name: str
     module: str
     call: int = 0
+
+
+@dataclass(frozen=True)
+class RemovableUnit:
+    """A unit the network can lose and still build with every other weight kept (SPEC 8, 9).
+
+    Attributes:
+        name: the unit as pruning names it, e.g. ``layer1.3`` (a residual block) or ``conv6`` (a VGG unit).
+        input_point: the layer point at the unit's input under one convention (the previous block's or
+            unit's output, or the stem); None where that convention has no such point.
+        output_point: the layer point at the unit's output; None likewise.
+        parameters: how many parameters the unit holds, i.e. what removing it saves.
+    """
+
+    name: str
+    input_point: str | None
+    output_point: str | None
+    parameters: int
+
+
+def removable_units(model: nn.Module, convention: str = "paper") -> list[RemovableUnit]:
+    """The units of a zoo model that ``remove`` accepts, with their points under ``convention`` (SPEC 8, 9)."""
+    check_convention(convention)
+    if not hasattr(model, "removable_units"):
+        raise SepgraphError(f"removing units needs one of sepgraph's zoo models, not {type(model).__name__}; "
+                            "truncation rules (plateau, peak) work on the curve alone")
+    return model.removable_units(convention)
 
 
 def check_convention(convention: str) -> None:

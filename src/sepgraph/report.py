@@ -18,7 +18,7 @@ from . import __version__
 from .criterion import Cut, recommend
 from .errors import SepgraphError
 from .figures import histogram_grid, histogram_heatmap, modularity_curves, ring_graphs
-from .results import atomic_text, atomic_write, csv_columns, edges_path, load_results
+from .results import atomic_text, atomic_write, csv_columns, edges_path, load_results, removable_units_of
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def render_report(path: str | Path, *, file_format: str = "png", dpi: int = 150,
     manifest, rows = load_results(path)
     parameters = manifest["parameters"]
     title = f"{parameters['model']} on {manifest['data_description']}"
-    cuts = recommend(rows, rule, parameter)
+    cuts = recommend(rows, rule, parameter, removable_units_of(manifest))
     figures_dir = path / "figures"
     figures_dir.mkdir(exist_ok=True)
 
@@ -84,16 +84,39 @@ def _recommendation_html(rows: list[dict], cuts: dict[str, Cut]) -> str:
     items = []
     for key, label in (("M", "the paper's M"), ("lu_q", "Lu et al.'s Q")):
         cut = cuts[key]
-        if cut.cut_index is None or not cut.removed:
+        if cut.cut_index is None:
+            items.append(f"<li>By {label}: remove <b>{len(cut.units)}</b> of {len(cut.contributions)} removable units "
+                         f"(contribution at most {cut.threshold:.4g}): {html.escape(', '.join(cut.units) or 'none')}."
+                         f"</li>")
+        elif not cut.removed:
             items.append(f"<li>By {label}: the curve still rises at the last point; nothing to cut.</li>")
-            continue
-        items.append(
-            f"<li>By {label}: keep up to <b>{html.escape(rows[cut.cut_index]['name'])}</b> "
-            f"(point {cut.cut_index}), remove the {len(cut.removed)} of {len(rows)} points after it.</li>")
+        else:
+            items.append(
+                f"<li>By {label}: keep up to <b>{html.escape(rows[cut.cut_index]['name'])}</b> "
+                f"(point {cut.cut_index}), remove the {len(cut.removed)} of {len(rows)} points after it.</li>")
     rule = cuts["M"]
+    if rule.cut_index is None:
+        text = (f"Criterion I, <code>{rule.rule}</code> rule, parameter {rule.parameter} (SPEC 8): remove each "
+                "removable unit whose contribution, the curve at its output point minus the curve at its input "
+                "point, is at most the threshold" + (" (tau x the curve's range, so M and Q are judged on the same "
+                                                     "relative scale)" if rule.rule == "delta" else "") + ".")
+        return f"<p>{text}</p><ul>{''.join(items)}</ul>{_contributions_html(cuts)}"
     return (f"<p>Criterion I, <code>{rule.rule}</code> rule, parameter {rule.parameter} (SPEC 8): "
             "cut the layers after the point where the curve reaches its maximum, a plateau or starts to "
             "decline, then attach a new head and fine-tune.</p><ul>" + "".join(items) + "</ul>")
+
+
+def _contributions_html(cuts: dict[str, Cut]) -> str:
+    """Every removable unit's contribution to M and to Q, and whether each rule removes it."""
+    head = ("<tr><th>unit</th><th>input point</th><th>output point</th><th>contribution to M</th><th>removed by M</th>"
+            "<th>contribution to Q</th><th>removed by Q</th></tr>")
+    body = []
+    for by_m, by_q in zip(cuts["M"].contributions, cuts["lu_q"].contributions, strict=True):
+        cells = [by_m.unit, by_m.input_point or "-", by_m.output_point or "-"]
+        for item in (by_m, by_q):
+            cells += ["not judged" if item.value is None else f"{item.value:+.4f}", "yes" if item.removed else ""]
+        body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+    return f"<table class='facts'><thead>{head}</thead><tbody>{''.join(body)}</tbody></table>"
 
 
 def _pruning_html(table: Path) -> str:
@@ -102,20 +125,29 @@ def _pruning_html(table: Path) -> str:
         return ""
     with open(table, newline="") as handle:
         rows = list(csv.DictReader(handle))
-    head = ("<tr><th>curve</th><th>cut</th><th>accuracy original</th><th>after head refit</th>"
-            "<th>after fine-tuning</th><th>epochs</th><th>parameters</th><th>parameters saved</th>"
+    head = ("<tr><th>curve</th><th>rule (tau)</th><th>cut</th><th>accuracy original</th><th>after head refit</th>"
+            "<th>after fine-tuning</th><th>vs control</th><th>parameters</th><th>parameters saved</th>"
             "<th>FLOPs saved</th><th>pruned model</th></tr>")
-    body = "".join(
-        f"<tr><td>{html.escape(r['curve'])}</td><td>{html.escape(r['cut'])}</td>"
-        f"<td>{float(r['accuracy_original']):.2f}%</td><td>{float(r['accuracy_head_refit']):.2f}%</td>"
-        f"<td>{float(r['accuracy_finetuned']):.2f}%</td><td>{r['finetune_epochs']}</td>"
-        f"<td>{int(r['params_original']):,} &rarr; {int(r['params_pruned']):,}</td>"
-        f"<td>{float(r['params_saved_pct']):.2f}%</td><td>{float(r['flops_saved_pct']):.2f}%</td>"
-        f"<td><code>{html.escape(r['pruned_model'])}</code></td></tr>" for r in rows)
-    rule = rows[0]
-    return (f"<h2>Pruning</h2><p>Criterion I, <code>{html.escape(rule['rule'])}</code> rule, parameter "
-            f"{html.escape(rule['parameter'] or 'none')}, init {html.escape(rule['init'])} (SPEC 9).</p>"
-            f"<table class='facts'><thead>{head}</thead><tbody>{body}</tbody></table>")
+    body = []
+    for r in rows:
+        control = r["kind"] == "control"
+        curve = html.escape(r["curve"]) + (" <b>(control)</b>" if control else
+                                           " at equal units" if r["kind"] == "equal-units" else "")
+        rule = html.escape(r["rule"] + (f" ({float(r['parameter']):.4g})" if r["parameter"] else ""))
+        change = "&ndash;" if control else f"{float(r['accuracy_vs_control']):+.2f}"
+        body.append(
+            f"<tr><td>{curve}</td><td>{rule}</td><td>{html.escape(r['cut'])}</td>"
+            f"<td>{float(r['accuracy_original']):.2f}%</td><td>{float(r['accuracy_head_refit']):.2f}%</td>"
+            f"<td>{float(r['accuracy_finetuned']):.2f}%</td><td>{change}</td>"
+            f"<td>{int(r['params_original']):,} &rarr; {int(r['params_pruned']):,}</td>"
+            f"<td>{float(r['params_saved_pct']):.2f}%</td><td>{float(r['flops_saved_pct']):.2f}%</td>"
+            f"<td><code>{html.escape(r['pruned_model'])}</code></td></tr>")
+    first = rows[0]
+    return (f"<h2>Pruning</h2><p>Every row, the control included, got {html.escape(first['head_epochs'])} head-only "
+            f"and {html.escape(first['finetune_epochs'])} fine-tuning epochs with seed {html.escape(first['seed'])}, "
+            f"init {html.escape(first['init'])} (SPEC 9). The <b>control</b> is the unpruned model trained with that "
+            "same budget; <i>vs control</i> is each row's fine-tuned accuracy minus the control's.</p>"
+            f"<table class='facts'><thead>{head}</thead><tbody>{''.join(body)}</tbody></table>")
 
 
 def _table(rows: list[dict], bins: int) -> str:

@@ -21,6 +21,7 @@ from typing import IO
 import numpy as np
 
 from .errors import SepgraphError
+from .points import RemovableUnit
 
 FORMAT_VERSION = 1
 
@@ -190,6 +191,13 @@ def load_results(path: str | Path) -> tuple[dict, list[dict]]:
             )
         rows.append(json.loads(row_path.read_text()))
     return manifest, rows
+
+
+def removable_units_of(manifest: dict) -> list[RemovableUnit] | None:
+    """The analysed model's removable units as the analysis recorded them (SPEC 8, 9); None when it has none
+    (a model outside the zoo, an explicit point list) or the folder predates the record."""
+    units = manifest.get("removable_units")
+    return None if units is None else [RemovableUnit(**unit) for unit in units]
 
 
 def edges_path(path: str | Path, index: int, name: str) -> Path:

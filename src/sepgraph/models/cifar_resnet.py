@@ -10,9 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..points import LayerPoint
 from .registry import register_model
-from .resnet import BasicBlock, residual_points
+from .resnet import BasicBlock, ResidualNetwork
 
 
 class PadShortcut(nn.Module):
@@ -32,7 +31,7 @@ def option_a_block(in_planes: int, planes: int, stride: int) -> BasicBlock:
     return BasicBlock(in_planes, planes, stride, shortcut=PadShortcut(planes) if changes else nn.Sequential())
 
 
-class CifarResNet(nn.Module):
+class CifarResNet(ResidualNetwork):
     """3 stages of ``n`` basic blocks, widths 16/32/64, depth 6n + 2."""
 
     def __init__(self, depth: int, num_classes: int = 10):
@@ -61,10 +60,6 @@ class CifarResNet(nn.Module):
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.layer3(self.layer2(self.layer1(out)))
         return self.linear(torch.flatten(self.pool(out), 1))
-
-    def layer_points(self, convention: str) -> list[LayerPoint]:
-        """SPEC 1 points: ``paper`` 1 + 2 per block, ``lu2022`` and ``blocks`` 1 + 1 per block."""
-        return residual_points(self, convention, units=("relu1", "relu2"))
 
 
 @register_model("cifar-resnet")

@@ -6,12 +6,15 @@ and input and output channels agree (the blocks SPEC 9 may remove).
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
-from ..points import LayerPoint
-from .partial import PartialBlock
+from ..points import LayerPoint, RemovableUnit
 from .registry import register_model
+from .surgery import PartialBlock, block_units, without_modules
 
 # (expansion, output channels, blocks, first stride); ImageNet's second-stage stride 2 is 1 here.
 STAGES = ((1, 16, 1, 1), (6, 24, 2, 1), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
@@ -89,6 +92,35 @@ class MobileNetV2(nn.Module):
         if convention == "lu2022" or isinstance(self.last_conv, nn.Identity):
             return points
         return points + [LayerPoint("last_conv", "last_conv")]
+
+    def removable_units(self, convention: str) -> list[RemovableUnit]:
+        """Blocks with a residual connection; input point: the previous block's output (SPEC 8, 9)."""
+        return block_units(self.layer_points(convention), [
+            (f"blocks.{index}", block, bool(getattr(block, "residual", False)))
+            for index, block in enumerate(self.blocks) if not isinstance(block, nn.Identity)])
+
+    def without(self, units: Sequence[str]) -> nn.Module:
+        """A copy without the named blocks; the residual alone carries their input on."""
+        return without_modules(self, units)
+
+    def truncated(self, point: LayerPoint, head: nn.Linear) -> nn.Module:
+        """A copy up to and including ``point`` (a block cut short keeps its first units), with ``head``
+        on global average pooling (SPEC 9)."""
+        model = copy.deepcopy(self)
+        model.classifier = head
+        if point.module == "last_conv":
+            return model
+        model.last_conv = nn.Identity()
+        if point.module == "stem":
+            model.blocks = nn.Sequential()
+            return model
+        parts = point.module.split(".")
+        kept = list(model.blocks)[: int(parts[1]) + 1]
+        if len(parts) == 3:
+            names = ["expand", "depthwise"][: 2 if parts[2] == "depthwise" else 1]
+            kept[-1] = PartialBlock(kept[-1], [name for name in names if getattr(kept[-1], name) is not None])
+        model.blocks = nn.Sequential(*kept)
+        return model
 
 
 @register_model("mobilenet")

@@ -6,12 +6,15 @@ Module names follow the common CIFAR implementation (``conv1``, ``bn1``,
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
-from ..points import LayerPoint
-from .partial import PartialBlock
+from ..points import LayerPoint, RemovableUnit
 from .registry import register_model
+from .surgery import PartialBlock, block_units, without_modules
 
 
 def projection(in_planes: int, planes: int, stride: int) -> nn.Sequential:
@@ -69,12 +72,71 @@ class Bottleneck(nn.Module):
         return self.relu3(self.bn3(self.conv3(out)) + self.shortcut(x))
 
 
-class ResNet(nn.Module):
+class ResidualNetwork(nn.Module):
+    """A ResNet with stem ``conv1/bn1/relu``, stages ``layer1..`` of blocks and a ``linear`` head: its layer
+    points (SPEC 1), its removable blocks and how it is built without them or cut short (SPEC 9).
+
+    Subclasses set ``units``: the activation modules closing a block's Conv-BN-ReLU units, the last being
+    the block output.
+    """
+
+    units: tuple[str, ...] = ("relu1", "relu2")
+
+    def blocks(self) -> list[tuple[str, nn.Module]]:
+        """(``layerS.B``, block) of every block still present, in execution order."""
+        return [(f"{stage}.{index}", block) for stage, blocks in self.named_children() if stage.startswith("layer")
+                for index, block in enumerate(blocks) if not isinstance(block, nn.Identity)]
+
+    def layer_points(self, convention: str) -> list[LayerPoint]:
+        """SPEC 1 points: ``paper`` 1 + one per unit of each block, ``lu2022`` and ``blocks`` 1 + 1 per block."""
+        return residual_points(self, convention, self.units)
+
+    def removable_units(self, convention: str) -> list[RemovableUnit]:
+        """Blocks with an identity shortcut; input point: the previous block's output or the stem (SPEC 8, 9)."""
+        return block_units(self.layer_points(convention), [
+            (name, block, _identity_shortcut(block))
+            for name, block in self.blocks()])
+
+    def without(self, units: Sequence[str]) -> nn.Module:
+        """A copy without the named blocks; the shortcut alone carries their input on."""
+        return without_modules(self, units)
+
+    def truncated(self, point: LayerPoint, head: nn.Linear) -> nn.Module:
+        """A copy up to and including ``point`` (a block cut short keeps its first units), with ``head``
+        on global average pooling (SPEC 9)."""
+        model = copy.deepcopy(self)
+        stages = [name for name, _ in model.named_children() if name.startswith("layer")]
+        kept_stage, kept = None, []
+        if point.module == "conv1":
+            model.bn1, model.relu = nn.Identity(), nn.Identity()
+        elif point.module != "relu":
+            parts = point.module.split(".")
+            kept_stage, index = parts[0], int(parts[1])
+            kept = list(getattr(model, kept_stage))[: index + 1]
+            if len(parts) == 3 and parts[2] != self.units[-1]:
+                names = self.units[: self.units.index(parts[2]) + 1]
+                kept[-1] = PartialBlock(kept[-1], [f"{kind}{name[-1]}" for name in names
+                                                   for kind in ("conv", "bn", "relu")])
+        for stage in stages[stages.index(kept_stage) + 1 if kept_stage else 0:]:
+            setattr(model, stage, nn.Sequential())
+        if kept_stage:
+            setattr(model, kept_stage, nn.Sequential(*kept))
+        model.linear = head
+        return model
+
+
+def _identity_shortcut(block: nn.Module) -> bool:
+    shortcut = getattr(block, "shortcut", None)
+    return isinstance(shortcut, nn.Sequential) and len(shortcut) == 0
+
+
+class ResNet(ResidualNetwork):
     """Four stages (64, 128, 256, 512 planes; strides 1, 2, 2, 2) and a linear head."""
 
     def __init__(self, block: type[BasicBlock | Bottleneck], blocks: tuple[int, int, int, int], num_classes: int = 10):
         super().__init__()
         self.block = block
+        self.units = ("relu1", "relu2") if block is BasicBlock else ("relu1", "relu2", "relu3")
         self.in_planes = 64
         self.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
@@ -97,11 +159,6 @@ class ResNet(nn.Module):
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
         return self.linear(torch.flatten(self.pool(out), 1))
-
-    def layer_points(self, convention: str) -> list[LayerPoint]:
-        """SPEC 1 points: ``paper`` 1 + 2 (basic) or 3 (bottleneck) per block; others 1 + 1 per block."""
-        units = ("relu1", "relu2") if self.block is BasicBlock else ("relu1", "relu2", "relu3")
-        return residual_points(self, convention, units)
 
 
 def residual_points(model: nn.Module, convention: str, units: tuple[str, ...]) -> list[LayerPoint]:
