@@ -7,7 +7,8 @@ Usage (from the repository root; about 15 minutes on a 2-core CPU):
 For each model: the full analysis (histograms over all 10,000 test images, N = 4000,
 |E| = 40000, Lu et al.'s Q on 5 x 500) with vertex seed 0, and the subgraph metrics again
 with vertex seeds 1 and 2 (their histograms use 500 samples only; they are not read), so
-M and Q can be shown with a band over vertex samples. Reruns resume what is complete.
+M and Q can be shown with a band over vertex samples. Claim (e) is judged on the pruning table of
+examples/table1.py (``--pruning``, its output folder). Reruns resume what is complete.
 The images are a lossy JPEG export of CIFAR-10 (quality 75): results are stated as such.
 """
 
@@ -18,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from sepgraph import analyze, create_model, evaluate, load_dataset, load_weights, parameter_count
+from sepgraph import analyze, create_model, evaluate, load_dataset, load_weights
+from sepgraph.comparison import load_pruning
 from sepgraph.criterion import recommend
 from sepgraph.figures import seed_bands
 from sepgraph.findings import evaluate_claims, findings_markdown
-from sepgraph.pruning import truncate
 from sepgraph.report import render_report
 from sepgraph.results import atomic_text, load_results
 
@@ -36,6 +37,8 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list(WEIGHTS), choices=list(WEIGHTS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--pruning", default="results/table1",
+                        help="examples/table1.py's output folder, for claim (e) (default: results/table1)")
     args = parser.parse_args()
     data_dir, out = Path(args.data_dir), Path(args.out)
     data = f"npz:{data_dir}/cifar10-jpeg/cifar10_test.npz"
@@ -56,21 +59,20 @@ def main() -> None:
         model = create_model(name)
         load_weights(model, weights)
         accuracy = evaluate(model, dataset, normalize="imagenet", device=args.device, progress=False).accuracy
-        saved = {}
         cuts = recommend(rows)
-        for key, cut in cuts.items():
-            pruned = truncate(model, rows[cut.cut_index]["name"], 10) if cut.removed else model
-            saved[key] = 100.0 * (1 - parameter_count(pruned) / parameter_count(model))
+        pruning = load_pruning(Path(args.pruning) / name / "analysis")
         curves = {"M": np.array([[r["M"] for r in run] for run in runs]),
                   "lu_q": np.array([[r["lu_q_mean"] for r in run] for run in runs])}
         figure = seed_bands(curves, [r["name"] for r in rows], f"{name} on {dataset.description}")
         figure.savefig(out / f"confidence_{name}.png", dpi=150)
-        claims = evaluate_claims(rows, saved, curves)
+        claims = evaluate_claims(rows, pruning, curves)
         notes = [
             f"{name}, shared pretrained weights `{WEIGHTS[name]}`: {accuracy:.2f}% on this data.",
             f"Criterion I (plateau, tau 0.02): M keeps up to {rows[cuts['M'].cut_index]['name']} "
             f"({len(cuts['M'].removed)} points removed); Q keeps up to {rows[cuts['lu_q'].cut_index]['name']} "
             f"({len(cuts['lu_q'].removed)} removed).",
+            f"Claim (e) from `{args.pruning}/{name}/analysis/pruning.csv` (examples/table1.py, docs/TABLE1.md)"
+            if pruning else "Claim (e) needs examples/table1.py's results (--pruning).",
             f"Vertex seeds {', '.join(map(str, args.seeds))}: `confidence_{name}.png`; the full analysis, figures "
             f"and report: `{name}/seed{args.seeds[0]}/report.html`.",
         ]

@@ -27,20 +27,41 @@ def rows_from(mean_sim, weak, r, m, q):
             for a, b, c, d, e in zip(mean_sim, weak, r, m, q, strict=True)]
 
 
+def pruning_row(curve: str, rule: str, saved: float, vs_control: float, model: str = "m+remove=x") -> dict:
+    return {"kind": "criterion", "curve": curve, "rule": rule, "params_saved_pct": saved,
+            "accuracy_vs_control": vs_control, "pruned_model": model, "finetune_epochs": 2}
+
+
 def test_claims_on_a_network_that_behaves_as_the_paper_says():
     rows = rows_from(np.linspace(0.8, 0.05, 9), np.linspace(0, 0.9, 9), np.linspace(0.3, 0.95, 9),
                      np.linspace(0.01, 0.3, 9), [0.1, 0.3, 0.2, 0.4, 0.3, 0.6, 0.5, 0.7, 0.8])
-    claims = evaluate_claims(rows, {"M": 40.0, "lu_q": 20.0})
+    table = [{"kind": "control", "curve": "unpruned", "finetune_epochs": 2},
+             pruning_row("M (ours)", "delta", 40.0, -0.3, "m+remove=a,b"),
+             pruning_row("Lu et al.'s Q", "delta", 20.0, 0.1, "m+remove=a"),
+             pruning_row("M (ours)", "plateau", 0.0, 0.0, "m"), pruning_row("Lu et al.'s Q", "plateau", 0.0, 0.0, "m")]
+    claims = evaluate_claims(rows, table)
     assert [c.key for c in claims] == ["a", "b", "c", "d", "e"]
     assert all(c.confirmed for c in claims)
-    assert "M 40.00%, Q 20.00%" in claims[4].evidence
+    assert "delta: M saves 40.00% at -0.30 vs control, Q 20.00% at +0.10" in claims[4].evidence
+    assert "plateau: the same cut" in claims[4].evidence
+
+
+def test_more_parameters_saved_at_a_worse_accuracy_does_not_confirm_claim_e():
+    rows = rows_from([0.5] * 3, [0.0] * 3, [0.5] * 3, [0.1, 0.2, 0.3], [0.1, 0.2, 0.3])
+    table = [pruning_row("M (ours)", "delta", 40.0, -2.0, "m+remove=a,b"),
+             pruning_row("Lu et al.'s Q", "delta", 20.0, 0.0, "m+remove=a")]
+    assert evaluate_claims(rows, table)[4].confirmed is False
+    assert evaluate_claims(rows)[4].confirmed is None
+    assert "**not measured**" in findings_markdown("m", evaluate_claims(rows))
 
 
 def test_claims_that_fail_say_so_with_numbers():
     rows = rows_from([0.7, 0.6, 0.65, 0.5, 0.6, 0.55], [0.0] * 6, [0.3, 0.3, 0.35, 0.3, 0.4, 0.9],
                      [0.02, 0.01, 0.03, 0.02, 0.04, 0.2], [0.1, 0.12, 0.14, 0.16, 0.18, 0.2])
     curves = {"M": np.array([[r["M"] for r in rows]] * 3), "lu_q": np.array([[r["lu_q_mean"] for r in rows]] * 3)}
-    claims = {c.key: c for c in evaluate_claims(rows, {"M": 0.0, "lu_q": 0.0}, curves)}
+    claims = {c.key: c for c in evaluate_claims(rows, [pruning_row("M (ours)", "delta", 0.0, 0.0),
+                                                       pruning_row("Lu et al.'s Q", "delta", 10.0, 0.0, "m+r=y")],
+                                                 curves)}
     assert not claims["a"].confirmed and "below 0.1 at the last point 0.0%" in claims["a"].evidence
     assert not claims["d"].confirmed and "over 3 vertex samples" in claims["d"].evidence
     assert not claims["e"].confirmed

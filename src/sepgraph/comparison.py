@@ -228,6 +228,28 @@ def _head(model: nn.Module) -> nn.Module:
     raise SepgraphError(f"cannot find the linear head of {type(model).__name__}")
 
 
+def load_pruning(results: str | Path) -> list[dict] | None:
+    """The rows of a folder's ``pruning.csv`` with numbers as numbers, or None when there is none."""
+    path = Path(results) / "pruning.csv"
+    if not path.is_file():
+        return None
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        for column, value in row.items():
+            if column in _INTEGERS:
+                row[column] = int(value)
+            elif column in _FLOATS:
+                row[column] = float(value) if value else None
+    return rows
+
+
+_INTEGERS = {"points_removed", "units_removed", "head_epochs", "finetune_epochs", "seed", "params_original",
+             "params_pruned", "flops_original", "flops_pruned"}
+_FLOATS = {"parameter", "accuracy_original", "accuracy_head_refit", "accuracy_finetuned", "accuracy_vs_control",
+           "params_saved_pct", "flops_saved_pct", "train_seconds"}
+
+
 def differences(table: list[dict]) -> list[str]:
     """One sentence per rule (and for the equal-units pair) on where the cuts by M and by Q differ, from the
     rows of :func:`compare_pruning`."""

@@ -5,7 +5,8 @@ Claims (the paper's sections 1, 4.1-4.4):
 (b) wrong edges of the important subgraph thin out with depth;
 (c) M rises through initial, development and mature stages;
 (d) M is smoother than Lu et al.'s Q;
-(e) the cut found with M saves more parameters than the cut found with Q (same rule).
+(e) the cut found with M saves more parameters than the cut found with Q (same rule), at equal
+    fine-tuning budget and equal accuracy against the unpruned control (``sepgraph prune``'s table).
 """
 
 from __future__ import annotations
@@ -15,14 +16,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+ACCURACY_TOLERANCE = 0.5
+"""Points of accuracy against the control within which two cuts count as equally accurate (claim e)."""
+
 
 @dataclass(frozen=True)
 class Claim:
-    """One claim, whether the measurement confirms it, and the numbers behind the verdict."""
+    """One claim, whether the measurement confirms it (None: not measured), and the numbers behind the verdict."""
 
     key: str
     text: str
-    confirmed: bool
+    confirmed: bool | None
     evidence: str
 
 
@@ -61,13 +65,14 @@ def stage_means(curve: Sequence[float]) -> tuple[float, float, float]:
     return tuple(float(part.mean()) for part in thirds)
 
 
-def evaluate_claims(rows: list[dict], params_saved: dict[str, float], seed_curves: dict[str, np.ndarray] | None = None
-                    ) -> list[Claim]:
+def evaluate_claims(rows: list[dict], pruning: Sequence[dict] | None = None,
+                    seed_curves: dict[str, np.ndarray] | None = None) -> list[Claim]:
     """The five claims on one model's layer rows (layers.csv's columns).
 
     Args:
         rows: per layer point, in order.
-        params_saved: percent of parameters the Criterion I cut saves, for ``"M"`` and ``"lu_q"``.
+        pruning: the rows of ``sepgraph prune``'s table (pruning.csv's columns, numbers as numbers) for
+            claim (e); without it (e) is reported as not measured.
         seed_curves: optional (seeds, points) arrays of M and Q from analyses with other vertex
             samples, for the smoothness comparison's spread.
     """
@@ -104,19 +109,42 @@ def evaluate_claims(rows: list[dict], params_saved: dict[str, float], seed_curve
         "d", "M is smoother than Lu et al.'s Q", tv_m < tv_q,
         f"total variation of the curve rescaled to [0, 1] (1 = monotone): M {tv_m:.2f}, Q {tv_q:.2f}; "
         f"turns (sign changes of the steps): M {sign_changes(m)}, Q {sign_changes(q)}{spread}"))
-    claims.append(Claim(
-        "e", "the cut found with M saves more parameters than the cut found with Q",
-        params_saved["M"] > params_saved["lu_q"],
-        f"parameters saved by truncating at the Criterion I cut: M {params_saved['M']:.2f}%, "
-        f"Q {params_saved['lu_q']:.2f}%"))
+    claims.append(_pruning_claim(pruning))
     return claims
+
+
+def _pruning_claim(table: Sequence[dict] | None) -> Claim:
+    """Claim (e), per rule: M's cut saves more parameters than Q's and is at least as accurate against the
+    control (within :data:`ACCURACY_TOLERANCE`); confirmed when that holds under every rule with a cut."""
+    text = ("the cut found with M saves more parameters than the cut found with Q, at equal fine-tuning budget and "
+            "equal accuracy against the unpruned control")
+    if not table:
+        return Claim("e", text, None, "not measured here: needs `sepgraph prune`'s table (examples/table1.py)")
+    pairs: dict[str, dict[str, dict]] = {}
+    for row in table:
+        if row["kind"] == "criterion":
+            pairs.setdefault(row["rule"], {})["M" if row["curve"].startswith("M") else "Q"] = row
+    verdicts, evidence = [], []
+    for rule, pair in pairs.items():
+        m, q = pair["M"], pair["Q"]
+        if m["pruned_model"] == q["pruned_model"]:
+            evidence.append(f"{rule}: the same cut ({m['params_saved_pct']:.2f}% saved)")
+            continue
+        better = (m["params_saved_pct"] > q["params_saved_pct"]
+                  and m["accuracy_vs_control"] >= q["accuracy_vs_control"] - ACCURACY_TOLERANCE)
+        verdicts.append(better)
+        evidence.append(f"{rule}: M saves {m['params_saved_pct']:.2f}% at {m['accuracy_vs_control']:+.2f} vs control, "
+                        f"Q {q['params_saved_pct']:.2f}% at {q['accuracy_vs_control']:+.2f}")
+    epochs = table[0]["finetune_epochs"]
+    evidence.append(f"every row fine-tuned {epochs} epochs; equal accuracy = within {ACCURACY_TOLERANCE} points")
+    return Claim("e", text, bool(verdicts) and all(verdicts), "; ".join(evidence))
 
 
 def findings_markdown(title: str, claims: list[Claim], notes: Sequence[str] = ()) -> str:
     """A FINDINGS.md section: one line per claim with its verdict and the numbers."""
     lines = [f"## {title}", "", "| claim | verdict | measured |", "|---|---|---|"]
     for claim in claims:
-        verdict = "confirmed" if claim.confirmed else "not confirmed"
+        verdict = {True: "confirmed", False: "not confirmed", None: "not measured"}[claim.confirmed]
         lines.append(f"| ({claim.key}) {claim.text} | **{verdict}** | {claim.evidence} |")
     lines += [""] + [f"- {note}" for note in notes] + [""]
     return "\n".join(lines)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import io
 import json
@@ -15,6 +14,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from . import __version__
+from .comparison import load_pruning
 from .criterion import Cut, recommend
 from .errors import SepgraphError
 from .figures import histogram_grid, histogram_heatmap, modularity_curves, ring_graphs
@@ -119,12 +119,11 @@ def _contributions_html(cuts: dict[str, Cut]) -> str:
     return f"<table class='facts'><thead>{head}</thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def _pruning_html(table: Path) -> str:
+def _pruning_html(results: Path) -> str:
     """The Table-1 comparison written by ``sepgraph prune``, when there is one."""
-    if not table.is_file():
+    rows = load_pruning(results)
+    if not rows:
         return ""
-    with open(table, newline="") as handle:
-        rows = list(csv.DictReader(handle))
     head = ("<tr><th>curve</th><th>rule (tau)</th><th>cut</th><th>accuracy original</th><th>after head refit</th>"
             "<th>after fine-tuning</th><th>vs control</th><th>parameters</th><th>parameters saved</th>"
             "<th>FLOPs saved</th><th>pruned model</th></tr>")
@@ -133,20 +132,20 @@ def _pruning_html(table: Path) -> str:
         control = r["kind"] == "control"
         curve = html.escape(r["curve"]) + (" <b>(control)</b>" if control else
                                            " at equal units" if r["kind"] == "equal-units" else "")
-        rule = html.escape(r["rule"] + (f" ({float(r['parameter']):.4g})" if r["parameter"] else ""))
-        change = "&ndash;" if control else f"{float(r['accuracy_vs_control']):+.2f}"
+        rule = html.escape(r["rule"] + (f" ({r['parameter']:.4g})" if r["parameter"] is not None else ""))
+        change = "&ndash;" if control else f"{r['accuracy_vs_control']:+.2f}"
         body.append(
             f"<tr><td>{curve}</td><td>{rule}</td><td>{html.escape(r['cut'])}</td>"
-            f"<td>{float(r['accuracy_original']):.2f}%</td><td>{float(r['accuracy_head_refit']):.2f}%</td>"
-            f"<td>{float(r['accuracy_finetuned']):.2f}%</td><td>{change}</td>"
-            f"<td>{int(r['params_original']):,} &rarr; {int(r['params_pruned']):,}</td>"
-            f"<td>{float(r['params_saved_pct']):.2f}%</td><td>{float(r['flops_saved_pct']):.2f}%</td>"
+            f"<td>{r['accuracy_original']:.2f}%</td><td>{r['accuracy_head_refit']:.2f}%</td>"
+            f"<td>{r['accuracy_finetuned']:.2f}%</td><td>{change}</td>"
+            f"<td>{r['params_original']:,} &rarr; {r['params_pruned']:,}</td>"
+            f"<td>{r['params_saved_pct']:.2f}%</td><td>{r['flops_saved_pct']:.2f}%</td>"
             f"<td><code>{html.escape(r['pruned_model'])}</code></td></tr>")
     first = rows[0]
-    return (f"<h2>Pruning</h2><p>Every row, the control included, got {html.escape(first['head_epochs'])} head-only "
-            f"and {html.escape(first['finetune_epochs'])} fine-tuning epochs with seed {html.escape(first['seed'])}, "
-            f"init {html.escape(first['init'])} (SPEC 9). The <b>control</b> is the unpruned model trained with that "
-            "same budget; <i>vs control</i> is each row's fine-tuned accuracy minus the control's.</p>"
+    return (f"<h2>Pruning</h2><p>Every row, the control included, got {first['head_epochs']} head-only and "
+            f"{first['finetune_epochs']} fine-tuning epochs with seed {first['seed']}, init "
+            f"{html.escape(first['init'])} (SPEC 9). The <b>control</b> is the unpruned model trained with that same "
+            "budget; <i>vs control</i> is each row's fine-tuned accuracy minus the control's.</p>"
             f"<table class='facts'><thead>{head}</thead><tbody>{''.join(body)}</tbody></table>")
 
 
@@ -192,7 +191,7 @@ def _manifest_html(manifest: dict) -> str:
 def _html(manifest: dict, rows: list[dict], cuts: dict[str, Cut], embedded: dict, path: Path) -> str:
     parameters = manifest["parameters"]
     title = f"sepgraph: {parameters['model']} on {manifest['data_description']}"
-    pruning_html = _pruning_html(path / "pruning.csv")
+    pruning_html = _pruning_html(path)
     images = "".join(
         f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>"
         f"<figcaption>{html.escape(caption)}</figcaption></figure>"
