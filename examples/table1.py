@@ -15,6 +15,8 @@ export of CIFAR-10 (quality 75): results are stated as such.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -24,6 +26,7 @@ import torch
 from sepgraph import analyze, load_dataset
 from sepgraph.comparison import compare_pruning
 from sepgraph.criterion import recommend
+from sepgraph.devices import resolve_device
 from sepgraph.results import atomic_text, load_results, removable_units_of
 from sepgraph.training import Recipe
 
@@ -35,6 +38,7 @@ PUBLISHED = [
     ("resnet56, the paper's Table 1 (cut by M)", "93.27", "93.26", "60.76%"),
     ("resnet56, Lu et al. (ECCV 2022), as the paper quotes it", "-", "93.30", "41.24%"),
 ]
+EPOCHS = {"resnet20": 3, "resnet56": 2}
 TAUS = (0.0, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2)
 
 
@@ -43,35 +47,48 @@ def main() -> None:
     parser.add_argument("--data-dir", default="../shared/data", help="the shared data folder")
     parser.add_argument("--out", default="results/table1")
     parser.add_argument("--models", nargs="+", default=list(WEIGHTS), choices=list(WEIGHTS))
-    parser.add_argument("--epochs", nargs="+", type=int, default=[3, 2],
+    parser.add_argument("--epochs", nargs="+", type=int,
                         help="fine-tuning epochs per model, in --models order (default: 3 resnet20, 2 resnet56)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--table", default="docs/TABLE1.md")
     args = parser.parse_args()
+    epochs = args.epochs or [EPOCHS[name] for name in args.models]
+    if len(epochs) != len(args.models):
+        parser.error(f"--epochs needs one number per model ({len(args.models)}), got {len(epochs)}")
     data_dir, out = Path(args.data_dir), Path(args.out)
     test = load_dataset(f"npz:{data_dir}/cifar10-jpeg/cifar10_test.npz")
     train = load_dataset(f"npz:{data_dir}/cifar10-jpeg/cifar10_train.npz")
     sections = []
-    for name, epochs in zip(args.models, args.epochs, strict=True):
+    for name, count in zip(args.models, epochs, strict=True):
         folder = out / name / "analysis"
         started = time.perf_counter()
         analyze(name, weights=data_dir / "weights" / WEIGHTS[name], data=test, normalize="imagenet", seed=0,
                 device=args.device, out=folder, resume=True)
         analysed = time.perf_counter()
         # the paper's recipe (SPEC 10) with the epochs scaled down and one lr step before the last epoch
-        recipe = Recipe(epochs=epochs, milestones=(epochs - 1,) if epochs > 1 else ())
+        recipe = Recipe(epochs=count, milestones=(count - 1,) if count > 1 else ())
         table = compare_pruning(folder, train, test_data=test, rules=["plateau", "delta"], equal_units=True,
                                 reference_cuts=[LU_RESNET56] if name == "resnet56" else [], head_epochs=1,
                                 recipe=recipe, device=args.device)
         finished = time.perf_counter()
-        sections.append(_section(name, folder, table, recipe, analysed - started, finished - analysed))
+        timings = folder.parent / "timings.json"
+        if finished - analysed > 60:  # rows were trained in this run, not only read back
+            atomic_text(timings, json.dumps({"pruning_rows_seconds": finished - analysed,
+                                             "machine": _machine(args.device)}) + "\n")
+        sections.append(_section(name, folder, table, recipe, timings))
         atomic_text(Path(args.table), _document(sections, test.description))
         print(f"{name}: analysis {analysed - started:.0f} s, pruning rows {finished - analysed:.0f} s", flush=True)
     print(f"table: {args.table}")
 
 
-def _section(name: str, folder: Path, table: list[dict], recipe: Recipe, analysis_seconds: float,
-             pruning_seconds: float) -> str:
+def _machine(device: str) -> str:
+    target = resolve_device(device)
+    where = torch.cuda.get_device_name(target) if target.type == "cuda" else "no GPU"
+    return (f"{os.cpu_count()} CPU cores ({platform.machine()}), {torch.get_num_threads()} torch threads, {where}, "
+            f"torch {torch.__version__}")
+
+
+def _section(name: str, folder: Path, table: list[dict], recipe: Recipe, timings: Path) -> str:
     manifest, rows = load_results(folder)
     lines = [f"## {name}", "",
              f"Original accuracy {table[0]['accuracy_original']:.2f}% on this data; {table[0]['params_original']:,} "
@@ -82,20 +99,27 @@ def _section(name: str, folder: Path, table: list[dict], recipe: Recipe, analysi
              "| row | rule (tau) | cut | units / points removed | parameters saved | FLOPs saved | accuracy (%): "
              "original / head refit / fine-tuned | vs control | training time |",
              "|---|---|---|---:|---:|---:|---|---:|---:|"]
+    seen = set()
     for row in table:
         label = {"control": "**unpruned (control)**", "reference": "Lu et al.'s published cut"}.get(
             row["kind"], row["curve"] + (" at equal units" if row["kind"] == "equal-units" else ""))
         rule = row["rule"] + (f" ({row['parameter']:.4g})" if row["parameter"] is not None else "")
         change = "-" if row["kind"] == "control" else f"{row['accuracy_vs_control']:+.2f}"
+        trained = "same model as above" if row["weights"] in seen else f"{row['train_seconds'] / 60:.1f} min"
+        seen.add(row["weights"])
         lines.append(
             f"| {label} | {rule} | {_short(row['cut'])} | {row['units_removed']} / {row['points_removed']} | "
             f"{row['params_saved_pct']:.2f}% | {row['flops_saved_pct']:.2f}% | {row['accuracy_original']:.2f} / "
-            f"{row['accuracy_head_refit']:.2f} / {row['accuracy_finetuned']:.2f} | {change} | "
-            f"{row['train_seconds'] / 60:.1f} min |")
-    lines += ["", f"Wall time: analysis {analysis_seconds / 60:.1f} min (0 when resumed from a finished one; the "
-              f"manifest records {manifest['seconds']['total'] / 60:.1f} min), pruning rows "
-              f"{pruning_seconds / 60:.1f} min (0 when every row was already trained). Results folder: "
-              f"`{folder}` (pruning.csv, report.html).", "", _sensitivity(manifest, rows, table[0]['params_original'])]
+            f"{row['accuracy_head_refit']:.2f} / {row['accuracy_finetuned']:.2f} | {change} | {trained} |")
+    distinct = {row["weights"]: row["train_seconds"] for row in table}
+    lines += ["", f"{len(distinct)} distinct models trained, {sum(distinct.values()) / 60:.1f} min of training "
+              f"epochs in all; the analysis took {manifest['seconds']['total'] / 60:.1f} min."]
+    if timings.is_file():
+        logged = json.loads(timings.read_text())
+        lines[-1] += (f" The run that trained the rows took {logged['pruning_rows_seconds'] / 60:.1f} min of wall "
+                      f"time (evaluations included) on {logged['machine']}.")
+    lines += [f"Results folder: `{folder}` (pruning.csv, report.html).", "",
+              _sensitivity(manifest, rows, table[0]["params_original"])]
     return "\n".join(lines)
 
 
@@ -126,8 +150,6 @@ def _document(sections: list[str], description: str) -> str:
         "# Table 1 on real data: cutting by M against cutting by Lu et al.'s Q, beside an unpruned control\n\n"
         f"Measured by `examples/table1.py` on {description}: a lossy JPEG export (quality 75, 4:2:0 chroma), "
         "**CIFAR-10 (JPEG q75 export)**, not CIFAR-10. Fine-tuning uses the export's 50,000 training images. "
-        f"Machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch "
-        f"{torch.__version__}, no GPU.\n\n"
         "Criterion I (SPEC 8): `plateau` truncates after the point where the curve stops rising by more than "
         "tau x its range; `delta` removes each removable unit whose contribution (curve at its output point "
         "minus curve at its input point) is at most tau x the curve's range, so M and Q are judged on the same "

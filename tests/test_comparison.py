@@ -65,11 +65,15 @@ def test_rows_are_reused_and_the_control_is_trained_once(trained_analysis):
     recipe = Recipe(epochs=1, lr=0.02, batch_size=100)
     first = compare_pruning(root / "analysis", train_set, rules=["peak"], head_epochs=1, recipe=recipe,
                             progress=False)
+    finished = {row["weights"]: (root / "analysis" / row["weights"]).with_name("row.json").stat().st_mtime_ns
+                for row in first}
     again = compare_pruning(root / "analysis", train_set, rules=["peak", "plateau"], head_epochs=1, recipe=recipe,
                             progress=False)
     assert again[: len(first)] == first  # the same rows, read back rather than trained again
-    folders = sorted(p.name for p in (root / "analysis" / "pruning").iterdir())
-    assert len([f for f in folders if f.startswith("unpruned-")]) == 1
+    assert all((root / "analysis" / w).with_name("row.json").stat().st_mtime_ns == t for w, t in finished.items())
+    other_seed = compare_pruning(root / "analysis", train_set, rules=["peak"], head_epochs=1,
+                                 recipe=Recipe(epochs=1, lr=0.02, batch_size=100, seed=1), progress=False)
+    assert other_seed[0]["weights"] != first[0]["weights"]  # another setting is another model
 
 
 def test_delta_rule_removes_blocks_and_equal_units_and_references(trained_analysis):
@@ -87,8 +91,11 @@ def test_delta_rule_removes_blocks_and_equal_units_and_references(trained_analys
     assert table[3]["units_removed"] == table[4]["units_removed"]  # the equal-units pair removes as many units
     assert (table[5]["pruned_model"], table[6]["pruned_model"]) == ("resnet20+remove=layer1.1",
                                                                     "resnet20+remove=layer3.2")
+    assert (table[5]["units_removed"], table[5]["points_removed"]) == (1, 1)  # lu2022: one point per block
     with pytest.raises(SepgraphError, match="names model 'resnet56'"):
         compare_pruning(root / "analysis", train_set, reference_cuts=["resnet56+remove=layer1.1"], progress=False)
+    with pytest.raises(SepgraphError, match="cannot remove layer2.0; the removable units are layer1.0"):
+        compare_pruning(root / "analysis", train_set, reference_cuts=["remove=layer1.1,layer2.0"], progress=False)
 
 
 def test_prune_command_and_bad_init(trained_analysis, capsys):
@@ -117,3 +124,29 @@ def test_prune_runs_the_analysis_first_when_asked(trained_analysis, tmp_path, ca
     assert code == 0 and (out / "layers.csv").is_file() and (out / "pruning.csv").is_file()
     assert main(["prune", str(tmp_path / "other"), "--model", "resnet20", "--train-data", "digits:train"]) == 2
     assert "--model needs --data" in capsys.readouterr().err
+
+
+def test_equal_units_pair_removes_as_many_units_as_m_does():
+    from sepgraph.comparison import _candidates
+    from sepgraph.points import removable_units
+
+    model = create_model("resnet20")
+    units = removable_units(model, "blocks")
+    names = ["stem"] + [f"layer{s}.{b}" for s in (1, 2, 3) for b in range(3)]
+    m_rises = [0.1, 0.0, 0.1, 0.1, 0.0, 0.1, 0.1, 0.1, 0.1]  # M: layer1.1 and layer2.1 add nothing
+    q_rises = [0.0, 0.05, 0.01, 0.1, 0.005, 0.02, 0.1, 0.3, 0.03]  # Q: three units at or below 0.02 x range
+    rows = [{"name": n, "M": float(np.cumsum([0] + m_rises)[k]), "lu_q_mean": float(np.cumsum([0] + q_rises)[k])}
+            for k, n in enumerate(names)]
+    found = _candidates(rows, units, [("delta", 0.02)], True, "resnet20")
+    criterion = {c.curve: c for c in found if c.kind == "criterion"}
+    equal = {c.curve: c for c in found if c.kind == "equal-units"}
+    assert criterion["M (ours)"].pruning == "remove=layer1.1,layer2.1"
+    assert criterion["Lu et al.'s Q"].units_removed == 3
+    assert equal["M (ours)"] == replace_kind(criterion["M (ours)"], "equal-units")
+    assert equal["Lu et al.'s Q"].pruning == "remove=layer1.0,layer2.1"  # Q's two smallest contributions
+
+
+def replace_kind(candidate, kind):
+    from dataclasses import replace
+
+    return replace(candidate, kind=kind)

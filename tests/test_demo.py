@@ -11,4 +11,8 @@ def test_demo_trains_analyses_prunes_and_reports(tmp_path, capsys):
     assert (tmp_path / "demo" / "model.pt").is_file()
     out = capsys.readouterr().out
     assert [line[:3] for line in out.splitlines() if line[:1].isdigit()] == ["1/4", "2/4", "3/4", "4/4"]
-    assert "Pruning" in report.read_text()
+    assert "Pruning" in report.read_text() and "(control)" in report.read_text()
+    assert "unpruned (control): nothing removed" in out and "vs control" in out
+    assert "plateau: " in out and "delta: " in out  # what differs between M and Q, or that they agree
+    assert "why, under delta" in out and "layer1.0" in out
+    assert (report.parent / "pruning.csv").read_text().splitlines()[1].startswith("resnet20,unpruned,control,")

@@ -28,7 +28,7 @@ def rows_from(mean_sim, weak, r, m, q):
 
 
 def pruning_row(curve: str, rule: str, saved: float, vs_control: float, model: str = "m+remove=x") -> dict:
-    return {"kind": "criterion", "curve": curve, "rule": rule, "params_saved_pct": saved,
+    return {"kind": "criterion", "curve": curve, "rule": rule, "parameter": 0.02, "params_saved_pct": saved,
             "accuracy_vs_control": vs_control, "pruned_model": model, "finetune_epochs": 2}
 
 
@@ -42,8 +42,8 @@ def test_claims_on_a_network_that_behaves_as_the_paper_says():
     claims = evaluate_claims(rows, table)
     assert [c.key for c in claims] == ["a", "b", "c", "d", "e"]
     assert all(c.confirmed for c in claims)
-    assert "delta: M saves 40.00% at -0.30 vs control, Q 20.00% at +0.10" in claims[4].evidence
-    assert "plateau: the same cut" in claims[4].evidence
+    assert "delta (0.02): M saves 40.00% at -0.30 vs control, Q 20.00% at +0.10" in claims[4].evidence
+    assert "plateau (0.02): the same cut" in claims[4].evidence
 
 
 def test_more_parameters_saved_at_a_worse_accuracy_does_not_confirm_claim_e():

@@ -169,3 +169,20 @@ def test_a_pruned_model_can_be_analysed(tmp_path):
     result = analyze("resnet20+truncate=layer2.1.unit2", data="digits:test", normalize="none", vertices=100,
                      edges=300, hist_samples=150, lu_batch_size=40, lu_batches=2, out=tmp_path, progress=False)
     assert [row["name"] for row in result.rows][-1] == "layer2.1.unit2" and len(result.rows) == 11
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_unit_points_exist_under_every_convention(name):
+    model = create_model(name)
+    for convention in ("paper", "lu2022", "blocks"):
+        names = [p.name for p in layer_points(model, convention)]
+        units = removable_units(model, convention)
+        assert [u.name for u in units] == [u.name for u in removable_units(model, "paper")]
+        for unit in units:
+            assert unit.output_point in names and names.index(unit.input_point) < names.index(unit.output_point)
+
+
+def test_a_cut_short_vgg_offers_no_incomplete_unit():
+    model = create_model("vgg11_bn")
+    truncated = truncate(model, "conv7.conv", 10)  # lu2022 point: the conv without its BN and ReLU
+    assert [u.name for u in removable_units(truncated)] == ["conv4", "conv6"]

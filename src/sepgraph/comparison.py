@@ -29,6 +29,7 @@ from .data import ImageDataset, load_dataset
 from .errors import SepgraphError
 from .evaluation import evaluate
 from .models import create_model, input_size, parameter_count
+from .points import layer_points, removable_units
 from .pruning import apply_spec, flop_count, reinitialise
 from .results import atomic_text, load_results, removable_units_of
 from .training import Recipe, train
@@ -36,7 +37,6 @@ from .training import Recipe, train
 CURVE_LABELS = {"M": "M (ours)", "lu_q": "Lu et al.'s Q"}
 CONTROL = "unpruned"
 REFERENCE = "reference"
-KINDS = ("control", "criterion", "equal-units", "reference")
 COLUMNS = ["model", "curve", "kind", "rule", "parameter", "cut", "pruned_model", "points_removed", "units_removed",
            "init", "accuracy_original", "accuracy_head_refit", "accuracy_finetuned", "accuracy_vs_control",
            "head_epochs", "finetune_epochs", "seed", "params_original", "params_pruned", "params_saved_pct",
@@ -101,16 +101,22 @@ def compare_pruning(
     train_set = train_data if isinstance(train_data, ImageDataset) else load_dataset(train_data, data_root)
     test_set = test_data if isinstance(test_data, ImageDataset) else load_dataset(
         test_data or parameters["data"], data_root)
-    original = create_model(base, num_classes=classes)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(parameters["seed"])  # without weights: the random model the analysis measured
+        original = create_model(base, num_classes=classes)
     if parameters["weights"]:
         load_weights(original, parameters["weights"])
     size = input_size(base)
-    candidates = _candidates(rows, removable_units_of(manifest), rules, equal_units, reference_cuts, base)
+    candidates = _candidates(rows, removable_units_of(manifest), rules, equal_units, base)
+    candidates += [_reference(original, spec, base, parameters["convention"], classes, size)
+                   for spec in reference_cuts]  # checked before anything is trained
     accuracy = evaluate(original, test_set, normalize=normalize, device=device, progress=progress).accuracy
     before = {"params": parameter_count(original), "flops": flop_count(original, size)}
     settings = {"model": base, "weights_sha256": parameters["weights_sha256"], "train_data": train_set.spec,
                 "train_sha256": train_set.sha256, "test_data": test_set.spec, "test_sha256": test_set.sha256,
                 "normalize": normalize, "init": init, "head_epochs": head_epochs, "recipe": asdict(recipe)}
+    if not parameters["weights"]:
+        settings["analysis_seed"] = parameters["seed"]
     table, trained = [], {}
     for candidate in candidates:
         if candidate.pruning not in trained:
@@ -134,17 +140,17 @@ def compare_pruning(
     return table
 
 
-def _candidates(rows: list[dict], units, rules, equal_units: bool, reference_cuts: Sequence[str], base: str
-                ) -> list[Candidate]:
-    """The control, each curve's cut under each rule, the equal-units pair and the reference cuts."""
+def _candidates(rows: list[dict], units, rules, equal_units: bool, base: str) -> list[Candidate]:
+    """The control, each curve's cut under each rule, and the equal-units pair."""
     names = [row["name"] for row in rows]
     found = [Candidate(CONTROL, "control", "", None, "nothing removed (the control)", None, 0, 0)]
-    for item in rules:
-        rule, parameter = (item, None) if isinstance(item, str) else item
+    rules = [(item, None) if isinstance(item, str) else tuple(item) for item in rules]
+    for rule, parameter in rules:
         cuts = recommend(rows, rule, parameter, units)
         found += [_candidate(CURVE_LABELS[key], "criterion", cut, names) for key, cut in cuts.items()]
     if equal_units:
-        delta = recommend(rows, "delta", None, units)
+        tau = next((parameter for rule, parameter in rules if rule == "delta"), None)
+        delta = recommend(rows, "delta", tau, units)
         count = len(delta["M"].units) or len(delta["lu_q"].units)
         if count:
             taus = {key: delta[key].parameter if len(delta[key].units) == count
@@ -152,17 +158,32 @@ def _candidates(rows: list[dict], units, rules, equal_units: bool, reference_cut
                     for key, column in CURVES.items()}
             cuts = recommend(rows, "delta", taus, units)
             found += [_candidate(CURVE_LABELS[key], "equal-units", cut, names) for key, cut in cuts.items()]
-    for spec in reference_cuts:
-        model, plus, pruning = spec.partition("+")
-        pruning = pruning if plus else spec
-        if plus and model != base:
-            raise SepgraphError(f"--reference-cut {spec!r} names model {model!r}, but the analysis is of {base!r}")
-        if not pruning.startswith(("remove=", "truncate=")):
-            raise SepgraphError(f"--reference-cut {spec!r}: write {base}+remove=UNIT,UNIT or {base}+truncate=POINT")
-        count = len([u for u in pruning.partition("=")[2].split(",") if u])
-        found.append(Candidate(REFERENCE, "reference", "", None, pruning.replace("=", " ", 1).replace(",", ", "),
-                               pruning, 0, count if pruning.startswith("remove=") else 0))
     return found
+
+
+def _reference(original: nn.Module, spec: str, base: str, convention: str, classes: int,
+               size: tuple[int, int, int]) -> Candidate:
+    """A published or hand-picked cut, checked by building it; ``remove=`` units in network order."""
+    model, plus, pruning = spec.partition("+")
+    pruning = pruning if plus else spec
+    if plus and model != base:
+        raise SepgraphError(f"--reference-cut {spec!r} names model {model!r}, but the analysis is of {base!r}")
+    operation, _, argument = pruning.partition("=")
+    if operation == "remove":
+        given = [unit for unit in argument.split(",") if unit]
+        known = [unit.name for unit in removable_units(original)]
+        unknown = [unit for unit in given if unit not in known]
+        if unknown or not given:
+            raise SepgraphError(f"--reference-cut {spec!r}: cannot remove {', '.join(unknown) or 'nothing'}; the "
+                                f"removable units are {', '.join(known) or 'none'}")
+        pruning = "remove=" + ",".join(unit for unit in known if unit in given)
+    elif operation != "truncate":
+        raise SepgraphError(f"--reference-cut {spec!r}: write {base}+remove=UNIT,UNIT or {base}+truncate=POINT")
+    pruned = apply_spec(original, pruning, classes, size)
+    points = len(layer_points(original, convention)) - len(layer_points(pruned, convention))
+    units = len(pruning.partition("=")[2].split(",")) if operation == "remove" else 0
+    return Candidate(REFERENCE, "reference", "", None, pruning.replace("=", " ", 1).replace(",", ", "), pruning,
+                     points, units)
 
 
 def _candidate(curve: str, kind: str, cut: Cut, names: list[str]) -> Candidate:
@@ -251,26 +272,36 @@ _FLOATS = {"parameter", "accuracy_original", "accuracy_head_refit", "accuracy_fi
 
 
 def differences(table: list[dict]) -> list[str]:
-    """One sentence per rule (and for the equal-units pair) on where the cuts by M and by Q differ, from the
-    rows of :func:`compare_pruning`."""
+    """One sentence per rule setting (and for the equal-units pair) on where the cuts by M and by Q differ,
+    or why they agree, from the rows of :func:`compare_pruning`."""
     sentences = []
-    groups: dict[tuple[str, str], dict[str, dict]] = {}
-    for row in table:
-        if row["kind"] in ("criterion", "equal-units"):
-            groups.setdefault((row["kind"], row["rule"]), {})[row["curve"]] = row
-    for (kind, rule), pair in groups.items():
-        m, q = pair[CURVE_LABELS["M"]], pair[CURVE_LABELS["lu_q"]]
-        name = f"{rule} at equal units" if kind == "equal-units" else rule
+    for name, m, q in curve_pairs(table):
         if m["pruned_model"] == q["pruned_model"]:
-            what = ("neither curve finds anything to cut" if m["pruned_model"] == m["model"]
-                    else f"both {m['cut']}")
-            sentences.append(f"{name}: M and Q agree ({what}), so the two rows are one model trained once.")
+            why = ("neither curve finds anything to cut: both still rise at the last point, or no unit is at or "
+                   "below the threshold" if m["pruned_model"] == m["model"] else
+                   f"both {m['cut']}: " + ("the same units add no more than the threshold to either curve"
+                                           if m["units_removed"] else "both curves flatten at the same point"))
+            sentences.append(f"{name}: M and Q agree ({why}), so the two rows are one model trained once.")
             continue
         sentences.append(
             f"{name}: M {_outcome(m)}; Q {_outcome(q)}. M saves {m['params_saved_pct'] - q['params_saved_pct']:+.1f} "
             f"points of parameters more than Q at {m['accuracy_vs_control'] - q['accuracy_vs_control']:+.2f} "
             "points of accuracy against it.")
     return sentences
+
+
+def curve_pairs(table: list[dict]) -> list[tuple[str, dict, dict]]:
+    """(name, M's row, Q's row) for every rule setting and for the equal-units pair, in table order."""
+    groups: dict[tuple, dict[str, dict]] = {}
+    for row in table:
+        if row["kind"] == "criterion":
+            key = (row["rule"] + (f" ({row['parameter']:g})" if row["parameter"] is not None else ""),)
+        elif row["kind"] == "equal-units":
+            key = (f"{row['rule']} at equal units",)
+        else:
+            continue
+        groups.setdefault(key, {})[row["curve"]] = row
+    return [(key[0], pair[CURVE_LABELS["M"]], pair[CURVE_LABELS["lu_q"]]) for key, pair in groups.items()]
 
 
 def _outcome(row: dict) -> str:

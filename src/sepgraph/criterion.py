@@ -17,7 +17,6 @@ from .errors import SepgraphError
 from .points import RemovableUnit
 
 RULES = ("plateau", "peak", "delta", "delta-abs")
-UNIT_RULES = ("delta", "delta-abs")
 DEFAULT_PARAMETERS = {"plateau": 0.02, "peak": None, "delta": 0.02, "delta-abs": 0.03}
 CURVES = {"M": "M", "lu_q": "lu_q_mean"}
 """The two curves Criterion I reads: key -> the per-layer field holding its values."""
@@ -45,7 +44,8 @@ class Cut:
         rule: one of :data:`RULES`.
         parameter: tau (relative: ``plateau``, ``delta``), tau_abs (``delta-abs``); None for ``peak``.
         cut_index: truncation rules: the last kept point (0-based); None for the unit rules.
-        removed: positions of the layer points that go, ascending (unit rules: the removed units' output points).
+        removed: positions of the layer points that go, ascending (unit rules: every point after a removed
+            unit's input point up to its output point, e.g. both units of a residual block under ``paper``).
         units: unit rules: the units removed, in network order.
         threshold: unit rules: the contribution at or below which a unit goes, in the curve's own units.
         contributions: unit rules: every removable unit's contribution and verdict.
@@ -120,8 +120,9 @@ def unit_removals(values: Sequence[float], names: Sequence[str], units: Sequence
     rises = contributions(curve, names, units)
     verdicts = [rise is not None and rise <= threshold for rise in rises]
     position = {name: k for k, name in enumerate(names)}
-    return Cut("delta" if relative else "delta-abs", tau, None,
-               sorted(position[u.output_point] for u, gone in zip(units, verdicts, strict=True) if gone),
+    removed = {k for u, gone in zip(units, verdicts, strict=True) if gone
+               for k in range(position[u.input_point] + 1, position[u.output_point] + 1)}
+    return Cut("delta" if relative else "delta-abs", tau, None, sorted(removed),
                [u.name for u, gone in zip(units, verdicts, strict=True) if gone], threshold,
                [Contribution(u.name, u.input_point, u.output_point, rise, gone)
                 for u, rise, gone in zip(units, rises, verdicts, strict=True)])

@@ -54,8 +54,10 @@ def run_demo(out: str | Path = "results/demo", *, model: str = "resnet20", recip
                        progress=progress)
     print("3/4 cutting where M and where Lu et al.'s Q say (Criterion I: plateau, then delta), training every "
           "row and an unpruned control alike")
+    epochs = max(1, recipe.epochs // 2)  # fine-tuning: half the training epochs, lr step two thirds in
+    finetune = replace(recipe, epochs=epochs, milestones=(2 * epochs // 3,) if epochs >= 3 else ())
     table = compare_pruning(analysis.path, train_set, test_data=test_set, rules=["plateau", "delta"], head_epochs=2,
-                            recipe=replace(recipe, epochs=6, milestones=(4,)), device=device, progress=progress)
+                            recipe=finetune, device=device, progress=progress)
     for row in table:
         label = "unpruned (control)" if row["kind"] == "control" else f"{row['curve']}, {row['rule']}"
         change = "" if row["kind"] == "control" else f" ({row['accuracy_vs_control']:+.2f} vs control)"
@@ -67,7 +69,8 @@ def run_demo(out: str | Path = "results/demo", *, model: str = "resnet20", recip
     print(f"    why, under delta: each removable unit's contribution (curve at its output minus at its input) against "
           f"the threshold, M {delta['M'].threshold:.4f} and Q {delta['lu_q'].threshold:.4f} (tau x each curve's range)")
     for by_m, by_q in zip(delta["M"].contributions, delta["lu_q"].contributions, strict=True):
-        print(f"      {by_m.unit:<10} M {by_m.value:+.4f}{' removed' if by_m.removed else '        '}   "
-              f"Q {by_q.value:+.4f}{' removed' if by_q.removed else ''}")
+        verdicts = [("not judged" if c.value is None else f"{c.value:+.4f}") + (" removed" if c.removed else "")
+                    for c in (by_m, by_q)]
+        print(f"      {by_m.unit:<10} M {verdicts[0]:<16} Q {verdicts[1]}")
     print("4/4 drawing figures and the report")
     return render_report(analysis.path, rule="delta")

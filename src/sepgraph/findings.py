@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .comparison import curve_pairs
+
 ACCURACY_TOLERANCE = 0.5
 """Points of accuracy against the control within which two cuts count as equally accurate (claim e)."""
 
@@ -120,20 +122,15 @@ def _pruning_claim(table: Sequence[dict] | None) -> Claim:
             "equal accuracy against the unpruned control")
     if not table:
         return Claim("e", text, None, "not measured here: needs `sepgraph prune`'s table (examples/table1.py)")
-    pairs: dict[str, dict[str, dict]] = {}
-    for row in table:
-        if row["kind"] == "criterion":
-            pairs.setdefault(row["rule"], {})["M" if row["curve"].startswith("M") else "Q"] = row
     verdicts, evidence = [], []
-    for rule, pair in pairs.items():
-        m, q = pair["M"], pair["Q"]
+    for name, m, q in curve_pairs([row for row in table if row["kind"] == "criterion"]):
         if m["pruned_model"] == q["pruned_model"]:
-            evidence.append(f"{rule}: the same cut ({m['params_saved_pct']:.2f}% saved)")
+            evidence.append(f"{name}: the same cut ({m['params_saved_pct']:.2f}% saved)")
             continue
         better = (m["params_saved_pct"] > q["params_saved_pct"]
                   and m["accuracy_vs_control"] >= q["accuracy_vs_control"] - ACCURACY_TOLERANCE)
         verdicts.append(better)
-        evidence.append(f"{rule}: M saves {m['params_saved_pct']:.2f}% at {m['accuracy_vs_control']:+.2f} vs control, "
+        evidence.append(f"{name}: M saves {m['params_saved_pct']:.2f}% at {m['accuracy_vs_control']:+.2f} vs control, "
                         f"Q {q['params_saved_pct']:.2f}% at {q['accuracy_vs_control']:+.2f}")
     epochs = table[0]["finetune_epochs"]
     evidence.append(f"every row fine-tuned {epochs} epochs; equal accuracy = within {ACCURACY_TOLERANCE} points")

@@ -124,6 +124,9 @@ def _pruning_html(results: Path) -> str:
     rows = load_pruning(results)
     if not rows:
         return ""
+    if "kind" not in rows[0]:
+        return ("<h2>Pruning</h2><p>pruning.csv was written by an older sepgraph without the unpruned control; "
+                "run <code>sepgraph prune</code> again to compare against it.</p>")
     head = ("<tr><th>curve</th><th>rule (tau)</th><th>cut</th><th>accuracy original</th><th>after head refit</th>"
             "<th>after fine-tuning</th><th>vs control</th><th>parameters</th><th>parameters saved</th>"
             "<th>FLOPs saved</th><th>pruned model</th></tr>")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from ..errors import SepgraphError
+from ..pruning import apply_spec
 
 
 @dataclass(frozen=True)
@@ -73,8 +74,6 @@ def create_model(name: str, num_classes: int = 10) -> nn.Module:
         raise SepgraphError(f"num_classes must be at least 1, got {num_classes}")
     base, plus, pruning = name.partition("+")
     if plus:
-        from ..pruning import apply_spec
-
         return apply_spec(create_model(base, num_classes), pruning, num_classes, input_size(base))
     library, _, remote = name.partition(":")
     if remote and library == "torchvision":

@@ -82,7 +82,7 @@ class ResidualNetwork(nn.Module):
 
     units: tuple[str, ...] = ("relu1", "relu2")
 
-    def blocks(self) -> list[tuple[str, nn.Module]]:
+    def _blocks(self) -> list[tuple[str, nn.Module]]:
         """(``layerS.B``, block) of every block still present, in execution order."""
         return [(f"{stage}.{index}", block) for stage, blocks in self.named_children() if stage.startswith("layer")
                 for index, block in enumerate(blocks) if not isinstance(block, nn.Identity)]
@@ -95,7 +95,7 @@ class ResidualNetwork(nn.Module):
         """Blocks with an identity shortcut; input point: the previous block's output or the stem (SPEC 8, 9)."""
         return block_units(self.layer_points(convention), [
             (name, block, _identity_shortcut(block))
-            for name, block in self.blocks()])
+            for name, block in self._blocks()])
 
     def without(self, units: Sequence[str]) -> nn.Module:
         """A copy without the named blocks; the shortcut alone carries their input on."""

@@ -31,7 +31,6 @@ def without_modules(model: nn.Module, names: Sequence[str]) -> nn.Module:
     return pruned
 
 
-
 def block_units(points: Sequence[LayerPoint], blocks: Sequence[tuple[str, nn.Module, bool]]) -> list[RemovableUnit]:
     """The removable blocks of a chain of blocks with their input and output points (SPEC 8, 9).
 

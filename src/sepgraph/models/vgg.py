@@ -71,7 +71,8 @@ class VGG(nn.Module):
         units, previous = [], None
         for i in self._units():
             conv, output = self.features[i], points.get(str(i + suffix))
-            if conv.in_channels == conv.out_channels:
+            complete = i + 2 < len(self.features) and isinstance(self.features[i + 2], nn.ReLU)  # not cut short
+            if complete and conv.in_channels == conv.out_channels:
                 size = parameter_count(conv) + parameter_count(self.features[i + 1])
                 units.append(RemovableUnit(self.unit_names[i], previous, output, size))
             previous = output
