@@ -4,8 +4,8 @@ unpruned control trained alike; refit the head, fine-tune, and count accuracy, p
 
 Every row, the control included, gets the same head-only epochs and fine-tuning recipe, seed included,
 so the accuracy change against the control is what the cut did. Each trained model lives in
-``pruning/<key>/`` of the results folder; a rerun with the same settings reuses finished rows and
-resumes an interrupted one from its last epoch.
+``pruning/<unpruned|remove|truncate>-<key>/`` of the results folder; a rerun with the same settings
+reuses finished rows and resumes an interrupted one from its last epoch.
 """
 
 from __future__ import annotations
@@ -203,8 +203,8 @@ def _trained_row(original: nn.Module, pruning: str | None, settings: dict, train
                  device: str, progress: bool) -> dict:
     """Build (seeded), refit the head, fine-tune and measure one pruned model, or reuse a finished run.
 
-    ``pruning/<key>/`` holds ``settings.json``, the training runs (``head/``, ``finetune/``, resumable),
-    ``model.pt`` and, once complete, ``row.json``.
+    ``pruning/<unpruned|remove|truncate>-<key>/`` holds ``settings.json``, the training runs (``head/``,
+    ``finetune/``, resumable), ``model.pt`` and, once complete, ``row.json``.
     """
     row_settings = {**settings, "pruning": pruning}
     key = hashlib.sha256(json.dumps(row_settings, sort_keys=True).encode()).hexdigest()[:12]
