@@ -1,6 +1,7 @@
 """`sepgraph analyze` on the shared resnet20 and the CIFAR-10 JPEG export (skipped when absent)."""
 
 import csv
+import json
 
 import pytest
 
@@ -26,3 +27,21 @@ def test_analyze_shared_resnet20(shared_data, tmp_path, capsys):
     # the trained network separates classes at its end far better than at its stem
     assert float(last["r"]) > 0.6 > float(first["r"])
     assert float(last["M"]) > 5 * float(first["M"]) and float(last["lu_q_mean"]) > float(first["lu_q_mean"])
+    # SPEC 8: every removable block of the shared resnet20 gets a contribution on both curves
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [u["name"] for u in manifest["removable_units"]] == [
+        "layer1.0", "layer1.1", "layer1.2", "layer2.1", "layer2.2", "layer3.1", "layer3.2"]
+    code = main(["prune", str(out), "--train-data", f"npz:{shared_data}/cifar10-jpeg/cifar10_test.npz",
+                 "--epochs", "0", "--head-epochs", "0", "--rule", "delta=0.5", "--no-augment"])
+    assert code == 0
+    with open(out / "pruning.csv") as handle:
+        table = list(csv.DictReader(handle))
+    control = table[0]
+    assert (control["curve"], control["kind"]) == ("unpruned", "control")
+    assert float(control["accuracy_finetuned"]) == float(control["accuracy_original"]) == 81.03  # nothing trained
+    for row in table[1:]:
+        assert row["pruned_model"].startswith("resnet20+remove=") and float(row["params_saved_pct"]) > 0
+        assert float(row["accuracy_vs_control"]) == pytest.approx(
+            float(row["accuracy_finetuned"]) - float(control["accuracy_finetuned"]))
+    recommendation = json.loads((out / "recommendation.json").read_text())
+    assert len(recommendation["M"]["contributions"]) == 7 and recommendation["M"]["rule"] == "delta"
