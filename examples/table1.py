@@ -72,9 +72,12 @@ def main() -> None:
                                 recipe=recipe, device=args.device)
         finished = time.perf_counter()
         timings = folder.parent / "timings.json"
-        if finished - analysed > 60:  # rows were trained in this run, not only read back
-            atomic_text(timings, json.dumps({"pruning_rows_seconds": finished - analysed,
-                                             "machine": _machine(args.device)}) + "\n")
+        logged = json.loads(timings.read_text()) if timings.is_file() else {}
+        if analysed - started > 60:  # the analysis ran in this run, not only read back
+            logged.update(analysis_seconds=analysed - started)
+        if finished - analysed > 60:  # rows were trained in this run
+            logged.update(pruning_rows_seconds=finished - analysed, machine=_machine(args.device))
+        atomic_text(timings, json.dumps(logged, indent=1) + "\n")
         sections.append(_section(name, folder, table, recipe, timings))
         atomic_text(Path(args.table), _document(sections, test.description))
         print(f"{name}: analysis {analysed - started:.0f} s, pruning rows {finished - analysed:.0f} s", flush=True)
@@ -112,12 +115,11 @@ def _section(name: str, folder: Path, table: list[dict], recipe: Recipe, timings
             f"{row['params_saved_pct']:.2f}% | {row['flops_saved_pct']:.2f}% | {row['accuracy_original']:.2f} / "
             f"{row['accuracy_head_refit']:.2f} / {row['accuracy_finetuned']:.2f} | {change} | {trained} |")
     distinct = {row["weights"]: row["train_seconds"] for row in table}
+    logged = json.loads(timings.read_text())
     lines += ["", f"{len(distinct)} distinct models trained, {sum(distinct.values()) / 60:.1f} min of training "
-              f"epochs in all; the analysis took {manifest['seconds']['total'] / 60:.1f} min."]
-    if timings.is_file():
-        logged = json.loads(timings.read_text())
-        lines[-1] += (f" The run that trained the rows took {logged['pruning_rows_seconds'] / 60:.1f} min of wall "
-                      f"time (evaluations included) on {logged['machine']}.")
+              f"epochs in all. Wall time: the analysis {logged.get('analysis_seconds', 0) / 60:.1f} min, the rows "
+              f"{logged.get('pruning_rows_seconds', 0) / 60:.1f} min (evaluations included), on "
+              f"{logged.get('machine', 'this machine')}."]
     lines += [f"Results folder: `{folder}` (pruning.csv, report.html).", "",
               _sensitivity(manifest, rows, table[0]["params_original"])]
     return "\n".join(lines)
