@@ -27,6 +27,7 @@ from sepgraph import analyze, load_dataset
 from sepgraph.comparison import compare_pruning
 from sepgraph.criterion import recommend
 from sepgraph.devices import resolve_device
+from sepgraph.report import render_report
 from sepgraph.results import atomic_text, load_results, removable_units_of
 from sepgraph.training import Recipe
 
@@ -78,6 +79,7 @@ def main() -> None:
         if finished - analysed > 60:  # rows were trained in this run
             logged.update(pruning_rows_seconds=finished - analysed, machine=_machine(args.device))
         atomic_text(timings, json.dumps(logged, indent=1) + "\n")
+        render_report(folder, rule="delta")
         sections.append(_section(name, folder, table, recipe, timings))
         atomic_text(Path(args.table), _document(sections, test.description))
         print(f"{name}: analysis {analysed - started:.0f} s, pruning rows {finished - analysed:.0f} s", flush=True)
