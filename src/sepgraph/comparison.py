@@ -277,8 +277,9 @@ def differences(table: list[dict]) -> list[str]:
     sentences = []
     for name, m, q in curve_pairs(table):
         if m["pruned_model"] == q["pruned_model"]:
-            why = ("neither curve finds anything to cut: both still rise at the last point, or no unit is at or "
-                   "below the threshold" if m["pruned_model"] == m["model"] else
+            nothing = ("both curves still rise at their last point" if m["rule"] in ("plateau", "peak")
+                       else "no unit's contribution is at or below the threshold on either curve")
+            why = (f"neither curve finds anything to cut: {nothing}" if m["pruned_model"] == m["model"] else
                    f"both {m['cut']}: " + ("the same units add no more than the threshold to either curve"
                                            if m["units_removed"] else "both curves flatten at the same point"))
             sentences.append(f"{name}: M and Q agree ({why}), so the two rows are one model trained once.")
