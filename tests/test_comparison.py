@@ -137,7 +137,7 @@ def test_equal_units_pair_removes_as_many_units_as_m_does():
     q_rises = [0.0, 0.05, 0.01, 0.1, 0.005, 0.02, 0.1, 0.3, 0.03]  # Q: three units at or below 0.02 x range
     rows = [{"name": n, "M": float(np.cumsum([0] + m_rises)[k]), "lu_q_mean": float(np.cumsum([0] + q_rises)[k])}
             for k, n in enumerate(names)]
-    found = _candidates(rows, units, [("delta", 0.02)], True, "resnet20")
+    found = _candidates(rows, units, [("delta", 0.02)], True)
     criterion = {c.curve: c for c in found if c.kind == "criterion"}
     equal = {c.curve: c for c in found if c.kind == "equal-units"}
     assert criterion["M (ours)"].pruning == "remove=layer1.1,layer2.1"

@@ -29,7 +29,7 @@ from .data import ImageDataset, load_dataset
 from .errors import SepgraphError
 from .evaluation import evaluate
 from .models import create_model, input_size, parameter_count
-from .points import layer_points, removable_units
+from .points import RemovableUnit, layer_points, removable_units
 from .pruning import apply_spec, flop_count, reinitialise
 from .results import atomic_text, load_results, removable_units_of
 from .training import Recipe, train
@@ -107,7 +107,7 @@ def compare_pruning(
     if parameters["weights"]:
         load_weights(original, parameters["weights"])
     size = input_size(base)
-    candidates = _candidates(rows, removable_units_of(manifest), rules, equal_units, base)
+    candidates = _candidates(rows, removable_units_of(manifest), rules, equal_units)
     candidates += [_reference(original, spec, base, parameters["convention"], classes, size)
                    for spec in reference_cuts]  # checked before anything is trained
     accuracy = evaluate(original, test_set, normalize=normalize, device=device, progress=progress).accuracy
@@ -140,7 +140,8 @@ def compare_pruning(
     return table
 
 
-def _candidates(rows: list[dict], units, rules, equal_units: bool, base: str) -> list[Candidate]:
+def _candidates(rows: list[dict], units: Sequence[RemovableUnit] | None,
+                rules: Sequence[str | tuple[str, float | None]], equal_units: bool) -> list[Candidate]:
     """The control, each curve's cut under each rule, and the equal-units pair."""
     names = [row["name"] for row in rows]
     found = [Candidate(CONTROL, "control", "", None, "nothing removed (the control)", None, 0, 0)]
