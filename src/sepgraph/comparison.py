@@ -280,15 +280,17 @@ def differences(table: list[dict]) -> list[str]:
         if m["pruned_model"] == q["pruned_model"]:
             nothing = ("both curves still rise at their last point" if m["rule"] in ("plateau", "peak")
                        else "no unit's contribution is at or below the threshold on either curve")
-            why = (f"neither curve finds anything to cut: {nothing}" if m["pruned_model"] == m["model"] else
-                   f"both {m['cut']}: " + ("the same units add no more than the threshold to either curve"
-                                           if m["units_removed"] else "both curves flatten at the same point"))
+            same = ("the same units contribute least to either curve" if m["kind"] == "equal-units" else
+                    "the same units add no more than the threshold to either curve" if m["units_removed"] else
+                    "both curves flatten at the same point")
+            why = (f"neither curve finds anything to cut: {nothing}" if m["pruned_model"] == m["model"]
+                   else f"both {m['cut']}: {same}")
             sentences.append(f"{name}: M and Q agree ({why}), so the two rows are one model trained once.")
             continue
         sentences.append(
-            f"{name}: M {_outcome(m)}; Q {_outcome(q)}. M saves {m['params_saved_pct'] - q['params_saved_pct']:+.1f} "
-            f"points of parameters more than Q at {m['accuracy_vs_control'] - q['accuracy_vs_control']:+.2f} "
-            "points of accuracy against it.")
+            f"{name}: M {_outcome(m)}; Q {_outcome(q)}. M minus Q: "
+            f"{m['params_saved_pct'] - q['params_saved_pct']:+.1f} points of parameters saved, "
+            f"{m['accuracy_vs_control'] - q['accuracy_vs_control']:+.2f} points of accuracy.")
     return sentences
 
 
