@@ -5,8 +5,7 @@ The data's way through the package: model (:mod:`sepgraph.models`) -> layer poin
 and modularity -> where to cut -> pruning -> results and report.
 """
 
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .analysis import Analysis, analyze
 from .checkpoints import load_weights, read_state_dict, save_weights
 from .data import ImageDataset, load_dataset, select_vertices
@@ -17,7 +16,7 @@ from .models import create_model, list_models, parameter_count
 from .points import LayerPoint, layer_points
 
 __all__ = [
-    "Analysis", "Evaluation", "ImageDataset", "LayerPoint", "PointFeatures", "SepgraphError", "analyze",
+    "__version__", "Analysis", "Evaluation", "ImageDataset", "LayerPoint", "PointFeatures", "SepgraphError", "analyze",
     "create_model", "evaluate", "extract_features", "layer_points", "list_models", "load_dataset", "load_weights",
     "parameter_count", "read_state_dict", "save_weights", "select_vertices",
 ]

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import __version__
+from ._version import __version__
 from .checkpoints import load_weights
 from .data import ImageDataset, load_dataset, lu_batch_indices, select_vertices, to_tensor
 from .devices import resolve_device

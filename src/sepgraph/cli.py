@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from . import __version__
+from ._version import __version__
 from .analysis import analyze
 from .checkpoints import load_weights
 from .comparison import compare_pruning

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from . import __version__
+from ._version import __version__
 from .comparison import load_pruning
 from .criterion import Cut, recommend
 from .errors import SepgraphError
