@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from sepgraph import analyze, load_dataset
-from sepgraph.comparison import compare_pruning, differences
+from sepgraph.comparison import change_label, compare_pruning, differences, rule_label
 from sepgraph.criterion import recommend
 from sepgraph.devices import resolve_device
 from sepgraph.report import render_report
@@ -108,8 +108,7 @@ def _section(name: str, folder: Path, table: list[dict], recipe: Recipe, timings
     for row in table:
         label = {"control": "**unpruned (control)**", "reference": "Lu et al.'s published cut"}.get(
             row["kind"], row["curve"] + (" at equal units" if row["kind"] == "equal-units" else ""))
-        rule = row["rule"] + (f" ({row['parameter']:.4g})" if row["parameter"] is not None else "")
-        change = "-" if row["kind"] == "control" else f"{row['accuracy_vs_control']:+.2f}"
+        rule, change = rule_label(row), change_label(row)
         trained = "same model as above" if row["weights"] in seen else f"{row['train_seconds'] / 60:.1f} min"
         seen.add(row["weights"])
         lines.append(

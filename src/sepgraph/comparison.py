@@ -299,13 +299,23 @@ def curve_pairs(table: list[dict]) -> list[tuple[str, dict, dict]]:
     groups: dict[tuple, dict[str, dict]] = {}
     for row in table:
         if row["kind"] == "criterion":
-            key = (row["rule"] + (f" ({row['parameter']:g})" if row["parameter"] is not None else ""),)
+            key = (rule_label(row),)
         elif row["kind"] == "equal-units":
             key = (f"{row['rule']} at equal units",)
         else:
             continue
         groups.setdefault(key, {})[row["curve"]] = row
     return [(key[0], pair[CURVE_LABELS["M"]], pair[CURVE_LABELS["lu_q"]]) for key, pair in groups.items()]
+
+
+def rule_label(row: dict) -> str:
+    """A row's rule and its tau, ``delta (0.02)``; empty for the control and reference rows."""
+    return row["rule"] + (f" ({row['parameter']:.4g})" if row["parameter"] is not None else "")
+
+
+def change_label(row: dict) -> str:
+    """A row's fine-tuned accuracy against the control, ``-2.24``; ``-`` for the control itself."""
+    return "-" if row["kind"] == "control" else f"{row['accuracy_vs_control']:+.2f}"
 
 
 def _outcome(row: dict) -> str:
@@ -332,9 +342,7 @@ def pruning_markdown(table: list[dict], recipe: Recipe | None = None) -> str:
         curve = f"**{row['curve']}** (control)" if row["kind"] == "control" else row["curve"]
         if row["kind"] == "equal-units":
             curve += " at equal units"
-        rule = "" if not row["rule"] else row["rule"] + (f" ({row['parameter']:.4g})" if row["parameter"] is not None
-                                                        else "")
-        change = "-" if row["kind"] == "control" else f"{row['accuracy_vs_control']:+.2f}"
+        rule, change = rule_label(row), change_label(row)
         lines.append(
             f"| {curve} | {rule} | {row['cut']} | {row['accuracy_original']:.2f} / {row['accuracy_head_refit']:.2f} / "
             f"{row['accuracy_finetuned']:.2f} | {change} | {row['params_saved_pct']:.2f}% "

@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ._version import __version__
-from .comparison import load_pruning
+from .comparison import change_label, load_pruning, rule_label
 from .criterion import Cut, recommend
 from .errors import SepgraphError
 from .figures import histogram_grid, histogram_heatmap, modularity_curves, ring_graphs
@@ -135,8 +135,7 @@ def _pruning_html(results: Path) -> str:
         control = r["kind"] == "control"
         curve = html.escape(r["curve"]) + (" <b>(control)</b>" if control else
                                            " at equal units" if r["kind"] == "equal-units" else "")
-        rule = html.escape(r["rule"] + (f" ({r['parameter']:.4g})" if r["parameter"] is not None else ""))
-        change = "&ndash;" if control else f"{r['accuracy_vs_control']:+.2f}"
+        rule, change = html.escape(rule_label(r)), html.escape(change_label(r))
         body.append(
             f"<tr><td>{curve}</td><td>{rule}</td><td>{html.escape(r['cut'])}</td>"
             f"<td>{r['accuracy_original']:.2f}%</td><td>{r['accuracy_head_refit']:.2f}%</td>"
