@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-import torch
 from torch import nn
 
-from sepgraph import ImageDataset, create_model, load_dataset, load_weights
+from sepgraph import ImageDataset, build_model, load_dataset
 
 SHARED_TEST_SET = "npz:../shared/data/cifar10-jpeg/cifar10_test.npz"
 
@@ -22,8 +21,4 @@ def add_model_options(parser: argparse.ArgumentParser, data: str = SHARED_TEST_S
 def model_and_data(args: argparse.Namespace) -> tuple[nn.Module, ImageDataset]:
     """The dataset of ``--data`` and ``--model`` with ``--weights`` (or seed-0 random weights), in eval mode."""
     dataset = load_dataset(args.data)
-    torch.manual_seed(0)
-    model = create_model(args.model, num_classes=dataset.num_classes)
-    if args.weights:
-        load_weights(model, args.weights)
-    return model.eval(), dataset
+    return build_model(args.model, dataset.num_classes, args.weights, seed=0).model.eval(), dataset

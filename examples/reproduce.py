@@ -19,13 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from sepgraph import analyze, create_model, evaluate, load_dataset, load_weights
+from sepgraph import GraphSettings, RunSettings, analyze, build_model, evaluate, load_dataset
 from sepgraph.comparison import load_pruning
-from sepgraph.criterion import recommend
-from sepgraph.figures import seed_bands
-from sepgraph.findings import evaluate_claims, findings_markdown
+from sepgraph.criterion import CURVES, curve_values, recommend
+from sepgraph.files import atomic_text
 from sepgraph.report import render_report
-from sepgraph.results import atomic_text, load_results
+from sepgraph.reproduction.claims import evaluate_claims, findings_markdown
+from sepgraph.reproduction.seed_bands import seed_bands
+from sepgraph.results import load_results
 
 WEIGHTS = {"resnet20": "resnet20-12fca82f.th", "resnet56": "resnet56-4bfd9763.th"}
 
@@ -50,26 +51,24 @@ def main() -> None:
         for position, seed in enumerate(args.seeds):
             extra = {} if position == 0 else {"hist_samples": 500}
             folder = out / name / f"seed{seed}"
-            analyze(name, weights=weights, data=dataset, normalize="imagenet", seed=seed, device=args.device,
-                    out=folder, resume=True, **extra)
+            analyze(name, dataset, GraphSettings(seed=seed, **extra), weights=weights, normalize="imagenet",
+                    run=RunSettings(device=args.device), out=folder, resume=True)
             runs.append(load_results(folder)[1])
         full = out / name / f"seed{args.seeds[0]}"
         render_report(full)
         rows = runs[0]
-        model = create_model(name)
-        load_weights(model, weights)
+        model = build_model(name, dataset.num_classes, weights).model
         accuracy = evaluate(model, dataset, normalize="imagenet", device=args.device, progress=False).accuracy
         cuts = recommend(rows)
         pruning = load_pruning(Path(args.pruning) / name / "analysis")
-        curves = {"M": np.array([[r["M"] for r in run] for run in runs]),
-                  "lu_q": np.array([[r["lu_q_mean"] for r in run] for run in runs])}
-        figure = seed_bands(curves, [r["name"] for r in rows], f"{name} on {dataset.description}")
+        curves = {key: np.array([curve_values(run, key) for run in runs]) for key in CURVES}
+        figure = seed_bands(curves, [r.name for r in rows], f"{name} on {dataset.description}")
         figure.savefig(out / f"confidence_{name}.png", dpi=150)
         claims = evaluate_claims(rows, pruning, curves)
         notes = [
             f"{name}, shared pretrained weights `{WEIGHTS[name]}`: {accuracy:.2f}% on this data.",
-            f"Criterion I (plateau, tau 0.02): M keeps up to {rows[cuts['M'].cut_index]['name']} "
-            f"({len(cuts['M'].removed)} points removed); Q keeps up to {rows[cuts['lu_q'].cut_index]['name']} "
+            f"Criterion I (plateau, tau 0.02): M keeps up to {rows[cuts['M'].cut_index].name} "
+            f"({len(cuts['M'].removed)} points removed); Q keeps up to {rows[cuts['lu_q'].cut_index].name} "
             f"({len(cuts['lu_q'].removed)} removed).",
             f"Claim (e) from `{args.pruning}/{name}/analysis/pruning.csv` (examples/table1.py, docs/TABLE1.md)"
             if pruning else "Claim (e) needs examples/table1.py's results (--pruning).",

@@ -23,12 +23,14 @@ from pathlib import Path
 
 import torch
 
-from sepgraph import analyze, load_dataset
+from sepgraph import GraphSettings, RunSettings, analyze, load_dataset
 from sepgraph.comparison import change_label, compare_pruning, differences, rule_label
 from sepgraph.criterion import recommend
 from sepgraph.devices import resolve_device
-from sepgraph.report import render_report
-from sepgraph.results import atomic_text, load_results, removable_units_of
+from sepgraph.files import atomic_text
+from sepgraph.layer_row import LayerRow
+from sepgraph.report import ReportSettings, render_report
+from sepgraph.results import load_results, removable_units_of
 from sepgraph.training import Recipe
 
 WEIGHTS = {"resnet20": "resnet20-12fca82f.th", "resnet56": "resnet56-4bfd9763.th"}
@@ -63,8 +65,8 @@ def main() -> None:
     for name, count in zip(args.models, epochs, strict=True):
         folder = out / name / "analysis"
         started = time.perf_counter()
-        analyze(name, weights=data_dir / "weights" / WEIGHTS[name], data=test, normalize="imagenet", seed=0,
-                device=args.device, out=folder, resume=True)
+        analyze(name, test, GraphSettings(seed=0), weights=data_dir / "weights" / WEIGHTS[name], normalize="imagenet",
+                run=RunSettings(device=args.device), out=folder, resume=True)
         analysed = time.perf_counter()
         # the paper's recipe (SPEC 10) with the epochs scaled down and one lr step before the last epoch
         recipe = Recipe(epochs=count, milestones=(count - 1,) if count > 1 else ())
@@ -79,7 +81,7 @@ def main() -> None:
         if finished - analysed > 60:  # rows were trained in this run
             logged.update(pruning_rows_seconds=finished - analysed, machine=_machine(args.device))
         atomic_text(timings, json.dumps(logged, indent=1) + "\n")
-        render_report(folder, rule="delta")
+        render_report(folder, ReportSettings(rule="delta"))
         sections.append(_section(name, folder, table, recipe, timings))
         atomic_text(Path(args.table), _document(sections, test.description))
         print(f"{name}: analysis {analysed - started:.0f} s, pruning rows {finished - analysed:.0f} s", flush=True)
@@ -131,7 +133,7 @@ def _short(cut: str, limit: int = 90) -> str:
     return cut if len(cut) <= limit else cut[: limit - 3] + "..."
 
 
-def _sensitivity(manifest: dict, rows: list[dict], params: int) -> str:
+def _sensitivity(manifest: dict, rows: list[LayerRow], params: int) -> str:
     """Units removed and parameters saved by ``delta`` for several tau, and by ``delta-abs`` at 0.03 (no training)."""
     units = removable_units_of(manifest)
     lines = [f"`delta` sensitivity ({len(units)} removable units; no training involved):", "",

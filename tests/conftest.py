@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from sepgraph.layer_row import LayerRow
+
 DEFAULT_SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 SHARED_DATA = Path(os.environ.get("SEPGRAPH_SHARED_DATA", DEFAULT_SHARED_DATA))
 
@@ -17,3 +19,12 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "cifar10-jpeg" / "cifar10_test.npz").is_file():
         pytest.skip(f"shared real data not found at {SHARED_DATA.resolve()} (set SEPGRAPH_SHARED_DATA)")
     return SHARED_DATA.resolve()
+
+
+def layer_row(index: int = 0, name: str = "p", **values) -> LayerRow:
+    """A :class:`LayerRow` with the given measurements and neutral values elsewhere, for tests of the
+    stages that read rows (criterion, claims, figures)."""
+    neutral = dict(dim=1, hist=(0,) * 10, below_zero=0, mean_sim=0.0, share_below_0_1=0.0, r=0.0, AQ=0.0, EQ=0.0,
+                   M=0.0, newman_q=0.0, lu_q_mean=0.0, lu_q_std=0.0, lu_q_batches=(), shape=(1,), zero_vectors=0,
+                   seconds={})
+    return LayerRow(index=index, name=name, **(neutral | values))

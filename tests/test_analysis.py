@@ -1,23 +1,26 @@
 import csv
 import json
 import weakref
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from sepgraph import SepgraphError
+from sepgraph import GraphSettings, LayerRow, RunSettings, SepgraphError
 from sepgraph.analysis import analyze
 from sepgraph.cli import main
-from sepgraph.results import csv_columns
 
-SMALL = dict(data="digits:all", vertices=200, edges=600, hist_samples=300, lu_batch_size=50, lu_batches=3,
-             convention="lu2022", progress=False)
+SMALL = GraphSettings(vertices=200, edges=600, hist_samples=300, lu_batch_size=50, lu_batches=3)
+
+
+def small(out, settings=SMALL, **options):
+    """resnet20 (random weights) on all digits at the lu2022 points, with SMALL's graph."""
+    return analyze("resnet20", "digits:all", settings, points="lu2022", out=out, progress=False, **options)
 
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
-    out = tmp_path_factory.mktemp("analysis") / "run"
-    return analyze("resnet20", out=out, **SMALL)
+    return small(tmp_path_factory.mktemp("analysis") / "run")
 
 
 def read_csv(path):
@@ -29,7 +32,7 @@ def test_results_folder_layout_and_invariants(finished):
     path = finished.path
     rows = read_csv(path / "layers.csv")
     with open(path / "layers.csv") as handle:
-        assert handle.readline().strip().split(",") == csv_columns(10)
+        assert handle.readline().strip().split(",") == LayerRow.csv_columns(10)
     assert [r["name"] for r in rows] == ["stem.conv"] + [f"layer{s}.{b}" for s in (1, 2, 3) for b in range(3)]
     pairs = 300 * 299 // 2
     for row in rows:
@@ -40,7 +43,7 @@ def test_results_folder_layout_and_invariants(finished):
     manifest = json.loads((path / "manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["parameters"]["vertices"] == 200
     assert manifest["parameters"]["points"][0] == "stem.conv" and "torch" in manifest["versions"]
-    assert set(manifest["seconds"]) >= {"features", "histogram", "subgraph", "lu", "total"}
+    assert set(manifest["seconds"]) == {"features", "similarity", "modularity", "total"}
 
 
 def test_edge_files(finished):
@@ -57,11 +60,11 @@ def test_edge_files(finished):
 def test_api_table_is_pandas_friendly(finished):
     pandas = pytest.importorskip("pandas")
     table = finished.to_pandas()
-    assert isinstance(table, pandas.DataFrame) and list(table.columns) == csv_columns(10) and len(table) == 10
+    assert isinstance(table, pandas.DataFrame) and list(table.columns) == LayerRow.csv_columns(10) and len(table) == 10
 
 
 def test_same_seed_same_bytes(finished, tmp_path):
-    again = analyze("resnet20", out=tmp_path / "again", **SMALL)
+    again = small(tmp_path / "again")
     assert (again.path / "layers.csv").read_bytes() == (finished.path / "layers.csv").read_bytes()
     for first in (finished.path / "edges").glob("*.npz"):
         with np.load(first) as a, np.load(again.path / "edges" / first.name) as b:
@@ -69,7 +72,7 @@ def test_same_seed_same_bytes(finished, tmp_path):
 
 
 def test_other_seed_other_vertices(finished, tmp_path):
-    other = analyze("resnet20", out=tmp_path / "other", seed=1, **SMALL)
+    other = small(tmp_path / "other", replace(SMALL, seed=1))
     with np.load(next((other.path / "edges").glob("000_*"))) as a, np.load(
             next((finished.path / "edges").glob("000_*"))) as b:
         assert not np.array_equal(a["vertices"], b["vertices"])
@@ -85,28 +88,41 @@ def test_resume_recomputes_only_missing_layers(finished, tmp_path):
     (copy / "layers.csv").unlink()
     stamp = (copy / "rows" / "000_stem.conv.json").stat().st_mtime_ns
     with pytest.raises(SepgraphError, match="not empty; pass --resume"):
-        analyze("resnet20", out=copy, **SMALL)
+        small(copy)
     with pytest.raises(SepgraphError, match=r"parameters changed \(edges: 600 -> 500\)"):
-        analyze("resnet20", out=copy, resume=True, **{**SMALL, "edges": 500})
-    analyze("resnet20", out=copy, resume=True, **SMALL)
+        small(copy, replace(SMALL, edges=500), resume=True)
+    small(copy, resume=True)
     assert (copy / "rows" / "000_stem.conv.json").stat().st_mtime_ns == stamp
     assert (copy / "layers.csv").read_bytes() == (finished.path / "layers.csv").read_bytes()
-    analyze("resnet20", out=copy, resume=True, **SMALL)  # nothing missing: nothing recomputed
+    small(copy, resume=True)  # nothing missing: nothing recomputed
     assert (copy / "rows" / "000_stem.conv.json").stat().st_mtime_ns == stamp
-    analyze("resnet20", out=copy, overwrite=True, **SMALL)
+    small(copy, overwrite=True)
     assert (copy / "layers.csv").read_bytes() == (finished.path / "layers.csv").read_bytes()
 
 
 @pytest.mark.parametrize("change, message", [
     ({"edges": 19901}, "--edges 19901 must be between 1 and the 19900 pairs"),
+    ({"edges": 0}, "--edges 0 must be between 1"),
+    ({"vertices": 1}, "--vertices must be at least 2"),
+    ({"lu_k": 50}, "--lu-k 50"),
+    ({"lu_batches": 0}, "--lu-batches 0"),
+    ({"bins": 0}, "--bins"),
+    ({"hist_samples": 1}, "--hist-samples"),
+    ({"vertex_choice": "random"}, "--vertex-choice 'random'"),
+    ({"seed": -1}, "--seed"),
+])
+def test_graph_settings_check_themselves(change, message):
+    with pytest.raises(SepgraphError, match=message):
+        replace(SMALL, **change)
+
+
+@pytest.mark.parametrize("change, message", [
     ({"vertices": 5, "edges": 3}, "fewer than the 10 classes"),
     ({"vertices": 5000}, "cannot choose 5000 vertices"),
-    ({"lu_k": 50}, "--lu-k 50"),
-    ({"bins": 0}, "--bins"),
 ])
-def test_bad_parameters_fail_before_writing(tmp_path, change, message):
+def test_settings_the_data_cannot_meet_fail_before_writing(tmp_path, change, message):
     with pytest.raises(SepgraphError, match=message):
-        analyze("resnet20", out=tmp_path / "never", **{**SMALL, **change})
+        small(tmp_path / "never", replace(SMALL, **change))
     assert not (tmp_path / "never").exists()
 
 
@@ -134,13 +150,43 @@ def test_each_point_is_released_before_the_next_is_extracted(tmp_path, monkeypat
             alive.append(features() is not None)
 
     monkeypatch.setattr(sepgraph.analysis, "extract_features", watched)
-    analyze("resnet20", out=tmp_path / "run", spill_dir=tmp_path if spill else None, **SMALL)
+    small(tmp_path / "run", run=RunSettings(spill_dir=tmp_path if spill else None))
     assert alive == [False] * 10
 
 
 def test_spilled_analysis_is_byte_identical(finished, tmp_path):
     spill = tmp_path / "spill"
     spill.mkdir()
-    spilled = analyze("resnet20", out=tmp_path / "spilled", spill_dir=spill, **SMALL)
+    spilled = small(tmp_path / "spilled", run=RunSettings(spill_dir=spill))
     assert (spilled.path / "layers.csv").read_bytes() == (finished.path / "layers.csv").read_bytes()
     assert spilled.manifest["run"]["spill_dir"] == str(spill) and list(spill.iterdir()) == []
+
+
+def test_a_failed_run_says_so_in_its_manifest(tmp_path, monkeypatch):
+    import sepgraph.analysis
+
+    measure, calls = sepgraph.analysis._measure_layer, []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise SepgraphError("the third point failed")
+        return measure(*args, **kwargs)
+
+    monkeypatch.setattr(sepgraph.analysis, "_measure_layer", failing)
+    with pytest.raises(SepgraphError, match="third point"):
+        small(tmp_path / "run")
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["status"] == "failed" and manifest["error"] == "SepgraphError: the third point failed"
+    monkeypatch.undo()
+    finished = small(tmp_path / "run", resume=True)
+    assert finished.manifest["status"] == "complete" and "error" not in finished.manifest
+
+
+def test_rows_travel_as_layer_rows(finished):
+    row = finished.rows[4]
+    assert isinstance(row, LayerRow) and len(row.hist) == 10 and len(row.lu_q_batches) == 3
+    assert row.lu_q_mean == pytest.approx(np.mean(row.lu_q_batches))
+    assert LayerRow.from_json(json.loads(json.dumps(row.to_json()))) == row
+    stored = json.loads(next((finished.path / "rows").glob("004_*.json")).read_text())
+    assert set(stored) == {field for field in row.to_json()} and "lu_q" not in stored

@@ -118,9 +118,10 @@ def test_bad_input(case, tmp_path, capsys):
     errors = [line for line in captured.err.replace("\r", "\n").splitlines() if "sepgraph: error: " in line]
     assert len(errors) == 1 and message in errors[0], captured.err
     assert "Traceback" not in captured.err and "this must never run" not in captured.out
-    if out.exists():  # a layer failing mid-run leaves only complete files, no table, status "running"
+    if out.exists():  # a layer failing mid-run leaves only complete files, no table, and says it failed
         assert not list(out.rglob("*.tmp")) and not (out / "layers.csv").exists()
-        assert json.loads((out / "manifest.json").read_text())["status"] == "running"
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert manifest["status"] == "failed" and message in manifest["error"]
 
 
 def _pairs(arguments):

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from sepgraph import SepgraphError, create_model, load_weights, read_state_dict, save_weights
-from sepgraph.checkpoints import file_sha256
+from sepgraph.files import file_sha256
 
 
 def _same(a, b) -> bool:

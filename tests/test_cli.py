@@ -62,3 +62,46 @@ def test_errors_print_one_line_and_exit_2(capsys, argv, message):
 def test_console_script_entry_point():
     result = subprocess.run([sys.executable, "-m", "sepgraph.cli", "--version"], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.startswith("sepgraph ")
+
+
+BAD_FLAGS = [
+    (["analyze", "--model", "resnet20", "--vertices", "0"], "--vertices must be at least 2"),
+    (["analyze", "--model", "resnet20", "--edges", "-3"], "--edges -3 must be between 1"),
+    (["analyze", "--model", "resnet20", "--bins", "0"], "--bins must be at least 1"),
+    (["analyze", "--model", "resnet20", "--hist-samples", "1"], "--hist-samples must be 'all' or a number"),
+    (["analyze", "--model", "resnet20", "--seed", "-1"], "--seed must be 0 or more"),
+    (["analyze", "--model", "resnet20", "--lu-k", "0"], "--lu-k 0 must be between 1"),
+    (["analyze", "--model", "resnet20", "--lu-batch-size", "1"], "batches of at least 2 samples"),
+    (["analyze", "--model", "resnet20", "--lu-batches", "0"], "--lu-batches 0"),
+    (["analyze", "--model", "resnet20", "--batch-size", "0"], "--batch-size must be at least 1"),
+    (["analyze", "--model", "resnet20", "--dpi", "0"], "--dpi must be at least 1"),
+    (["analyze", "--model", "resnet20", "--ring-edges", "0"], "--ring-edges must be at least 1"),
+    (["analyze", "--model", "resnet20", "--image-size", "0"], "--image-size must be at least 1"),
+    (["analyze", "--model", "resnet20", "--num-classes", "0"], "num_classes must be at least 1"),
+    (["eval", "--model", "resnet20", "--batch-size", "0"], "--batch-size must be at least 1"),
+    (["points", "resnet20", "--input-size", "0"], "--input-size must be at least 1"),
+    (["train", "--model", "resnet20", "--epochs", "0"], "must be positive"),
+    (["train", "--model", "resnet20", "--milestones", "5,x"], "--milestones must be comma-separated"),
+    (["prune", "folder", "--train-data", "digits:train", "--head-epochs", "-1"], "--head-epochs"),
+    (["prune", "folder", "--train-data", "digits:train", "--model", "resnet20", "--edges", "0"], "--edges 0"),
+]
+
+
+@pytest.mark.parametrize("argv, message", BAD_FLAGS, ids=[" ".join(argv) for argv, _ in BAD_FLAGS])
+def test_every_bad_flag_value_is_one_line(capsys, tmp_path, monkeypatch, argv, message):
+    monkeypatch.chdir(tmp_path)  # nothing may be written before the error, and nowhere that matters
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sepgraph: error: ") and message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "results").exists() and not (tmp_path / "folder").exists()
+
+
+@pytest.mark.parametrize("argv", [["analyze", "--model", "resnet20", "--max-memory", "lots"],
+                                  ["analyze", "--model", "resnet20", "--max-memory", "-2G"],
+                                  ["analyze", "--model", "resnet20", "--vertices", "many"]])
+def test_unreadable_flag_values_are_argparse_errors_without_traceback(capsys, argv):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("sepgraph analyze: error: argument")

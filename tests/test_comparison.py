@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from sepgraph import ImageDataset, SepgraphError, analyze, create_model, load_dataset, load_weights
+from conftest import layer_row
+from sepgraph import GraphSettings, ImageDataset, SepgraphError, analyze, create_model, load_dataset, load_weights
 from sepgraph.checkpoints import save_weights
 from sepgraph.cli import main
 from sepgraph.comparison import COLUMNS, compare_pruning
@@ -14,8 +15,8 @@ from sepgraph.training import Recipe, train
 def subset(spec: str, count: int) -> ImageDataset:
     full = load_dataset(spec)
     keep = np.arange(0, len(full), max(1, len(full) // count))[:count]
-    return ImageDataset(f"{spec}[:{count}]", full.description, full.labels[keep], full.classes,
-                        _images=full.read(keep))
+    return ImageDataset.from_arrays(full.read(keep), full.labels[keep], full.classes, description=full.description,
+                                     spec=f"{spec}[:{count}]")
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +29,8 @@ def trained_analysis(tmp_path_factory):
     train(model, train_set, normalize="none", recipe=Recipe(epochs=2, lr=0.05, batch_size=100), out=root / "train",
           progress=False)
     save_weights(model, root / "model.pt")
-    analyze("resnet20", weights=root / "model.pt", data="digits:test", normalize="none", convention="lu2022",
-            vertices=200, edges=800, lu_batch_size=50, lu_batches=2, out=root / "analysis", progress=False)
+    analyze("resnet20", "digits:test", GraphSettings(vertices=200, edges=800, lu_batch_size=50, lu_batches=2),
+            weights=root / "model.pt", normalize="none", points="lu2022", out=root / "analysis", progress=False)
     return root, train_set
 
 
@@ -135,7 +136,7 @@ def test_equal_units_pair_removes_as_many_units_as_m_does():
     names = ["stem"] + [f"layer{s}.{b}" for s in (1, 2, 3) for b in range(3)]
     m_rises = [0.1, 0.0, 0.1, 0.1, 0.0, 0.1, 0.1, 0.1, 0.1]  # M: layer1.1 and layer2.1 add nothing
     q_rises = [0.0, 0.05, 0.01, 0.1, 0.005, 0.02, 0.1, 0.3, 0.03]  # Q: three units at or below 0.02 x range
-    rows = [{"name": n, "M": float(np.cumsum([0] + m_rises)[k]), "lu_q_mean": float(np.cumsum([0] + q_rises)[k])}
+    rows = [layer_row(k, n, M=float(np.cumsum([0] + m_rises)[k]), lu_q_mean=float(np.cumsum([0] + q_rises)[k]))
             for k, n in enumerate(names)]
     found = _candidates(rows, units, [("delta", 0.02)], True)
     criterion = {c.curve: c for c in found if c.kind == "criterion"}

@@ -1,8 +1,12 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
+from conftest import layer_row
 from sepgraph import SepgraphError, create_model, layer_points
 from sepgraph.criterion import apply_rule, contributions, peak_cut, plateau_cut, recommend, tau_for_count, unit_removals
+from sepgraph.layer_row import LayerRow
 from sepgraph.points import RemovableUnit, removable_units
 
 
@@ -64,7 +68,7 @@ def test_a_unit_without_both_points_is_never_removed():
     assert [c.value for c in cut.contributions][3:] == [None, None]
 
 
-def sawtooth_rows(model, convention: str) -> list[dict]:
+def sawtooth_rows(model, convention: str) -> list[LayerRow]:
     """The issue's resnet20 curve: block outputs rise by 0.1 per block, each unit1 sits 0.02 above its block output."""
     rows, level = [], 0.0
     for point in layer_points(model, convention):
@@ -73,7 +77,7 @@ def sawtooth_rows(model, convention: str) -> list[dict]:
         else:
             level = level + 0.1 if point.name != "stem" else 0.0
             value = level
-        rows.append({"name": point.name, "M": value, "lu_q_mean": 10 * value})
+        rows.append(layer_row(len(rows), point.name, M=value, lu_q_mean=10 * value))
     return rows
 
 
@@ -88,10 +92,9 @@ def test_sawtooth_removes_nothing_under_paper_or_blocks_points():
     # a block that adds nothing goes, whichever convention the curve was measured under
     for convention in ("paper", "blocks"):
         rows = sawtooth_rows(model, convention)
-        names = [row["name"] for row in rows]
+        names = [row.name for row in rows]
         output = names.index("layer2.1.unit2" if convention == "paper" else "layer2.1")
-        for row in rows[output:]:
-            row["M"] -= 0.1
+        rows[output:] = [replace(row, M=row.M - 0.1) for row in rows[output:]]
         assert recommend(rows, "delta", units=removable_units(model, convention))["M"].units == ["layer2.1"]
 
 
@@ -107,7 +110,8 @@ def test_tau_for_count_matches_the_count_or_the_nearest():
 
 def test_recommend_takes_a_parameter_per_curve():
     names, units = chain(2)
-    rows = [{"name": n, "M": m, "lu_q_mean": q} for n, m, q in zip(names, [0, 0.5, 1], [0, 0.9, 1], strict=True)]
+    rows = [layer_row(k, n, M=m, lu_q_mean=q)
+            for k, (n, m, q) in enumerate(zip(names, [0, 0.5, 1], [0, 0.9, 1], strict=True))]
     cuts = recommend(rows, "delta", {"M": 0.6, "lu_q": 0.2}, units)
     assert (cuts["M"].units, cuts["lu_q"].units) == (["u1", "u2"], ["u2"])
 

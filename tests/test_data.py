@@ -4,7 +4,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sepgraph import SepgraphError, load_dataset, select_vertices
+from sepgraph import ImageDataset, SepgraphError, load_dataset, select_vertices
 from sepgraph.data import to_tensor
 
 
@@ -56,7 +56,8 @@ def test_npz_dataset(tmp_path):
     ({"images": np.zeros((2, 4, 4, 3), np.float32), "labels": np.zeros(2)}, "uint8"),
     ({"images": np.zeros((2, 4, 4, 5), np.uint8), "labels": np.zeros(2, np.int64)}, "C = 1 or 3"),
     ({"images": np.zeros((2, 4, 4, 3), np.uint8), "labels": np.zeros(3, np.int64)}, "expected 2 labels"),
-    ({"images": np.zeros((2, 4, 4, 3), np.uint8), "labels": np.array([0, -1])}, ">= 0"),
+    ({"images": np.zeros((2, 4, 4, 3), np.uint8), "labels": np.array([0, -1]), "classes": np.array(["a", "b"])},
+     "label -1 is out of range"),
     ({"images": np.zeros((2, 4, 4, 3), np.uint8), "labels": np.array([0.0, 1.0])}, "integers"),
     ({"images": np.zeros((2, 4, 4, 3), np.uint8), "labels": np.array([0, 2]), "classes": np.array(["a", "b"])},
      "out of range"),
@@ -148,3 +149,20 @@ def test_shared_jpeg_export_is_labelled_honestly(shared_data):
     dataset = load_dataset(f"npz:{shared_data}/cifar10-jpeg/cifar10_test.npz")
     assert dataset.description == "CIFAR-10 test (JPEG q75 export)"
     assert len(dataset) == 10_000 and dataset.classes[0] == "airplane"
+
+
+def test_npz_labels_that_are_not_indices_become_classes_named_by_their_values(tmp_path):
+    labels = np.array([100, 3, 7, 3, 100, -2])
+    dataset = load_dataset(_write_npz(tmp_path / "odd.npz", images=np.zeros((6, 4, 4, 3), np.uint8), labels=labels))
+    assert dataset.classes == ["-2", "3", "7", "100"] and dataset.num_classes == 4
+    assert dataset.labels.tolist() == [3, 1, 2, 1, 3, 0]
+    assert [dataset.classes[k] for k in dataset.labels] == [str(v) for v in labels]
+
+
+def test_in_memory_datasets_have_a_public_constructor():
+    images = np.arange(5 * 4 * 4, dtype=np.uint8).reshape(5, 4, 4)  # grey, no channel axis
+    dataset = ImageDataset.from_arrays(images, np.array([0, 1, 1, 0, 1]), ["cat", "dog"], description="pets")
+    assert len(dataset) == 5 and dataset.classes == ["cat", "dog"] and dataset.description == "pets"
+    assert dataset.read([2]).shape == (1, 4, 4, 1) and np.array_equal(dataset.read([2])[0, ..., 0], images[2])
+    with pytest.raises(SepgraphError, match="uint8"):
+        ImageDataset.from_arrays(images.astype(np.float32), np.zeros(5, np.int64))

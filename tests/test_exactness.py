@@ -5,25 +5,26 @@ On CUDA the same analysis runs with TF32 switched on globally: sepgraph must sti
 float64 within 1e-4, because its similarity products force full float32.
 """
 
+from dataclasses import replace
+
 import networkx as nx
 import numpy as np
 import pytest
 import torch
 
+from sepgraph import GraphSettings, RunSettings
 from sepgraph.analysis import analyze
-from sepgraph.data import load_dataset, lu_batch_indices, select_vertices, to_tensor
-from sepgraph.models import create_model
+from sepgraph.data import load_dataset, to_tensor
+from sepgraph.models import build_model
 from sepgraph.points import layer_points
+from sepgraph.samples import lu_batch_indices, select_vertices
 
-SETTINGS = dict(data="digits:all", vertices=120, edges=400, hist_samples=260, lu_batch_size=40, lu_batches=3,
-                lu_k=3, convention="lu2022", progress=False)
+SETTINGS = GraphSettings(vertices=120, edges=400, hist_samples=260, lu_batch_size=40, lu_batches=3, lu_k=3)
 
 
 def oracle_features(indices: np.ndarray) -> dict[str, np.ndarray]:
     """float64 features of the same randomly initialised resnet20 (seed 0) at each point."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = create_model("resnet20", num_classes=10).eval()
+    model = build_model("resnet20", 10, seed=0).model.eval()
     dataset = load_dataset("digits:all")
     images = to_tensor(dataset.read(indices), "cifar10")
     found = {}
@@ -57,7 +58,7 @@ def expected_row(features: np.ndarray, hist: np.ndarray, vertices: np.ndarray, b
 
     sv = u[vertices] @ u[vertices].T
     i, j = np.triu_indices(len(vertices), 1)
-    order = np.lexsort((j, i, -sv[i, j]))[: SETTINGS["edges"]]
+    order = np.lexsort((j, i, -sv[i, j]))[: SETTINGS.edges]
     i, j, w = i[order], j[order], sv[i, j][order]
     y = labels[vertices]
     graph = nx.Graph()
@@ -75,7 +76,7 @@ def expected_row(features: np.ndarray, hist: np.ndarray, vertices: np.ndarray, b
         np.fill_diagonal(s, 0.0)
         knn = np.zeros_like(s)
         for row in range(len(batch)):
-            keep = np.argsort(-s[row], kind="stable")[: SETTINGS["lu_k"]]
+            keep = np.argsort(-s[row], kind="stable")[: SETTINGS.lu_k]
             knn[row, keep] = s[row, keep]
         lu.append(newman_q(nx.from_numpy_array((knn + knn.T) / 2), labels[batch]))
     edges = set(zip(i.tolist(), j.tolist(), strict=True))
@@ -83,18 +84,21 @@ def expected_row(features: np.ndarray, hist: np.ndarray, vertices: np.ndarray, b
             "r": r, "AQ": aq, "EQ": eq, "M": r * aq * (1 - eq), "newman_q": newman_q(graph, y), "lu_q": lu}
 
 
-@pytest.mark.parametrize("device", ["cpu", "cuda"])
-def test_analysis_matches_a_float64_oracle(tmp_path, device):
+@pytest.mark.parametrize("device, hist_samples", [("cpu", 260), ("cpu", "all"), ("cuda", 260), ("cuda", "all")])
+def test_analysis_matches_a_float64_oracle(tmp_path, device, hist_samples):
+    """hist_samples 260: the histogram's samples are scanned apart from the vertices and batches; "all": one
+    scan feeds the histogram, the subgraph and Lu et al.'s batches."""
     if device == "cuda" and not torch.cuda.is_available():
         pytest.skip("no CUDA device here: TF32 exactness is tested only where a GPU is present")
     saved = torch.get_float32_matmul_precision()
     torch.set_float32_matmul_precision("high")  # TF32 on CUDA, a no-op on the CPU
     try:
-        result = analyze("resnet20", out=tmp_path / "run", device=device, **SETTINGS)
+        result = analyze("resnet20", "digits:all", replace(SETTINGS, hist_samples=hist_samples), points="lu2022",
+                         run=RunSettings(device=device), out=tmp_path / "run", progress=False)
     finally:
         torch.set_float32_matmul_precision(saved)
     labels = load_dataset("digits:all").labels
-    hist = select_vertices(labels, 260, "stratified", 0, 10)
+    hist = np.arange(len(labels)) if hist_samples == "all" else select_vertices(labels, 260, "stratified", 0, 10)
     vertices = select_vertices(labels, 120, "stratified", 0, 10)
     batches = lu_batch_indices(labels, 40, 3, "stratified", 0, 10)
     everything = np.unique(np.concatenate([hist, vertices, *batches]))
@@ -105,13 +109,12 @@ def test_analysis_matches_a_float64_oracle(tmp_path, device):
         return np.array([position[i] for i in indices])
 
     for row in result.rows:
-        expected = expected_row(features[row["name"]], rows(hist), rows(vertices), [rows(b) for b in batches],
+        expected = expected_row(features[row.name], rows(hist), rows(vertices), [rows(b) for b in batches],
                                 labels[everything])
-        counts = np.array([row[f"hist_{b}"] for b in range(10)])
-        assert np.abs(counts - expected["counts"]).sum() <= expected["near_edge"], row["name"]
-        with np.load(result.path / "edges" / f"{row['index']:03d}_{row['name']}.npz") as stored:
+        assert np.abs(np.array(row.hist) - expected["counts"]).sum() <= expected["near_edge"], row.name
+        with np.load(result.path / "edges" / f"{row.index:03d}_{row.name}.npz") as stored:
             assert np.array_equal(stored["vertices"], vertices)
             assert set(zip(stored["i"].tolist(), stored["j"].tolist(), strict=True)) == expected["edges"]
         for key in ("mean_sim", "r", "AQ", "EQ", "M", "newman_q"):
-            assert row[key] == pytest.approx(expected[key], abs=1e-4), (row["name"], key)
-        assert row["lu_q"] == pytest.approx(expected["lu_q"], abs=1e-4), row["name"]
+            assert getattr(row, key) == pytest.approx(expected[key], abs=1e-4), (row.name, key)
+        assert row.lu_q_batches == pytest.approx(expected["lu_q"], abs=1e-4), row.name

@@ -141,7 +141,7 @@ def test_one_pass_per_group_of_points_that_fit_the_budget(digits, resnet20):
 def test_wrong_input_shape_is_a_clear_error(resnet20):
     from sepgraph.data import ImageDataset
 
-    grey = ImageDataset("grey", "grey", np.zeros(4, np.int64), ["a"], _images=np.zeros((4, 32, 32, 1), np.uint8))
+    grey = ImageDataset.from_arrays(np.zeros((4, 32, 32, 1), np.uint8), np.zeros(4, np.int64), ["a"], spec="grey")
     with pytest.raises(SepgraphError, match=r"cannot take inputs of shape \(1, 32, 32\)"):
         list(extract_features(resnet20, layer_points(resnet20), grey, np.arange(4), normalize="none",
                               progress=False))
@@ -164,3 +164,17 @@ def test_cuda_request_without_cuda(digits, resnet20):
     with pytest.raises(SepgraphError, match="CUDA is not available"):
         list(extract_features(resnet20, layer_points(resnet20)[:1], digits, np.arange(4), normalize="none",
                               device="cuda"))
+
+
+def test_point_shapes_restores_training_mode_and_follows_the_model_device(resnet20):
+    from sepgraph.features import point_shapes
+
+    points = layer_points(resnet20, "lu2022")
+    example = torch.zeros(1, 3, 32, 32)
+    for mode in (True, False):
+        resnet20.train(mode)
+        shapes = point_shapes(resnet20, points, example)
+        assert resnet20.training is mode and all(m.training is mode for m in resnet20.modules())
+    # a model elsewhere than the example (here the meta device, as a stand-in for CUDA on a CPU-only machine)
+    elsewhere = create_model("resnet20").to("meta")
+    assert point_shapes(elsewhere, layer_points(elsewhere, "lu2022"), example) == shapes

@@ -100,3 +100,28 @@ def test_unknown_model_names_the_problem(name):
 def test_zero_classes_rejected():
     with pytest.raises(SepgraphError, match="num_classes"):
         create_model("resnet20", num_classes=0)
+
+
+def test_registering_a_name_twice_is_an_error():
+    from sepgraph.models import register_model
+
+    def resnet20(num_classes: int = 10):
+        raise AssertionError("never built")
+
+    with pytest.raises(SepgraphError, match="'resnet20' is already registered"):
+        register_model("CIFAR ResNet")(resnet20)
+    assert list_models("resnet20") == ["resnet20"]
+
+
+def test_build_model_is_seeded_and_leaves_the_global_generator_alone():
+    from sepgraph.models import build_model
+
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    a, b = build_model("resnet20", seed=4), build_model("resnet20", seed=4)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    assert a.weights_sha256 is None
+    assert all(torch.equal(x, y) for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values(),
+                                                 strict=True))
+    c = build_model("resnet20", seed=5).model
+    assert not torch.equal(c.linear.weight, a.model.linear.weight)

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import layer_row
 from sepgraph import SepgraphError, create_model, layer_points, list_models, load_weights, parameter_count
 from sepgraph.checkpoints import save_weights
 from sepgraph.criterion import recommend
@@ -92,8 +93,8 @@ def test_pruned_vgg_from_a_plateau_curve_builds():
     """The issue's case: a curve that plateaus over the 512-channel units."""
     model = create_model("vgg11_bn").eval()
     names = [p.name for p in layer_points(model, "paper")]
-    rows = [{"name": n, "M": m, "lu_q_mean": m} for n, m in zip(names, [.1, .3, .5, .7, .71, .72, .72, .73],
-                                                                 strict=True)]
+    rows = [layer_row(k, n, M=m, lu_q_mean=m)
+            for k, (n, m) in enumerate(zip(names, [.1, .3, .5, .7, .71, .72, .72, .73], strict=True))]
     cuts = recommend(rows, "delta", units=removable_units(model))
     assert cuts["M"].units == ["conv6", "conv7", "conv8"]
     pruned = remove(model, cuts["M"].units)
@@ -164,11 +165,12 @@ def test_flops_and_scratch_init():
 
 
 def test_a_pruned_model_can_be_analysed(tmp_path):
-    from sepgraph import analyze
+    from sepgraph import GraphSettings, analyze
 
-    result = analyze("resnet20+truncate=layer2.1.unit2", data="digits:test", normalize="none", vertices=100,
-                     edges=300, hist_samples=150, lu_batch_size=40, lu_batches=2, out=tmp_path, progress=False)
-    assert [row["name"] for row in result.rows][-1] == "layer2.1.unit2" and len(result.rows) == 11
+    settings = GraphSettings(vertices=100, edges=300, hist_samples=150, lu_batch_size=40, lu_batches=2)
+    result = analyze("resnet20+truncate=layer2.1.unit2", "digits:test", settings, normalize="none", out=tmp_path,
+                     progress=False)
+    assert [row.name for row in result.rows][-1] == "layer2.1.unit2" and len(result.rows) == 11
 
 
 @pytest.mark.parametrize("name", list_models())

@@ -5,22 +5,21 @@ import subprocess
 import numpy as np
 import pytest
 
-from sepgraph import SepgraphError
+from sepgraph import GraphSettings, SepgraphError
 from sepgraph.analysis import analyze
 from sepgraph.cli import main
 from sepgraph.criterion import apply_rule, recommend
 from sepgraph.figures import histogram_grid, histogram_heatmap, modularity_curves, ring_graphs, ring_positions
-from sepgraph.report import render_report
+from sepgraph.report import ReportSettings, render_report
 from sepgraph.results import edges_path, load_results
 
-SMALL = dict(data="digits:all", vertices=120, edges=400, hist_samples=200, lu_batch_size=40, lu_batches=2,
-             convention="lu2022", progress=False)
+SMALL = GraphSettings(vertices=120, edges=400, hist_samples=200, lu_batch_size=40, lu_batches=2)
 
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     out = tmp_path_factory.mktemp("report") / "run"
-    analyze("resnet20", out=out, **SMALL)
+    analyze("resnet20", "digits:all", SMALL, points="lu2022", out=out, progress=False)
     return out
 
 
@@ -73,7 +72,7 @@ def test_report_is_self_contained_with_table_and_images(folder):
 def test_other_formats(folder, tmp_path, file_format, magic):
     copy = tmp_path / "copy"
     shutil.copytree(folder, copy)
-    render_report(copy, file_format=file_format, ring_edges=100)
+    render_report(copy, ReportSettings(file_format=file_format, ring_edges=100))
     assert (copy / "figures" / f"rings.{file_format}").read_bytes().startswith(magic)
 
 
@@ -83,7 +82,7 @@ def test_report_command_and_errors(folder, tmp_path, capsys):
     with pytest.raises(SepgraphError, match="not a sepgraph results folder"):
         render_report(tmp_path)
     with pytest.raises(SepgraphError, match="unknown figure format"):
-        render_report(folder, file_format="jpg")
+        ReportSettings(file_format="jpg")
     incomplete = tmp_path / "incomplete"
     shutil.copytree(folder, incomplete)
     next((incomplete / "rows").glob("003_*")).unlink()
@@ -94,8 +93,8 @@ def test_report_command_and_errors(folder, tmp_path, capsys):
 def test_recommendation_uses_one_rule_on_both_curves(folder):
     _, rows = load_results(folder)
     cuts = recommend(rows, "peak")
-    assert cuts["M"] == apply_rule([r["M"] for r in rows], "peak")
-    assert cuts["lu_q"] == apply_rule([r["lu_q_mean"] for r in rows], "peak")
+    assert cuts["M"] == apply_rule([r.M for r in rows], "peak")
+    assert cuts["lu_q"] == apply_rule([r.lu_q_mean for r in rows], "peak")
 
 
 def test_report_renders_in_headless_chromium(folder, tmp_path):

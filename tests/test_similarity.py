@@ -5,7 +5,14 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from sepgraph import SepgraphError
-from sepgraph.similarity import block_rows, mean_pair_similarity, similarity_histogram, top_edges, unit_rows
+from sepgraph.similarity import (
+    block_rows,
+    mean_pair_similarity,
+    scan_pairs,
+    similarity_histogram,
+    top_edges,
+    unit_rows,
+)
 
 
 def brute_force(features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -136,8 +143,12 @@ def test_ties_go_to_the_smallest_pairs_whatever_the_blocks(samples, seed, block,
 
 def test_edges_larger_than_pairs_and_tiny_budgets():
     unit = unit_rows(np.eye(5, dtype=np.float32))[0]
-    with pytest.raises(SepgraphError, match="more than the 10 pairs"):
+    with pytest.raises(SepgraphError, match="between 1 and the 10 pairs"):
         top_edges(unit, 11)
+    with pytest.raises(SepgraphError, match="--edges must be at least 1, got 0"):
+        top_edges(unit, 0)
+    with pytest.raises(SepgraphError, match="--bins must be at least 1, got 0"):
+        similarity_histogram(unit, 0)
     with pytest.raises(SepgraphError, match="too small for one block row"):
         similarity_histogram(unit, 10, max_memory=10)
     assert block_rows(10_000, 1 << 30) == 512 and block_rows(10_000, 10_000 * 16 * 3) == 3
@@ -159,3 +170,80 @@ def test_similarity_on_cuda_matches_cpu():
     cpu = similarity_histogram(unit_rows(x)[0], 10, 1 << 20)
     gpu = similarity_histogram(unit_rows(x)[0].cuda(), 10, 1 << 20)
     assert np.abs(cpu.counts - gpu.counts).sum() <= 2 and gpu.mean == pytest.approx(cpu.mean, abs=1e-6)
+
+
+@pytest.mark.parametrize("scale", [1e19, 1e-30, 1e-40])
+def test_row_norms_of_any_finite_scale(scale):
+    """float32 sums of squares overflow at 1e19 and vanish at 1e-30: such rows are normalised in float64."""
+    x = np.random.default_rng(1).standard_normal((30, 50)).astype(np.float32)
+    x[3] = 0
+    reference, reference_zero = unit_rows(x)
+    scaled = (x.astype(np.float64) * scale).astype(np.float32)
+    assert np.isfinite(scaled).all() and (np.abs(scaled).sum(1) > 0).sum() == 29
+    unit, zero = unit_rows(scaled)
+    assert zero.tolist() == reference_zero.tolist()
+    np.testing.assert_allclose(unit.numpy(), reference.numpy(), atol=1e-6 if scale > 1e-39 else 2e-2)
+    ordinary = similarity_histogram(reference, 10, 1 << 20, 1)
+    found = similarity_histogram(unit, 10, 1 << 20, int(zero.sum()))
+    if scale > 1e-39:  # 1e-40 is subnormal in float32: the features themselves keep only a few digits
+        assert found.counts.tolist() == ordinary.counts.tolist() and found.zero_vectors == 1
+
+
+def test_rows_of_ordinary_scale_are_normalised_as_before():
+    x = np.random.default_rng(2).standard_normal((40, 20)).astype(np.float32) * 3
+    tensor = torch.from_numpy(x.copy())
+    expected = tensor / torch.linalg.vector_norm(tensor, dim=1, keepdim=True)
+    assert torch.equal(unit_rows(x)[0], expected)
+
+
+def test_similarities_are_clamped_so_duplicates_tie_exactly():
+    """Duplicates of a long vector give float32 dot products a hair above or below 1: clamped, every stored
+    weight is at most 1 and duplicates that round above 1 tie at exactly 1, ordered by (i, j)."""
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((9, 3000)).astype(np.float32)
+    x = base[[2, 1, 2, 3, 2, 8, 4, 3, 5, 8]]  # rows 2, 3 and 8 have float32 self-similarity above 1 here
+    unit = unit_rows(x)[0]
+    raw = (unit @ unit.T).numpy()
+    i, j = np.triu_indices(len(x), 1)
+    assert raw[i, j].max() > 1.0  # the unclamped products do exceed 1 here
+    subgraph = top_edges(unit, 8)
+    assert subgraph.w.max() <= 1.0
+    histogram = similarity_histogram(unit, 10)
+    assert histogram.counts[-1] == int((raw[i, j] >= 0.9).sum())
+    above = [(a, b) for a, b in zip(i, j, strict=True) if raw[a, b] >= 1.0]
+    top = list(zip(subgraph.i.tolist(), subgraph.j.tolist(), strict=True))
+    assert top[: len(above)] == sorted(above) and np.all(subgraph.w[: len(above)] == 1.0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(features_strategy, st.integers(1, 200), st.data())
+def test_one_scan_equals_the_separate_measurements(shape, edges, data):
+    """scan_pairs (histogram, top-|E| of the leading vertices, batch similarities from the same blocks) gives
+    what the histogram, top_edges and each batch's own similarity matrix give. The products are the same
+    float32 dot products; BLAS may round a product differently for different matrix shapes (gemv for one
+    row), so values agree to float32 rounding and the discrete results wherever no pair sits at a bin edge
+    or at the top-|E| threshold. (On the shared resnet20 analysis the results are byte-identical.)"""
+    samples, dims, seed, block = shape
+    rng = np.random.default_rng(seed)
+    x = np.maximum(rng.standard_normal((samples, dims)), 0).astype(np.float32)
+    vertices = data.draw(st.integers(2, samples))
+    edges = min(edges, vertices * (vertices - 1) // 2)
+    batches = [rng.choice(samples, size=min(samples, 5), replace=False) for _ in range(2)]  # any order
+    unit = unit_rows(x)[0]
+    memory = block * samples * 16
+    scan = scan_pairs(unit, bins=10, edges=edges, vertices=vertices, batches=batches, max_memory=memory)
+    histogram = similarity_histogram(unit, 10, memory)
+    subgraph = top_edges(unit[:vertices], edges, memory)
+    i, j, values = brute_force(x)
+    slack = near_edges(values, 10)
+    assert np.abs(scan.histogram.counts - histogram.counts).sum() <= 2 * slack
+    assert scan.histogram.mean == histogram.mean  # from column sums, no pairwise product
+    inside = (j < vertices)
+    ranked = np.sort(values[inside])[::-1]
+    if edges == len(ranked) or ranked[edges - 1] - ranked[edges] > 1e-5:
+        assert np.array_equal(scan.subgraph.i, subgraph.i) and np.array_equal(scan.subgraph.j, subgraph.j)
+    np.testing.assert_allclose(scan.subgraph.w, subgraph.w, atol=1e-6)
+    for batch, similarity in zip(batches, scan.batch_similarities, strict=True):
+        own = unit[torch.as_tensor(batch)]
+        torch.testing.assert_close(similarity, (own @ own.T).fill_diagonal_(0).clamp_(-1, 1), atol=1e-6, rtol=0)
+        assert torch.equal(similarity, similarity.T) and not similarity.diagonal().any()

@@ -16,8 +16,8 @@ def digits_train():
     """400 of the training digits: enough to learn something in two epochs, quick on two cores."""
     full = load_dataset("digits:train")
     keep = np.arange(0, len(full), len(full) // 400)[:400]
-    return ImageDataset("digits:train[:400]", full.description, full.labels[keep], full.classes,
-                        _images=full.read(keep))
+    return ImageDataset.from_arrays(full.read(keep), full.labels[keep], full.classes, description=full.description,
+                                     spec="digits:train[:400]")
 
 
 def fresh_model():

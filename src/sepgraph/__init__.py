@@ -8,15 +8,19 @@ and modularity -> where to cut -> pruning -> results and report.
 from ._version import __version__
 from .analysis import Analysis, analyze
 from .checkpoints import load_weights, read_state_dict, save_weights
-from .data import ImageDataset, load_dataset, select_vertices
+from .data import DataSource, ImageDataset, load_dataset
 from .errors import SepgraphError
 from .evaluation import Evaluation, evaluate
 from .features import PointFeatures, extract_features
-from .models import create_model, list_models, parameter_count
+from .layer_row import LayerRow
+from .models import BuiltModel, build_model, create_model, list_models, parameter_count
 from .points import LayerPoint, layer_points
+from .samples import select_vertices
+from .settings import GraphSettings, RunSettings
 
 __all__ = [
-    "__version__", "Analysis", "Evaluation", "ImageDataset", "LayerPoint", "PointFeatures", "SepgraphError", "analyze",
-    "create_model", "evaluate", "extract_features", "layer_points", "list_models", "load_dataset", "load_weights",
-    "parameter_count", "read_state_dict", "save_weights", "select_vertices",
+    "__version__", "Analysis", "BuiltModel", "DataSource", "Evaluation", "GraphSettings", "ImageDataset", "LayerPoint",
+    "LayerRow", "PointFeatures", "RunSettings", "SepgraphError", "analyze", "build_model", "create_model", "evaluate",
+    "extract_features", "layer_points", "list_models", "load_dataset", "load_weights", "parameter_count",
+    "read_state_dict", "save_weights", "select_vertices",
 ]

@@ -6,7 +6,6 @@ code to unpickle is refused, never run.
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,18 +14,10 @@ import torch
 from torch import nn
 
 from .errors import SepgraphError
+from .files import atomic_write, file_sha256
 
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
 PREFIXES = ("module.", "_orig_mod.")
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -112,6 +103,4 @@ def load_weights(model: nn.Module, path: str | Path) -> str:
 
 def save_weights(model: nn.Module, path: str | Path) -> None:
     """Save ``model.state_dict()`` atomically (temporary file, then rename)."""
-    from .results import atomic_write
-
     atomic_write(Path(path), lambda handle: torch.save(model.state_dict(), handle))

@@ -9,25 +9,21 @@ import math
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
 
-import torch
-
 from ._version import __version__
-from .analysis import analyze
-from .checkpoints import load_weights
-from .comparison import compare_pruning
+from .comparison import pruning_markdown
 from .criterion import RULES
-from .data import NORMALIZATIONS, load_dataset
+from .data import NORMALIZATIONS, DataSource
 from .demo import run_demo
 from .devices import parse_memory
 from .errors import SepgraphError
-from .evaluation import evaluate
-from .features import point_shapes
-from .models import create_model, input_size, list_models, model_info, parameter_count
-from .points import CONVENTIONS, layer_points
-from .report import FORMATS, render_report
-from .training import Recipe, train
+from .jobs import analyze_and_report, evaluate_checkpoint, point_table, prune, train_model, zoo
+from .points import CONVENTIONS
+from .report import FORMATS, ReportSettings, render_report
+from .settings import VERTEX_CHOICES, GraphSettings, RunSettings
+from .training import Recipe
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -81,15 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(analysis)
     _add_point_options(analysis)
     _add_graph_options(analysis)
-    run = analysis.add_argument_group("run")
-    run.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
-    run.add_argument("--max-memory", type=parse_memory,
-                     help="bytes of features held at once, e.g. 2G (default: a quarter of RAM, at most 2G, "
-                          "or one layer point's features if larger and within half of RAM)")
-    run.add_argument("--spill-dir", help="one forward pass for all points, their features streamed to a temporary "
-                     "folder here and read back one point at a time (needs disk for all of them; default: one pass "
-                     "per group of points that fits --max-memory)")
-    run.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default: 256)")
+    run = _add_run_options(analysis, batch_size=True)
     run.add_argument("--out", default="results/analysis", help="results folder (default: results/analysis)")
     run.add_argument("--resume", action="store_true", help="continue an interrupted analysis in --out")
     run.add_argument("--overwrite", action="store_true", help="replace what --out holds")
@@ -137,7 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="start from the surviving weights or from scratch (default: finetune)")
     prune.add_argument("--head-epochs", type=int, default=1, help="epochs of head-only training (default: 1)")
     _add_recipe_options(prune, epochs=150)
-    prune.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    prune.add_argument("--convention", default="paper", choices=CONVENTIONS,
+                       help="layer-point convention of the analysis of --model (SPEC 1, default: paper)")
+    _add_run_options(prune, batch_size=False)  # the recipe's --batch-size is the training batch
     _add_graph_options(prune, seed=False)  # the recipe's --seed serves both
     prune.set_defaults(run=run_prune)
 
@@ -155,13 +145,34 @@ def _add_graph_options(parser: argparse.ArgumentParser, seed: bool = True) -> No
     graph.add_argument("--hist-samples", type=_all_or_int, default="all",
                        help="samples whose pairs the histograms count: all or a number (default: all)")
     graph.add_argument("--bins", type=int, default=10, help="histogram bins over [0, 1] (default: 10)")
-    graph.add_argument("--vertex-choice", default="stratified", choices=("stratified", "first"),
+    graph.add_argument("--vertex-choice", default="stratified", choices=VERTEX_CHOICES,
                        help="how vertices and Lu et al.'s batches are chosen (default: stratified)")
     if seed:
         graph.add_argument("--seed", type=int, default=0, help="seed of the stratified choice (default: 0)")
     graph.add_argument("--lu-k", type=int, default=3, help="Lu et al.'s kNN k (default: 3)")
     graph.add_argument("--lu-batch-size", type=int, default=500, help="Lu et al.'s batch size (default: 500)")
     graph.add_argument("--lu-batches", type=int, default=5, help="Lu et al.'s number of batches (default: 5)")
+
+
+def _add_run_options(parser: argparse.ArgumentParser, batch_size: bool) -> argparse._ArgumentGroup:
+    run = parser.add_argument_group("run")
+    run.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    run.add_argument("--max-memory", type=_memory,
+                     help="bytes of features held at once, e.g. 2G (default: a quarter of RAM, at most 2G, "
+                          "or one layer point's features if larger and within half of RAM)")
+    run.add_argument("--spill-dir", help="one forward pass for all points, their features streamed to a temporary "
+                     "folder here and read back one point at a time (needs disk for all of them; default: one pass "
+                     "per group of points that fits --max-memory)")
+    if batch_size:
+        run.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default: 256)")
+    return run
+
+
+def _memory(text: str) -> int:
+    try:
+        return parse_memory(text)
+    except SepgraphError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
 
 
 def _add_recipe_options(parser: argparse.ArgumentParser, epochs: int) -> None:
@@ -243,8 +254,30 @@ def _add_point_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input-size", type=int, help="input height and width (default: the model's)")
 
 
-def _point_list(args: argparse.Namespace) -> list[str] | None:
-    return [name.strip() for name in args.points.split(",") if name.strip()] if args.points is not None else None
+def _points(args: argparse.Namespace) -> str | list[str]:
+    """--convention, or the --points list when given."""
+    if args.points is None:
+        return args.convention
+    return [name.strip() for name in args.points.split(",") if name.strip()]
+
+
+def _data(args: argparse.Namespace) -> DataSource:
+    return DataSource(args.data, args.data_root, args.download, args.image_size)
+
+
+def _graph_settings(args: argparse.Namespace) -> GraphSettings:
+    return GraphSettings(**{field.name: getattr(args, field.name) for field in fields(GraphSettings)})
+
+
+def _run_settings(args: argparse.Namespace) -> RunSettings:
+    """--device, --max-memory, --spill-dir and, where it is the forward batch, --batch-size."""
+    forward_batch = {"batch_size": args.batch_size} if args.run is run_analyze else {}
+    return RunSettings(device=args.device, max_memory=args.max_memory, spill_dir=args.spill_dir, **forward_batch)
+
+
+def _report_settings(args: argparse.Namespace) -> ReportSettings:
+    return ReportSettings(file_format=args.format, dpi=args.dpi, ring_edges=args.ring_edges, rule=args.rule,
+                          parameter=args.tau)
 
 
 def run_demo_command(args: argparse.Namespace) -> None:
@@ -254,106 +287,83 @@ def run_demo_command(args: argparse.Namespace) -> None:
 
 
 def run_models(args: argparse.Namespace) -> None:
-    names = list_models(args.pattern)
-    if not names:
+    entries = zoo(args.pattern)
+    if not entries:
         raise SepgraphError(f"no zoo model matches {args.pattern!r}")
     print(f"{'model':<14}{'family':<14}{'parameters':>13}" + "".join(f"{c:>9}" for c in CONVENTIONS))
-    for name in names:
-        model = create_model(name)
-        counts = "".join(f"{len(layer_points(model, c)):>9}" for c in CONVENTIONS)
-        print(f"{name:<14}{model_info(name).family:<14}{parameter_count(model):>13,}{counts}")
+    for entry in entries:
+        counts = "".join(f"{entry.points[c]:>9}" for c in CONVENTIONS)
+        print(f"{entry.name:<14}{entry.family:<14}{entry.parameters:>13,}{counts}")
     print("\nAlso: torchvision:NAME (any torchvision classifier) and timm:NAME (with timm installed); "
           "their 'paper' points are discovered from a traced forward pass.")
 
 
 def run_points(args: argparse.Namespace) -> None:
-    model = create_model(args.model, num_classes=args.num_classes)
-    channels, height, width = input_size(args.model)
-    size = args.input_size or height
-    example = torch.zeros(1, channels, size, size)
-    points = layer_points(model, args.convention, _point_list(args), example_input=example)
-    shapes = point_shapes(model, points, example)
+    (channels, height, width), table = point_table(args.model, _points(args), args.num_classes, args.input_size)
     label = "explicit list" if args.points is not None else f"convention {args.convention}"
-    print(f"{args.model}: {len(points)} layer points ({label}), input {channels}x{size}x{size}")
+    print(f"{args.model}: {len(table)} layer points ({label}), input {channels}x{height}x{width}")
     print(f"{'index':>5}  {'name':<28}{'module':<28}{'shape':<16}{'dim':>9}")
-    for index, (point, shape) in enumerate(zip(points, shapes, strict=True)):
+    for index, (point, shape) in enumerate(table):
         module = point.module + (f":{point.call}" if point.call else "")
         print(f"{index:>5}  {point.name:<28}{module:<28}{'x'.join(map(str, shape)):<16}{math.prod(shape):>9,}")
 
 
 def run_eval(args: argparse.Namespace) -> None:
-    dataset = load_dataset(args.data, args.data_root, args.download, args.image_size)
-    model = create_model(args.model, num_classes=args.num_classes or dataset.num_classes)
-    sha256 = load_weights(model, args.weights) if args.weights else None
-    result = evaluate(model, dataset, normalize=args.normalize, batch_size=args.batch_size, device=args.device)
+    result, record = evaluate_checkpoint(args.model, _data(args), weights=args.weights, num_classes=args.num_classes,
+                                         normalize=args.normalize, batch_size=args.batch_size, device=args.device)
     if args.json:
-        print(json.dumps({"model": args.model, "weights": args.weights, "weights_sha256": sha256,
-                          "data": args.data, "data_description": dataset.description,
-                          "normalize": args.normalize, **result.as_dict()}, indent=2))
+        print(json.dumps(record, indent=2))
         return
+    sha256 = record["weights_sha256"]
     weights = f"{args.weights} (sha256 {sha256[:12]})" if sha256 else "random initialisation (no --weights)"
     print(f"model      {args.model}, {weights}")
-    print(f"data       {dataset.description}, {result.total} images, normalisation {args.normalize}")
+    print(f"data       {record['data_description']}, {result.total} images, normalisation {args.normalize}")
     print(f"accuracy   {result.accuracy:.2f}% ({result.correct}/{result.total}), "
           f"mean loss {result.loss:.4f}, {result.seconds:.1f} s")
 
 
 def run_analyze(args: argparse.Namespace) -> None:
-    result = analyze(
-        args.model, weights=args.weights, data=args.data, normalize=args.normalize, convention=args.convention,
-        points=_point_list(args), vertices=args.vertices, edges=args.edges, hist_samples=args.hist_samples,
-        bins=args.bins, lu_k=args.lu_k, lu_batch_size=args.lu_batch_size, lu_batches=args.lu_batches,
-        vertex_choice=args.vertex_choice, seed=args.seed, device=args.device, max_memory=args.max_memory,
-        spill_dir=args.spill_dir, batch_size=args.batch_size, num_classes=args.num_classes, data_root=args.data_root,
-        download=args.download, image_size=args.image_size, out=args.out, resume=args.resume,
-        overwrite=args.overwrite,
-    )
+    result, report = analyze_and_report(
+        args.model, _data(args), _graph_settings(args), weights=args.weights, num_classes=args.num_classes,
+        normalize=args.normalize, points=_points(args), run=_run_settings(args), out=args.out, resume=args.resume,
+        overwrite=args.overwrite, report=None if args.no_report else _report_settings(args))
     print(f"{'index':>5}  {'name':<24}{'mean_sim':>9}{'<0.1':>7}{'r':>8}{'M':>9}{'newman_q':>9}{'lu_q':>15}")
     for row in result.rows:
-        print(f"{row['index']:>5}  {row['name']:<24}{row['mean_sim']:>9.4f}{row['share_below_0.1']:>7.3f}"
-              f"{row['r']:>8.4f}{row['M']:>9.4f}{row['newman_q']:>9.4f}"
-              f"{row['lu_q_mean']:>9.4f}±{row['lu_q_std']:.3f}")
+        print(f"{row.index:>5}  {row.name:<24}{row.mean_sim:>9.4f}{row.share_below_0_1:>7.3f}"
+              f"{row.r:>8.4f}{row.M:>9.4f}{row.newman_q:>9.4f}{row.lu_q_mean:>9.4f}±{row.lu_q_std:.3f}")
     seconds = result.manifest["seconds"]
     print(f"\n{len(result.rows)} layer points in {seconds['total']:.1f} s; results in {result.path}/ "
           "(manifest.json, layers.csv, edges/)")
-    if not args.no_report:
-        run_report(argparse.Namespace(**{**vars(args), "folder": result.path}))
+    if report is not None:
+        print(f"figures in {report.parent / 'figures'}/; report: {report}")
 
 
 def run_train(args: argparse.Namespace) -> None:
-    dataset = load_dataset(args.data, args.data_root, args.download)
-    test = load_dataset(args.test_data, args.data_root, args.download) if args.test_data else None
-    torch.manual_seed(args.seed)
-    model = create_model(args.model, num_classes=args.num_classes or dataset.num_classes)
-    if args.weights:
-        load_weights(model, args.weights)
-    run = train(model, dataset, normalize=args.normalize, recipe=_recipe(args), test_dataset=test, out=args.out,
-                resume=args.resume, device=args.device)
+    test = DataSource(args.test_data, args.data_root, args.download) if args.test_data else None
+    run = train_model(args.model, DataSource(args.data, args.data_root, args.download), out=args.out, test_data=test,
+                      weights=args.weights, num_classes=args.num_classes, normalize=args.normalize,
+                      recipe=_recipe(args), resume=args.resume, device=args.device)
     last = run.metrics[-1] if run.metrics else {}
     summary = ", ".join(f"{k} {v:.2f}" for k, v in last.items() if k.endswith("accuracy"))
     print(f"trained {args.model} for {len(run.metrics)} epochs ({summary}); weights: {run.out / 'model.pt'}")
 
 
 def run_prune(args: argparse.Namespace) -> None:
-    if args.model and not (Path(args.folder) / "manifest.json").is_file():
-        if not args.data:
-            raise SepgraphError("--model needs --data: the data to analyse it on (e.g. its test set)")
-        analyze(args.model, weights=args.weights, data=args.data, normalize=args.normalize, vertices=args.vertices,
-                edges=args.edges, hist_samples=args.hist_samples, bins=args.bins, lu_k=args.lu_k,
-                lu_batch_size=args.lu_batch_size, lu_batches=args.lu_batches, vertex_choice=args.vertex_choice,
-                seed=args.seed, data_root=args.data_root, device=args.device, out=args.folder, resume=True)
-    rules = [(rule, args.tau if tau is None else tau) for rule, tau in args.rule or [("plateau", None)]]
-    compare_pruning(args.folder, args.train_data, test_data=args.test_data, rules=rules, equal_units=args.equal_units,
-                    reference_cuts=args.reference_cut, init=args.init, head_epochs=args.head_epochs,
-                    recipe=_recipe(args), data_root=args.data_root, device=args.device)
-    print((Path(args.folder) / "pruning.md").read_text())
-    report = render_report(args.folder, rule=rules[0][0], parameter=rules[0][1])
+    recipe = _recipe(args)
+    table, report = prune(
+        args.folder, DataSource(args.train_data, args.data_root),
+        test_data=DataSource(args.test_data, args.data_root) if args.test_data else None, model=args.model,
+        weights=args.weights, data=DataSource(args.data, args.data_root) if args.data else None,
+        normalize=args.normalize, points=args.convention, settings=_graph_settings(args), run=_run_settings(args),
+        rules=args.rule or (),
+        tau=args.tau, equal_units=args.equal_units, reference_cuts=args.reference_cut, init=args.init,
+        head_epochs=args.head_epochs, recipe=recipe, device=args.device)
+    print(pruning_markdown(table, recipe))
     print(f"table: {Path(args.folder) / 'pruning.csv'}; report: {report}")
 
 
 def run_report(args: argparse.Namespace) -> None:
-    report = render_report(args.folder, file_format=args.format, dpi=args.dpi, ring_edges=args.ring_edges,
-                           rule=args.rule, parameter=args.tau)
+    report = render_report(args.folder, _report_settings(args))
     print(f"figures in {report.parent / 'figures'}/; report: {report}")
 
 

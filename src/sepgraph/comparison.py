@@ -23,15 +23,17 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .checkpoints import load_weights, save_weights
-from .criterion import CURVES, Cut, recommend, tau_for_count
-from .data import ImageDataset, load_dataset
+from .checkpoints import save_weights
+from .criterion import CURVES, Cut, curve_values, recommend, tau_for_count
+from .data import DataSource, ImageDataset, as_dataset
 from .errors import SepgraphError
 from .evaluation import evaluate
-from .models import create_model, input_size, parameter_count
+from .files import atomic_text
+from .layer_row import LayerRow
+from .models import build_model, input_size, parameter_count
 from .points import RemovableUnit, layer_points, removable_units
 from .pruning import apply_spec, flop_count, reinitialise
-from .results import atomic_text, load_results, removable_units_of
+from .results import load_results, removable_units_of
 from .training import Recipe, train
 
 CURVE_LABELS = {"M": "M (ours)", "lu_q": "Lu et al.'s Q"}
@@ -59,16 +61,15 @@ class Candidate:
 
 def compare_pruning(
     results: str | Path,
-    train_data: str | ImageDataset,
+    train_data: str | DataSource | ImageDataset,
     *,
-    test_data: str | ImageDataset | None = None,
+    test_data: str | DataSource | ImageDataset | None = None,
     rules: Sequence[str | tuple[str, float | None]] = ("plateau",),
     equal_units: bool = False,
     reference_cuts: Sequence[str] = (),
     init: str = "finetune",
     head_epochs: int = 1,
     recipe: Recipe | None = None,
-    data_root: str | Path = "data",
     device: str = "auto",
     progress: bool = True,
 ) -> list[dict]:
@@ -82,6 +83,7 @@ def compare_pruning(
             many units as M does under the ``delta`` rule (Q's count if M removes none).
         reference_cuts: published or hand-picked prunings, ``MODEL+remove=...`` or ``remove=...``.
         head_epochs: head-only epochs (batch-norm statistics frozen) before ``recipe.epochs`` of fine-tuning.
+        test_data: where accuracy is measured (default: the analysis's data, read like ``train_data``).
 
     Returns:
         the table's rows, the control first.
@@ -98,14 +100,13 @@ def compare_pruning(
         raise SepgraphError("pruning needs an analysis of an unpruned zoo model's convention points "
                             f"(got model {base!r}, convention {parameters['convention']!r})")
     recipe = recipe or Recipe()
-    train_set = train_data if isinstance(train_data, ImageDataset) else load_dataset(train_data, data_root)
-    test_set = test_data if isinstance(test_data, ImageDataset) else load_dataset(
-        test_data or parameters["data"], data_root)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(parameters["seed"])  # without weights: the random model the analysis measured
-        original = create_model(base, num_classes=classes)
-    if parameters["weights"]:
-        load_weights(original, parameters["weights"])
+    train_set = as_dataset(train_data)
+    if test_data is None:
+        test_data = replace(train_data, spec=parameters["data"]) if isinstance(train_data, DataSource) \
+            else parameters["data"]
+    test_set = as_dataset(test_data)
+    # without weights: the random model the analysis measured
+    original = build_model(base, classes, parameters["weights"], parameters["seed"]).model
     size = input_size(base)
     candidates = _candidates(rows, removable_units_of(manifest), rules, equal_units)
     candidates += [_reference(original, spec, base, parameters["convention"], classes, size)
@@ -140,10 +141,10 @@ def compare_pruning(
     return table
 
 
-def _candidates(rows: list[dict], units: Sequence[RemovableUnit] | None,
+def _candidates(rows: list[LayerRow], units: Sequence[RemovableUnit] | None,
                 rules: Sequence[str | tuple[str, float | None]], equal_units: bool) -> list[Candidate]:
     """The control, each curve's cut under each rule, and the equal-units pair."""
-    names = [row["name"] for row in rows]
+    names = [row.name for row in rows]
     found = [Candidate(CONTROL, "control", "", None, "nothing removed (the control)", None, 0, 0)]
     rules = [(item, None) if isinstance(item, str) else tuple(item) for item in rules]
     for rule, parameter in rules:
@@ -155,8 +156,8 @@ def _candidates(rows: list[dict], units: Sequence[RemovableUnit] | None,
         count = len(delta["M"].units) or len(delta["lu_q"].units)
         if count:
             taus = {key: delta[key].parameter if len(delta[key].units) == count
-                    else tau_for_count([row[column] for row in rows], names, units, count)
-                    for key, column in CURVES.items()}
+                    else tau_for_count(curve_values(rows, key), names, units, count)
+                    for key in CURVES}
             cuts = recommend(rows, "delta", taus, units)
             found += [_candidate(CURVE_LABELS[key], "equal-units", cut, names) for key, cut in cuts.items()]
     return found

@@ -14,12 +14,18 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from .errors import SepgraphError
+from .layer_row import LayerRow
 from .points import RemovableUnit
 
 RULES = ("plateau", "peak", "delta", "delta-abs")
 DEFAULT_PARAMETERS = {"plateau": 0.02, "peak": None, "delta": 0.02, "delta-abs": 0.03}
 CURVES = {"M": "M", "lu_q": "lu_q_mean"}
-"""The two curves Criterion I reads: key -> the per-layer field holding its values."""
+"""The two curves Criterion I reads: key -> the :class:`LayerRow` attribute holding its values."""
+
+
+def curve_values(rows: Sequence[LayerRow], key: str) -> list[float]:
+    """One curve (a key of :data:`CURVES`) over an analysis's rows, in point order."""
+    return [getattr(row, CURVES[key]) for row in rows]
 
 
 @dataclass(frozen=True)
@@ -169,11 +175,11 @@ def apply_rule(values: Sequence[float], rule: str = "plateau", parameter: float 
     return unit_removals(values, names, units, parameter, relative=rule == "delta")
 
 
-def recommend(rows: Sequence[dict], rule: str = "plateau", parameter: float | dict[str, float] | None = None,
+def recommend(rows: Sequence[LayerRow], rule: str = "plateau", parameter: float | dict[str, float] | None = None,
               units: Sequence[RemovableUnit] | None = None) -> dict[str, Cut]:
-    """Criterion I under the same rule on M (key ``"M"``) and on Lu et al.'s Q (key ``"lu_q"``),
-    from per-layer rows with layers.csv's columns. ``parameter`` may differ per curve (a dict by key)."""
-    names = [row["name"] for row in rows]
-    return {key: apply_rule([row[column] for row in rows], rule,
+    """Criterion I under the same rule on M (key ``"M"``) and on the mean of Lu et al.'s Q over its batches
+    (key ``"lu_q"``), from an analysis's rows. ``parameter`` may differ per curve (a dict by key)."""
+    names = [row.name for row in rows]
+    return {key: apply_rule(curve_values(rows, key), rule,
                             parameter.get(key) if isinstance(parameter, dict) else parameter, names, units)
             for key, column in CURVES.items()}

@@ -1,4 +1,4 @@
-"""Datasets named by one spec string, explicit normalisation, and vertex choice (SPEC 2).
+"""Datasets named by one spec string, and explicit normalisation.
 
 Dataset specs (CLI ``--data`` and the API alike):
 
@@ -14,14 +14,14 @@ Dataset specs (CLI ``--data`` and the API alike):
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .checkpoints import file_sha256
 from .errors import SepgraphError
+from .files import file_sha256
 
 NORMALIZATIONS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
@@ -60,6 +60,30 @@ class ImageDataset:
     image_size: int | None = None
     _file_shape: tuple[int, ...] | None = field(default=None, repr=False)
     sha256: str | None = None
+
+    @classmethod
+    def from_arrays(cls, images: np.ndarray, labels: np.ndarray, classes: Sequence[str] | None = None, *,
+                    description: str = "in-memory images", spec: str = "arrays") -> ImageDataset:
+        """A dataset held in memory.
+
+        Args:
+            images: (N, H, W, C) uint8 with C = 1 or 3, or (N, H, W) grey.
+            labels: (N,) integer classes; without ``classes`` they may be any integers (e.g. {3, 7, 100}),
+                which become classes 0..C-1 in ascending order, named by their original values.
+            classes: names of classes 0..C-1 when ``labels`` already index them.
+            description, spec: how reports and manifests name the data.
+        """
+        images = np.asarray(images)
+        if images.ndim == 3:
+            images = images[..., None]
+        if images.ndim != 4 or images.shape[-1] not in (1, 3) or images.dtype != np.uint8:
+            raise SepgraphError(
+                f"{spec}: images must be N x H x W x C uint8 with C = 1 or 3, got shape {images.shape} "
+                f"dtype {images.dtype}"
+            )
+        labels, names = class_indices(labels, len(images), spec, classes)
+        return cls(spec=spec, description=description, labels=labels, classes=names,
+                   _images=np.ascontiguousarray(images))
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -139,10 +163,39 @@ def normalization(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return NORMALIZATIONS[name]
 
 
+@dataclass(frozen=True)
+class DataSource:
+    """Where a dataset comes from: its spec string and how to read it (the CLI's data options).
+
+    Attributes:
+        spec: see the module docstring.
+        root: where torchvision datasets live.
+        download: allow torchvision to download.
+        image_size: resize and centre-crop image-folder images to this size.
+    """
+
+    spec: str
+    root: str | Path = "data"
+    download: bool = False
+    image_size: int | None = None
+
+    def load(self) -> ImageDataset:
+        return load_dataset(self.spec, self.root, self.download, self.image_size)
+
+
+def as_dataset(data: str | DataSource | ImageDataset) -> ImageDataset:
+    """A loaded dataset from a spec string, a :class:`DataSource` or a dataset (returned as it is)."""
+    if isinstance(data, ImageDataset):
+        return data
+    return (data if isinstance(data, DataSource) else DataSource(data)).load()
+
+
 def load_dataset(
     spec: str, data_root: str | Path = "data", download: bool = False, image_size: int | None = None
 ) -> ImageDataset:
     """Load a dataset from its spec string (see the module docstring)."""
+    if image_size is not None and image_size < 1:
+        raise SepgraphError(f"--image-size must be at least 1, got {image_size}")
     kind, _, argument = spec.partition(":")
     if kind == "digits":
         return _digits(spec, argument or "test")
@@ -222,37 +275,32 @@ def _npz(spec: str, path: Path) -> ImageDataset:
                 )
         images, labels = archive["images"], archive["labels"]
         classes = [str(c) for c in archive["classes"]] if "classes" in archive.files else None
-    if images.ndim == 3:
-        images = images[..., None]
-    if images.ndim != 4 or images.shape[-1] not in (1, 3) or images.dtype != np.uint8:
-        raise SepgraphError(
-            f"dataset file {str(path)!r}: 'images' must be N x H x W x C uint8 with C = 1 or 3, "
-            f"got shape {images.shape} dtype {images.dtype}"
-        )
-    labels = check_labels(labels, len(images), str(path), classes)
     sha256 = file_sha256(path)
-    return ImageDataset(
-        spec=spec,
-        description=KNOWN_FILES.get(sha256, f"npz file {path.name}"),
-        labels=labels,
-        classes=classes or [str(c) for c in range(int(labels.max()) + 1)],
-        _images=images,
-        sha256=sha256,
-    )
+    return replace(ImageDataset.from_arrays(images, labels, classes, spec=spec,
+                                            description=KNOWN_FILES.get(sha256, f"npz file {path.name}")),
+                   sha256=sha256)
 
 
-def check_labels(labels: np.ndarray, count: int, source: str, classes: Sequence[str] | None = None) -> np.ndarray:
-    """Validate labels: (count,) non-negative integers, below ``len(classes)`` when names are given."""
+def class_indices(labels: np.ndarray, count: int, source: str, classes: Sequence[str] | None = None
+                  ) -> tuple[np.ndarray, list[str]]:
+    """Validate labels and return them as (count,) int64 class indices with the class names.
+
+    With ``classes``, labels must already be indices below ``len(classes)``. Without, the distinct label
+    values, ascending, become classes 0..C-1 named by those values (labels 0..C-1 stay as they are).
+    """
     labels = np.asarray(labels)
     if labels.ndim != 1 or len(labels) != count:
         raise SepgraphError(f"{source}: expected {count} labels (one per image), got shape {labels.shape}")
     if not np.issubdtype(labels.dtype, np.integer):
         raise SepgraphError(f"{source}: labels must be integers, got dtype {labels.dtype}")
-    if count and labels.min() < 0:
-        raise SepgraphError(f"{source}: labels must be >= 0, found {labels.min()}")
-    if classes is not None and count and labels.max() >= len(classes):
-        raise SepgraphError(f"{source}: label {labels.max()} is out of range for {len(classes)} class names")
-    return labels.astype(np.int64)
+    if classes is not None:
+        if count and (labels.min() < 0 or labels.max() >= len(classes)):
+            bad = labels.min() if labels.min() < 0 else labels.max()
+            raise SepgraphError(f"{source}: label {bad} is out of range for {len(classes)} class names "
+                                f"(with 'classes', labels index them: 0 to {len(classes) - 1})")
+        return labels.astype(np.int64), [str(name) for name in classes]
+    values, indices = np.unique(labels, return_inverse=True)
+    return indices.astype(np.int64), [str(value) for value in values]
 
 
 def _imagefolder(spec: str, root: Path, image_size: int | None) -> ImageDataset:
@@ -274,69 +322,3 @@ def _imagefolder(spec: str, root: Path, image_size: int | None) -> ImageDataset:
         image_size=image_size,
         _file_shape=read_image_file(paths[0], image_size).shape,
     )
-
-
-def select_vertices(
-    labels: np.ndarray, count: int, method: str = "stratified", seed: int = 0, num_classes: int | None = None
-) -> np.ndarray:
-    """Choose the analysis's vertices (SPEC 2), once per analysis.
-
-    Args:
-        labels: (N,) int64 classes of the whole dataset.
-        count: number of vertices; ``stratified`` gives each class ``count // C`` samples and
-            one more to the first ``count % C`` classes.
-        method: ``stratified`` (seeded) or ``first`` (the first ``count`` in dataset order).
-        seed: seed of the stratified choice.
-        num_classes: C; defaults to ``labels.max() + 1``.
-
-    Returns:
-        (count,) int64 dataset indices, ascending.
-    """
-    labels = np.asarray(labels)
-    if count < 1 or count > len(labels):
-        raise SepgraphError(f"cannot choose {count} vertices from a dataset of {len(labels)} samples")
-    if method == "first":
-        return np.arange(count, dtype=np.int64)
-    if method != "stratified":
-        raise SepgraphError(f"unknown vertex choice {method!r}; use 'stratified' or 'first'")
-    num_classes = int(labels.max()) + 1 if num_classes is None else num_classes
-    if count < num_classes:
-        raise SepgraphError(
-            f"{count} vertices are fewer than the {num_classes} classes; stratified choice needs at least one per class"
-        )
-    rng = np.random.default_rng(seed)
-    chosen = []
-    for label in range(num_classes):
-        members = np.flatnonzero(labels == label)
-        wanted = count // num_classes + (label < count % num_classes)
-        if len(members) < wanted:
-            raise SepgraphError(
-                f"class {label} has {len(members)} samples but stratified choice of {count} vertices needs "
-                f"{wanted}; choose fewer vertices or --vertex-choice first"
-            )
-        chosen.append(rng.choice(members, size=wanted, replace=False))
-    return np.sort(np.concatenate(chosen)).astype(np.int64)
-
-
-def lu_batch_indices(
-    labels: np.ndarray, batch_size: int = 500, batches: int = 5, method: str = "stratified", seed: int = 0,
-    num_classes: int | None = None,
-) -> list[np.ndarray]:
-    """Disjoint vertex batches for Lu et al.'s modularity (SPEC 7).
-
-    ``stratified`` (default): ``batches * batch_size`` samples chosen as in
-    :func:`select_vertices`, then dealt out class by class so every batch holds
-    equal shares of each class. ``first``: consecutive slices of the first samples
-    (Lu et al.'s script).
-
-    Returns:
-        ``batches`` arrays of (batch_size,) int64 dataset indices, each ascending.
-    """
-    if batch_size < 2 or batches < 1:
-        raise SepgraphError(f"Lu et al.'s Q needs batches of at least 2 samples, got {batches} x {batch_size}")
-    chosen = select_vertices(labels, batch_size * batches, method, seed, num_classes)
-    if method == "first":
-        return [np.sort(part) for part in np.split(chosen, batches)]
-    shuffled = np.random.default_rng([seed, 1]).permutation(chosen)
-    by_class = shuffled[np.argsort(np.asarray(labels)[shuffled], kind="stable")]
-    return [np.sort(by_class[b::batches]) for b in range(batches)]

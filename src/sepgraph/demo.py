@@ -14,21 +14,23 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
-import torch
-
 from .analysis import analyze
 from .checkpoints import save_weights
 from .comparison import compare_pruning, differences
 from .criterion import recommend
 from .data import load_dataset
 from .evaluation import evaluate
-from .models import create_model
-from .report import render_report
+from .models import build_model
+from .report import ReportSettings, render_report
 from .results import removable_units_of
+from .settings import GraphSettings, RunSettings
 from .training import Recipe, train
 
 DEMO_RECIPE = Recipe(epochs=12, lr=0.05, momentum=0.9, weight_decay=5e-4, batch_size=64, milestones=(7, 10))
 """SPEC 10's recipe scaled to 1,437 training digits: fewer, shorter epochs and a larger step."""
+
+DEMO_GRAPH = GraphSettings(vertices=350, edges=3500, lu_batch_size=100, lu_batches=3)
+"""The paper's graph sizes scaled to 364 test digits: 35 vertices per class, 10 edges per vertex."""
 
 
 def run_demo(out: str | Path = "results/demo", *, model: str = "resnet20", recipe: Recipe = DEMO_RECIPE,
@@ -41,17 +43,15 @@ def run_demo(out: str | Path = "results/demo", *, model: str = "resnet20", recip
     if out.exists():
         shutil.rmtree(out)
     train_set, test_set = load_dataset("digits:train"), load_dataset("digits:test")
-    torch.manual_seed(recipe.seed)
-    network = create_model(model, num_classes=10)
+    network = build_model(model, 10, seed=recipe.seed).model
     print(f"1/4 training {model} on {len(train_set)} handwritten digits for {recipe.epochs} epochs")
     train(network, train_set, normalize="none", recipe=recipe, out=out / "train", device=device, progress=progress)
     accuracy = evaluate(network, test_set, normalize="none", device=device, progress=False).accuracy
     save_weights(network, out / "model.pt")
     print(f"    test accuracy {accuracy:.2f}% on {len(test_set)} held-out digits")
     print("2/4 analysing every layer point: similarity histograms, subgraphs, M, Lu et al.'s Q")
-    analysis = analyze(model, weights=out / "model.pt", data=test_set, normalize="none", vertices=350,
-                       edges=3500, lu_batch_size=100, lu_batches=3, device=device, out=out / "analysis",
-                       progress=progress)
+    analysis = analyze(model, test_set, DEMO_GRAPH, weights=out / "model.pt", normalize="none",
+                       run=RunSettings(device=device), out=out / "analysis", progress=progress)
     print("3/4 cutting where M and where Lu et al.'s Q say (Criterion I: plateau, then delta), training every "
           "row and an unpruned control alike")
     epochs = max(1, recipe.epochs // 2)  # fine-tuning: half the training epochs, lr step two thirds in
@@ -73,4 +73,4 @@ def run_demo(out: str | Path = "results/demo", *, model: str = "resnet20", recip
                     for c in (by_m, by_q)]
         print(f"      {by_m.unit:<10} M {verdicts[0]:<16} Q {verdicts[1]}")
     print("4/4 drawing figures and the report")
-    return render_report(analysis.path, rule="delta")
+    return render_report(analysis.path, ReportSettings(rule="delta"))

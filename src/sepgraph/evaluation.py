@@ -45,6 +45,8 @@ def evaluate(
     indices = np.arange(len(dataset)) if indices is None else np.asarray(indices, dtype=np.int64)
     if len(indices) == 0:
         raise SepgraphError("cannot evaluate on an empty dataset")
+    if batch_size < 1:
+        raise SepgraphError(f"--batch-size must be at least 1, got {batch_size}")
     target = resolve_device(device)
     was_training = model.training
     model.eval().to(target)

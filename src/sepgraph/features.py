@@ -125,16 +125,20 @@ def point_shapes(
 ) -> list[tuple[int, ...]]:
     """Per-sample output shape of each point, from one forward pass on ``example`` (1, C, H, W).
 
-    Also checks that the model accepts such inputs and that every point runs.
+    Also checks that the model accepts such inputs and that every point runs. The pass runs in eval mode
+    on the device of the model's parameters; the model's training mode is restored afterwards.
     """
     capture = _Capture(model, points, stop_early=True)
+    training = model.training
+    device = next((p.device for p in model.parameters()), example.device)
     try:
         with torch.inference_mode():
-            capture.run(model.eval(), example)
+            capture.run(model.eval(), example.to(device))
     except RuntimeError as error:
         raise input_shape_error(example.shape[1:], error) from error
     finally:
         capture.remove()
+        model.train(training)
     return [tuple(capture.outputs[i].shape[1:]) for i in range(len(points))]
 
 

@@ -18,6 +18,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from .criterion import Cut
+from .layer_row import LayerRow
 
 WRONG = "#6e0000"
 """Wrong edges: a dark red that prints near-black in grayscale."""
@@ -46,17 +47,13 @@ def _grid(count: int, panel: float, extra_height: float = 0.9) -> tuple[Figure, 
     return figure, axes[:count], columns
 
 
-def _bins(row: dict) -> int:
-    return sum(1 for key in row if key.startswith("hist_"))
-
-
-def histogram_grid(rows: Sequence[dict], title: str) -> Figure:
+def histogram_grid(rows: Sequence[LayerRow], title: str) -> Figure:
     """One panel per layer point: share of all pairs in each similarity bin (SPEC 4), below-zero apart."""
     figure, axes, _ = _grid(len(rows), 2.3)
-    bins = _bins(rows[0])
-    pairs = sum(rows[0][f"hist_{b}"] for b in range(bins)) + rows[0]["below_zero"]
-    shares = np.array([[row[f"hist_{b}"] / pairs for b in range(bins)] for row in rows])
-    negative = np.array([row["below_zero"] / pairs for row in rows])
+    bins = len(rows[0].hist)
+    pairs = sum(rows[0].hist) + rows[0].below_zero
+    shares = np.array([row.hist for row in rows]) / pairs
+    negative = np.array([row.below_zero for row in rows]) / pairs
     top = max(shares.max(), negative.max()) * 1.1
     width = 1.0 / bins
     for axis, row, share, below in zip(axes, rows, shares, negative, strict=True):
@@ -64,12 +61,12 @@ def histogram_grid(rows: Sequence[dict], title: str) -> Figure:
         if below > 0:
             axis.bar(-width, below, width=width * 0.9, align="edge", color="#999999", hatch="///")
             axis.text(-width / 2, below, f"<0\n{below:.0%}", ha="center", va="bottom", fontsize=6)
-        axis.axvline(row["mean_sim"], color="black", linewidth=0.8, linestyle=":")
+        axis.axvline(row.mean_sim, color="black", linewidth=0.8, linestyle=":")
         axis.set_xlim(-width * 1.2 if negative.max() > 0 else 0, 1)
         axis.set_ylim(0, top)
-        axis.set_title(row["name"], fontsize=8)
+        axis.set_title(row.name, fontsize=8)
         axis.tick_params(labelsize=6)
-        axis.text(0.98, 0.95, f"<0.1: {row['share_below_0.1']:.0%}", transform=axis.transAxes, ha="right",
+        axis.text(0.98, 0.95, f"<0.1: {row.share_below_0_1:.0%}", transform=axis.transAxes, ha="right",
                   va="top", fontsize=6)
     figure.suptitle(f"{title}\nshare of all {pairs:,} pairs per cosine-similarity bin (dotted: mean)",
                     fontsize=10)
@@ -78,22 +75,21 @@ def histogram_grid(rows: Sequence[dict], title: str) -> Figure:
     return figure
 
 
-def histogram_heatmap(rows: Sequence[dict], title: str) -> Figure:
+def histogram_heatmap(rows: Sequence[LayerRow], title: str) -> Figure:
     """Layers x bins heatmap of the shares of pairs, the mean similarity drawn over it."""
-    bins = _bins(rows[0])
-    pairs = sum(rows[0][f"hist_{b}"] for b in range(bins)) + rows[0]["below_zero"]
-    with_negative = any(row["below_zero"] for row in rows)
-    columns = ([["below_zero"]] if with_negative else []) + [[f"hist_{b}"] for b in range(bins)]
-    shares = np.array([[row[c[0]] / pairs for c in columns] for row in rows])
+    bins = len(rows[0].hist)
+    pairs = sum(rows[0].hist) + rows[0].below_zero
+    with_negative = any(row.below_zero for row in rows)
+    shares = np.array([([row.below_zero] if with_negative else []) + list(row.hist) for row in rows]) / pairs
     figure = Figure(figsize=(7.5, 1.2 + 0.18 * len(rows)), layout="constrained")
     axis = figure.subplots()
     image = axis.imshow(shares, aspect="auto", cmap="viridis", vmin=0, vmax=shares.max(), interpolation="nearest")
     offset = 1 if with_negative else 0
-    means = [offset + row["mean_sim"] * bins - 0.5 for row in rows]
+    means = [offset + row.mean_sim * bins - 0.5 for row in rows]
     axis.plot(means, range(len(rows)), color="white", marker="o", markersize=2.5, linewidth=1, label="mean")
     labels = (["<0"] if with_negative else []) + [f"{b / bins:.1f}-{(b + 1) / bins:.1f}" for b in range(bins)]
     axis.set_xticks(range(len(labels)), labels, fontsize=7, rotation=45)
-    axis.set_yticks(range(len(rows)), [row["name"] for row in rows], fontsize=6 if len(rows) > 30 else 8)
+    axis.set_yticks(range(len(rows)), [row.name for row in rows], fontsize=6 if len(rows) > 30 else 8)
     axis.set_xlabel("cosine similarity bin")
     axis.legend(loc="lower right", fontsize=7)
     figure.colorbar(image, ax=axis, label="share of pairs")
@@ -102,7 +98,7 @@ def histogram_heatmap(rows: Sequence[dict], title: str) -> Figure:
 
 
 def ring_graphs(
-    rows: Sequence[dict],
+    rows: Sequence[LayerRow],
     load_edges: Callable[[int, str], dict],
     classes: Sequence[str],
     title: str,
@@ -114,7 +110,7 @@ def ring_graphs(
     colours = np.array(class_colours(len(classes)))
     drawn = None
     for axis, row in zip(axes, rows, strict=True):
-        edges = load_edges(row["index"], row["name"])
+        edges = load_edges(row.index, row.name)
         i, j, w, labels = edges["i"], edges["j"], edges["w"], edges["labels"]
         if max_edges is not None:
             i, j, w = i[:max_edges], j[:max_edges], w[:max_edges]
@@ -134,7 +130,7 @@ def ring_graphs(
         axis.set_ylim(-1.1, 1.1)
         axis.set_aspect("equal")
         axis.axis("off")
-        axis.set_title(f"{row['name']}\nM = {row['M']:.3f}, wrong edges {1 - row['r']:.0%}", fontsize=8)
+        axis.set_title(f"{row.name}\nM = {row.M:.3f}, wrong edges {1 - row.r:.0%}", fontsize=8)
     handles = [Patch(color=colours[k], label=name) for k, name in enumerate(classes)]
     handles.append(Line2D([], [], color=WRONG, linewidth=2, label="wrong edge"))
     figure.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 11), fontsize=8)
@@ -155,14 +151,14 @@ def ring_positions(labels: np.ndarray) -> np.ndarray:
     return np.column_stack([np.cos(angle), np.sin(angle)])
 
 
-def modularity_curves(rows: Sequence[dict], cuts: dict[str, Cut], title: str) -> Figure:
+def modularity_curves(rows: Sequence[LayerRow], cuts: dict[str, Cut], title: str) -> Figure:
     """M and Lu et al.'s Q (mean with +-1 sd band) against layer point, their Criterion I cuts marked;
     below, r, AQ and EQ; at the bottom, the mean similarity and the share of weak pairs."""
     index = np.arange(len(rows))
-    names = [row["name"] for row in rows]
-    m = np.array([row["M"] for row in rows])
-    q = np.array([row["lu_q_mean"] for row in rows])
-    q_sd = np.array([row["lu_q_std"] for row in rows])
+    names = [row.name for row in rows]
+    m = np.array([row.M for row in rows])
+    q = np.array([row.lu_q_mean for row in rows])
+    q_sd = np.array([row.lu_q_std for row in rows])
     figure = Figure(figsize=(max(8.0, 0.16 * len(rows) + 4), 9), layout="constrained")
     top, middle, bottom = figure.subplots(3, 1, sharex=True, height_ratios=[3, 2, 1.5])
     top.plot(index, m, color=OURS, marker="o", markersize=3, label="M (ours, SPEC 6)")
@@ -195,11 +191,11 @@ def modularity_curves(rows: Sequence[dict], cuts: dict[str, Cut], title: str) ->
     top.set_title(f"{title}\nmodularity curves{rule_text}", fontsize=10)
     for key, style, label in (("r", "-o", "r = share of correct edges"), ("AQ", "-s", "AQ"), ("EQ", "-^", "EQ"),
                               ("newman_q", ":", "Newman Q")):
-        middle.plot(index, [row[key] for row in rows], style, markersize=3, label=label)
+        middle.plot(index, [getattr(row, key) for row in rows], style, markersize=3, label=label)
     middle.legend(fontsize=8, ncol=4)
     middle.set_ylabel("subgraph terms")
-    bottom.plot(index, [row["mean_sim"] for row in rows], "-o", markersize=3, color="#444444", label="mean similarity")
-    bottom.plot(index, [row["share_below_0.1"] for row in rows], "--", color="#888888",
+    bottom.plot(index, [row.mean_sim for row in rows], "-o", markersize=3, color="#444444", label="mean similarity")
+    bottom.plot(index, [row.share_below_0_1 for row in rows], "--", color="#888888",
                 label="share of pairs below 0.1")
     bottom.set_ylim(-0.02, 1.02)
     bottom.legend(fontsize=8, ncol=2)
@@ -207,30 +203,4 @@ def modularity_curves(rows: Sequence[dict], cuts: dict[str, Cut], title: str) ->
     bottom.set_xlabel("layer point")
     for axis in (top, middle, bottom):
         axis.grid(alpha=0.3)
-    return figure
-
-
-def seed_bands(curves: dict[str, np.ndarray], names: Sequence[str], title: str) -> Figure:
-    """M and Lu et al.'s Q over several vertex samples: the mean curve and the min-max band of each.
-
-    Args:
-        curves: ``{"M": (seeds, points), "lu_q": (seeds, points)}``.
-    """
-    index = np.arange(len(names))
-    figure = Figure(figsize=(max(8.0, 0.16 * len(names) + 4), 4.8), layout="constrained")
-    axis = figure.subplots()
-    twin = axis.twinx()
-    for target, key, colour, style, label in ((axis, "M", OURS, "-o", "M (ours)"),
-                                              (twin, "lu_q", LU, "--s", "Lu et al.'s Q")):
-        values = np.asarray(curves[key])
-        target.plot(index, values.mean(0), style, color=colour, markersize=3,
-                    label=f"{label}: mean of {len(values)} vertex samples")
-        target.fill_between(index, values.min(0), values.max(0), color=colour, alpha=0.2, linewidth=0,
-                            label=f"{label}: min-max over samples")
-        target.set_ylabel(label, color=colour)
-    lines = axis.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
-    axis.legend(lines, [line.get_label() for line in lines], loc="upper left", fontsize=8)
-    axis.set_xticks(index, names, rotation=90, fontsize=6 if len(names) > 30 else 8)
-    axis.set_title(f"{title}\nhow much of each curve is the choice of vertices", fontsize=10)
-    axis.grid(alpha=0.3)
     return figure

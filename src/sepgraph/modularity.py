@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .devices import ieee_float32_matmul
 from .errors import SepgraphError
+from .similarity import pair_similarities
 
 
 @dataclass(frozen=True)
@@ -81,9 +81,7 @@ def knn_graph(unit: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray, np.nd
     """Lu et al.'s graph on one batch (SPEC 7): each vertex keeps its k most similar others
     (cosine, diagonal set to 0; ties to the lower index), weight = similarity, then
     A = (K + K^T) / 2. Returns the upper-triangle edges (i, j, w) of A."""
-    with ieee_float32_matmul():
-        similarity = unit @ unit.T
-    return knn_edges(similarity, k)
+    return knn_edges(pair_similarities(unit), k)
 
 
 def knn_edges(similarity: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -111,5 +109,10 @@ def lu_modularity(unit: torch.Tensor, labels: np.ndarray, k: int = 3) -> float:
         labels: (n,) int classes.
         k: neighbours kept per vertex.
     """
-    i, j, w = knn_graph(unit, k)
+    return lu_modularity_of_similarity(pair_similarities(unit), labels, k)
+
+
+def lu_modularity_of_similarity(similarity: torch.Tensor, labels: np.ndarray, k: int = 3) -> float:
+    """:func:`lu_modularity` from the batch's (n, n) similarity matrix (its diagonal is ignored)."""
+    i, j, w = knn_edges(similarity, k)
     return newman_modularity(i, j, w, labels)

@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,29 +16,56 @@ from matplotlib.figure import Figure
 
 from ._version import __version__
 from .comparison import change_label, load_pruning, rule_label
-from .criterion import Cut, recommend
+from .criterion import RULES, Cut, recommend
 from .errors import SepgraphError
 from .figures import histogram_grid, histogram_heatmap, modularity_curves, ring_graphs
-from .results import atomic_text, atomic_write, csv_columns, edges_path, load_results, removable_units_of
+from .files import atomic_text, atomic_write
+from .layer_row import LayerRow
+from .results import edges_path, load_results, removable_units_of
+from .settings import GraphSettings
 
 log = logging.getLogger(__name__)
 
 FORMATS = ("png", "pdf", "svg")
 
 
-def render_report(path: str | Path, *, file_format: str = "png", dpi: int = 150, ring_edges: int | None = None,
-                  rule: str = "plateau", parameter: float | None = None) -> Path:
-    """Write ``figures/*.{file_format}``, ``recommendation.json`` and ``report.html`` for a complete results folder.
+@dataclass(frozen=True)
+class ReportSettings:
+    """How figures are drawn and which Criterion I rule the report shows (SPEC 8); checked at construction.
 
-    Figures are embedded in the report as PNG whatever ``file_format`` the files get.
+    Attributes:
+        file_format: figure files, one of :data:`FORMATS` (the report embeds PNG whatever this is).
+        dpi: figure resolution.
+        ring_edges: draw only the strongest K edges per ring panel (None: all).
+        rule, parameter: the rule and its tau (None: the rule's default).
+    """
+
+    file_format: str = "png"
+    dpi: int = 150
+    ring_edges: int | None = None
+    rule: str = "plateau"
+    parameter: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.file_format not in FORMATS:
+            raise SepgraphError(f"unknown figure format {self.file_format!r}; choose one of {', '.join(FORMATS)}")
+        if self.dpi < 1:
+            raise SepgraphError(f"--dpi must be at least 1, got {self.dpi}")
+        if self.ring_edges is not None and self.ring_edges < 1:
+            raise SepgraphError(f"--ring-edges must be at least 1, got {self.ring_edges}")
+        if self.rule not in RULES:
+            raise SepgraphError(f"unknown rule {self.rule!r}; choose one of {', '.join(RULES)}")
+
+
+def render_report(path: str | Path, settings: ReportSettings | None = None) -> Path:
+    """Write ``figures/*``, ``recommendation.json`` and ``report.html`` for a complete results folder.
 
     Returns:
         the path of report.html.
     """
-    if file_format not in FORMATS:
-        raise SepgraphError(f"unknown figure format {file_format!r}; choose one of {', '.join(FORMATS)}")
-    if ring_edges is not None and ring_edges < 1:
-        raise SepgraphError(f"--ring-edges must be at least 1, got {ring_edges}")
+    settings = settings or ReportSettings()
+    file_format, dpi, ring_edges = settings.file_format, settings.dpi, settings.ring_edges
+    rule, parameter = settings.rule, settings.parameter
     path = Path(path)
     manifest, rows = load_results(path)
     parameters = manifest["parameters"]
@@ -66,7 +94,7 @@ def render_report(path: str | Path, *, file_format: str = "png", dpi: int = 150,
         atomic_write(figures_dir / f"{name}.{file_format}", lambda handle, d=data: handle.write(d))
         embedded[name] = (caption, base64.b64encode(png).decode())
         log.info("figure %s in %.1f s", name, time.perf_counter() - start)
-    recommendation = {key: cut.as_dict() | {"kept_until": rows[cut.cut_index]["name"] if cut.cut_index is not None
+    recommendation = {key: cut.as_dict() | {"kept_until": rows[cut.cut_index].name if cut.cut_index is not None
                                             else None} for key, cut in cuts.items()}
     atomic_text(path / "recommendation.json", json.dumps(recommendation, indent=2) + "\n")
     report = path / "report.html"
@@ -80,7 +108,7 @@ def _render(figure: Figure, file_format: str, dpi: int) -> bytes:
     return buffer.getvalue()
 
 
-def _recommendation_html(rows: list[dict], cuts: dict[str, Cut]) -> str:
+def _recommendation_html(rows: list[LayerRow], cuts: dict[str, Cut]) -> str:
     items = []
     for key, label in (("M", "the paper's M"), ("lu_q", "Lu et al.'s Q")):
         cut = cuts[key]
@@ -92,7 +120,7 @@ def _recommendation_html(rows: list[dict], cuts: dict[str, Cut]) -> str:
             items.append(f"<li>By {label}: the curve still rises at the last point; nothing to cut.</li>")
         else:
             items.append(
-                f"<li>By {label}: keep up to <b>{html.escape(rows[cut.cut_index]['name'])}</b> "
+                f"<li>By {label}: keep up to <b>{html.escape(rows[cut.cut_index].name)}</b> "
                 f"(point {cut.cut_index}), remove the {len(cut.removed)} of {len(rows)} points after it.</li>")
     rule = cuts["M"]
     if rule.cut_index is None:
@@ -151,14 +179,12 @@ def _pruning_html(results: Path) -> str:
             f"<table class='facts'><thead>{head}</thead><tbody>{''.join(body)}</tbody></table>")
 
 
-def _table(rows: list[dict], bins: int) -> str:
-    columns = csv_columns(bins)
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+def _table(rows: list[LayerRow]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in rows[0].as_record())
     body = []
     for row in rows:
         cells = []
-        for column in columns:
-            value = row[column]
+        for value in row.as_record().values():
             text = f"{value:.4f}" if isinstance(value, float) else f"{value:,}" if isinstance(value, int) else value
             cells.append(f"<td>{html.escape(str(text))}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
@@ -167,20 +193,19 @@ def _table(rows: list[dict], bins: int) -> str:
 
 def _manifest_html(manifest: dict) -> str:
     parameters = manifest["parameters"]
+    graph = GraphSettings.from_parameters(parameters)
     facts = [
         ("model", parameters["model"]),
         ("weights", f"{parameters['weights']} (sha256 {parameters['weights_sha256']})" if parameters["weights"]
-         else f"random initialisation, seed {parameters['seed']}"),
+         else f"random initialisation, seed {graph.seed}"),
         ("data", f"{manifest['data_description']} ({parameters['data']}"
          + (f", sha256 {parameters['data_sha256']})" if parameters.get("data_sha256") else ")")),
         ("normalisation", parameters["normalize"]),
         ("layer points", f"{len(parameters['points'])} ({parameters['convention']} convention)"),
-        ("histograms", f"{manifest['hist_pairs']:,} pairs of {parameters['hist_samples']} samples, "
-                       f"{parameters['bins']} bins"),
-        ("subgraph", f"N = {parameters['vertices']:,} {parameters['vertex_choice']} vertices (seed "
-                     f"{parameters['seed']}), |E| = {parameters['edges']:,}"),
-        ("Lu et al.'s Q", f"k = {parameters['lu_k']}, {parameters['lu_batches']} batches of "
-                          f"{parameters['lu_batch_size']}"),
+        ("histograms", f"{manifest['hist_pairs']:,} pairs of {graph.hist_samples} samples, {graph.bins} bins"),
+        ("subgraph", f"N = {graph.vertices:,} {graph.vertex_choice} vertices (seed {graph.seed}), "
+                     f"|E| = {graph.edges:,}"),
+        ("Lu et al.'s Q", f"k = {graph.lu_k}, {graph.lu_batches} batches of {graph.lu_batch_size}"),
         ("run", ", ".join(f"{k} {v}" for k, v in manifest["run"].items())),
         ("timings (s)", ", ".join(f"{k} {v:.1f}" for k, v in manifest.get("seconds", {}).items())),
         ("versions", ", ".join(f"{k} {v}" for k, v in manifest["versions"].items()) + f", sepgraph {__version__}"),
@@ -190,7 +215,7 @@ def _manifest_html(manifest: dict) -> str:
         f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in facts) + "</table>"
 
 
-def _html(manifest: dict, rows: list[dict], cuts: dict[str, Cut], embedded: dict, path: Path) -> str:
+def _html(manifest: dict, rows: list[LayerRow], cuts: dict[str, Cut], embedded: dict, path: Path) -> str:
     parameters = manifest["parameters"]
     title = f"sepgraph: {parameters['model']} on {manifest['data_description']}"
     pruning_html = _pruning_html(path)
@@ -214,7 +239,7 @@ figcaption {{ font-size: 13px; color: #555; }}
 <h2>Recommendation</h2>{_recommendation_html(rows, cuts)}
 {pruning_html}
 <h2>Figures</h2>{images}
-<h2>Per layer point</h2><div class="scroll">{_table(rows, parameters['bins'])}</div>
+<h2>Per layer point</h2><div class="scroll">{_table(rows)}</div>
 <h2>Run</h2>{_manifest_html(manifest)}
 <p><small>Generated by sepgraph {__version__}. Definitions: SPEC sections 2-8.</small></p>
 </body></html>

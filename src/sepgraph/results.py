@@ -14,41 +14,22 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Callable
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 
 from .errors import SepgraphError
+from .files import atomic_text, atomic_write
+from .layer_row import LayerRow
 from .points import RemovableUnit
 
-FORMAT_VERSION = 1
-
-
-def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Write ``path`` through ``write(handle)`` into a temporary file, then rename it into place."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "wb") as handle:
-        write(handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-
-
-def atomic_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda handle: handle.write(text.encode()))
+FORMAT_VERSION = 2
+"""2: row files hold :class:`LayerRow`'s attributes (format 1 is read, and upgraded when loaded)."""
 
 
 def layer_stem(index: int, name: str) -> str:
     """File stem of a layer: ``NNN_<name>`` with characters unsafe in file names replaced."""
     return f"{index:03d}_{re.sub(r'[^A-Za-z0-9._-]', '_', name)}"
-
-
-def csv_columns(bins: int) -> list[str]:
-    """The columns of layers.csv (SPEC 12)."""
-    return (["index", "name", "dim"] + [f"hist_{b}" for b in range(bins)]
-            + ["below_zero", "mean_sim", "share_below_0.1", "r", "AQ", "EQ", "M", "newman_q", "lu_q_mean", "lu_q_std"])
 
 
 class ResultsFolder:
@@ -108,8 +89,19 @@ class ResultsFolder:
     def __enter__(self) -> ResultsFolder:
         return self
 
-    def __exit__(self, *_exception) -> None:
-        self.close()
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, _traceback) -> None:
+        """Release the lock; a run that ends in an exception says so in its manifest instead of "running"."""
+        try:
+            if error is not None and self.manifest.get("status") == "running":
+                interrupted = isinstance(error, KeyboardInterrupt)
+                self.manifest.update(status="interrupted" if interrupted else "failed",
+                                     error=f"{kind.__name__}: {error}" if str(error) else kind.__name__)
+                try:
+                    self.write_manifest()
+                except OSError:
+                    pass  # the original error says more than a failure to record it
+        finally:
+            self.close()
 
     def _check_resumable(self) -> None:
         try:
@@ -137,25 +129,23 @@ class ResultsFolder:
     def write_manifest(self) -> None:
         atomic_text(self.path / "manifest.json", json.dumps(self.manifest, indent=2, sort_keys=False) + "\n")
 
-    def completed_row(self, index: int, name: str) -> dict | None:
+    def completed_row(self, index: int, name: str) -> LayerRow | None:
         """The stored row of a complete layer, or None."""
         path = self.path / "rows" / f"{layer_stem(index, name)}.json"
-        return json.loads(path.read_text()) if path.is_file() else None
+        return LayerRow.from_json(json.loads(path.read_text())) if path.is_file() else None
 
-    def write_layer(self, index: int, name: str, row: dict, edges: dict[str, np.ndarray]) -> None:
+    def write_layer(self, row: LayerRow, edges: dict[str, np.ndarray]) -> None:
         """Store one layer: its subgraph ``edges/NNN_name.npz`` first, then its row (the completion mark)."""
-        stem = layer_stem(index, name)
-        atomic_write(edges_path(self.path, index, name), lambda handle: np.savez(handle, **edges))
-        atomic_text(self.path / "rows" / f"{stem}.json", json.dumps(row, indent=1) + "\n")
+        stem = layer_stem(row.index, row.name)
+        atomic_write(edges_path(self.path, row.index, row.name), lambda handle: np.savez(handle, **edges))
+        atomic_text(self.path / "rows" / f"{stem}.json", json.dumps(row.to_json(), indent=1) + "\n")
 
-    def write_table(self, rows: list[dict], bins: int) -> None:
-        """Write layers.csv from the rows, in point order, floats in shortest round-trip form."""
+    def write_table(self, rows: list[LayerRow], bins: int) -> None:
+        """Write layers.csv from the rows, in point order (SPEC 12)."""
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        columns = csv_columns(bins)
-        writer.writerow(columns)
-        for row in rows:
-            writer.writerow([repr(row[c]) if isinstance(row[c], float) else row[c] for c in columns])
+        writer.writerow(LayerRow.csv_columns(bins))
+        writer.writerows(row.csv_values() for row in rows)
         atomic_text(self.path / "layers.csv", buffer.getvalue())
 
 
@@ -173,7 +163,7 @@ def _lock_folder(path: Path) -> int:
     return descriptor
 
 
-def load_results(path: str | Path) -> tuple[dict, list[dict]]:
+def load_results(path: str | Path) -> tuple[dict, list[LayerRow]]:
     """The manifest and per-layer rows (in point order) of a complete results folder."""
     path = Path(path)
     try:
@@ -189,8 +179,16 @@ def load_results(path: str | Path) -> tuple[dict, list[dict]]:
                 f"the analysis in {str(path)!r} is not complete: layer point {index} ({name}) has no results; "
                 "finish it with sepgraph analyze --resume"
             )
-        rows.append(json.loads(row_path.read_text()))
+        stored = json.loads(row_path.read_text())
+        rows.append(LayerRow.from_json(stored if manifest.get("format_version") != 1 else _format1_row(stored)))
     return manifest, rows
+
+
+def _format1_row(row: dict) -> dict:
+    """A format-1 row file in format 2's names: ``hist_k`` keys, ``share_below_0.1``, ``lu_q`` (the batches)."""
+    bins = sum(key.startswith("hist_") for key in row)
+    return row | {"hist": [row[f"hist_{b}"] for b in range(bins)], "share_below_0_1": row["share_below_0.1"],
+                  "lu_q_batches": row["lu_q"]}
 
 
 def removable_units_of(manifest: dict) -> list[RemovableUnit] | None:

@@ -10,7 +10,7 @@ and the running top-|E| set. Products run in full float32, never TF32 (see
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +21,9 @@ from .errors import SepgraphError
 
 BYTES_PER_BLOCK_ENTRY = 16
 """Working memory per similarity entry of a block: the float32 value plus bin indices and masks."""
+
+SAFE_NORMS = (1e-18, 1e18)
+"""Row norms a float32 sum of squares computes without overflow or lost underflow; rows outside go through float64."""
 
 MAX_BLOCK_ROWS = 512
 """Rows per block at most: larger blocks waste more of the diagonal square and gain no GEMM speed."""
@@ -34,7 +37,8 @@ def unit_rows(features: torch.Tensor | np.ndarray, inplace: bool = False) -> tup
 
     Returns:
         (N, D) float32 unit rows (zero rows stay zero, so their similarity to every
-        vector is 0) and the (N,) bool mask of zero rows.
+        vector is 0) and the (N,) bool mask of zero rows. Rows of any finite scale are
+        normalised: norms outside :data:`SAFE_NORMS` are computed in float64.
     """
     tensor = torch.as_tensor(features)
     if tensor.ndim != 2:
@@ -44,9 +48,18 @@ def unit_rows(features: torch.Tensor | np.ndarray, inplace: bool = False) -> tup
     if not all(bool(torch.isfinite(chunk).all()) for chunk in tensor.split(1024)):  # no N x D mask in memory
         raise SepgraphError("features contain NaN or Inf (did the model diverge, or the input overflow?)")
     norms = torch.linalg.vector_norm(tensor, dim=1, keepdim=True)
-    zero = norms == 0
-    tensor.div_(norms.masked_fill_(zero, 1.0))
-    return tensor, zero.squeeze(1)
+    # A float32 sum of squares overflows for entries near 1e19 and loses entries below 1e-19: such rows
+    # (and true zero rows) are normalised in float64, where neither happens; the others exactly as before.
+    unsafe = (~torch.isfinite(norms) | (norms < SAFE_NORMS[0]) | (norms > SAFE_NORMS[1])).squeeze(1)
+    tensor.div_(norms.masked_fill_(unsafe.unsqueeze(1), 1.0))
+    zero = torch.zeros(len(tensor), dtype=torch.bool)
+    rows = torch.nonzero(unsafe).squeeze(1)
+    if len(rows):
+        exact = tensor[rows].double()
+        exact_norms = torch.linalg.vector_norm(exact, dim=1, keepdim=True)
+        zero[rows] = (exact_norms == 0).squeeze(1)
+        tensor[rows] = exact.div_(exact_norms.masked_fill_(exact_norms == 0, 1.0)).float()
+    return tensor, zero
 
 
 def block_rows(samples: int, max_memory: int, device: torch.device | None = None) -> int:
@@ -158,50 +171,121 @@ def similarity_histogram(
 
     Args:
         unit: (N, D) float32 unit rows from :func:`unit_rows`, on the compute device.
-        bins: equal bins over [0, 1]; values that round above 1 count in the last bin.
+        bins: equal bins over [0, 1]; similarities are clamped into [-1, 1] first.
         max_memory: bytes for one block row.
         zero_vectors: number of zero rows, recorded in the result.
     """
-    return _scan(unit, bins=bins, edges=0, max_memory=max_memory, zero_vectors=zero_vectors)[0]
+    if bins < 1:
+        raise SepgraphError(f"--bins must be at least 1, got {bins}")
+    return scan_pairs(unit, bins=bins, max_memory=max_memory, zero_vectors=zero_vectors).histogram
 
 
 def top_edges(unit: torch.Tensor, edges: int, max_memory: int = 1 << 30) -> Subgraph:
     """The ``edges`` most similar pairs among the rows of ``unit`` (SPEC 5), in O(edges + block) memory."""
-    return _scan(unit, bins=0, edges=edges, max_memory=max_memory)[1]
+    if edges < 1:
+        raise SepgraphError(f"--edges must be at least 1, got {edges}")
+    return scan_pairs(unit, bins=0, edges=edges, vertices=unit.shape[0], max_memory=max_memory).subgraph
 
 
-def _scan(
-    unit: torch.Tensor, *, bins: int, edges: int, max_memory: int, zero_vectors: int = 0
-) -> tuple[Histogram | None, Subgraph | None]:
-    """One pass over the upper triangle feeding a histogram (``bins`` > 0) and/or a top set (``edges`` > 0)."""
+def pair_similarities(unit: torch.Tensor, max_memory: int = 1 << 30) -> torch.Tensor:
+    """(N, N) float32 similarity of all rows of ``unit``, from the same upper-triangle scan as every other
+    measurement (symmetric, diagonal 0); for small batches such as Lu et al.'s (SPEC 7)."""
+    rows = np.arange(unit.shape[0], dtype=np.int64)
+    return scan_pairs(unit, bins=0, batches=[rows], max_memory=max_memory).batch_similarities[0]
+
+
+@dataclass
+class PairScan:
+    """What one pass over the pairs of a layer point's samples found (see :func:`scan_pairs`).
+
+    Attributes:
+        histogram: over all pairs of the scanned rows; None when ``bins`` was 0.
+        subgraph: the top-|E| pairs among the leading ``vertices`` rows; None when ``edges`` was 0.
+        batch_similarities: per batch, its (n, n) float32 similarity matrix (symmetric, diagonal 0).
+    """
+
+    histogram: Histogram | None
+    subgraph: Subgraph | None
+    batch_similarities: list[torch.Tensor]
+
+
+def scan_pairs(
+    unit: torch.Tensor, *, bins: int = 10, edges: int = 0, vertices: int = 0,
+    batches: Sequence[np.ndarray] = (), max_memory: int = 1 << 30, zero_vectors: int = 0,
+) -> PairScan:
+    """One pass over the upper triangle of ``unit @ unit.T`` feeding every measurement of a layer point
+    (SPEC 4, 5, 7): each similarity is computed once, in full float32, and clamped into [-1, 1].
+
+    Args:
+        unit: (N, D) float32 unit rows on the compute device.
+        bins: histogram bins over all N(N-1)/2 pairs; 0: no histogram.
+        edges: |E| of the subgraph among rows ``0..vertices-1`` (the vertices come first); 0: no subgraph.
+        vertices: how many leading rows are the subgraph's vertices.
+        batches: Lu et al.'s batches as (n,) int64 row positions, in any order; their pairs are read from
+            the same blocks.
+        max_memory: bytes for one block row.
+        zero_vectors: number of zero rows, recorded in the histogram.
+    """
     samples = unit.shape[0]
-    pairs = samples * (samples - 1) // 2
     if samples < 2:
         raise SepgraphError(f"similarity needs at least 2 samples, got {samples}")
-    if edges > pairs:
-        raise SepgraphError(
-            f"--edges {edges} is more than the {pairs} pairs among {samples} vertices; choose at most {pairs}"
-        )
+    if bins < 0 or edges < 0:
+        raise SepgraphError(f"bins and edges must be 0 (not measured) or more, got {bins} and {edges}")
+    if edges:
+        pairs = vertices * (vertices - 1) // 2
+        if not 2 <= vertices <= samples:
+            raise SepgraphError(f"the subgraph needs between 2 and {samples} vertices, got {vertices}")
+        if not 1 <= edges <= pairs:
+            raise SepgraphError(
+                f"--edges {edges} must be between 1 and the {pairs} pairs among {vertices} vertices"
+            )
     device = unit.device
     rows = block_rows(samples, max_memory, device)
     lower = _lower_mask(rows, device)
     tally = _Tally(bins, device) if bins else None
     top = _TopPairs(edges, device) if edges else None
+    gathers = [_BatchGather(torch.as_tensor(batch, device=device)) for batch in batches]
     with ieee_float32_matmul():
         for start, block in upper_blocks(unit, rows):
+            block.clamp_(-1.0, 1.0)
             height = block.shape[0]
             not_pairs = lower[:height, :height]
             if tally is not None:
                 tally.add(block, sign=1)
                 tally.add(block[:, :height][not_pairs], sign=-1)
-            if top is not None:
+            for gather in gathers:
+                gather.add(start, block)
+            if top is not None and start < vertices:
                 block[:, :height].masked_fill_(not_pairs, float("-inf"))
-                top.add(start, block)
-    histogram = tally.result(pairs, mean_pair_similarity(unit), zero_vectors) if tally is not None else None
+                top.add(start, block[: vertices - start, : vertices - start])
+    histogram = tally.result(samples * (samples - 1) // 2, mean_pair_similarity(unit), zero_vectors) if tally else None
     subgraph = None
     if top is not None:
-        subgraph = Subgraph(top.i.cpu().numpy(), top.j.cpu().numpy(), top.w.cpu().numpy(), samples)
-    return histogram, subgraph
+        subgraph = Subgraph(top.i.cpu().numpy(), top.j.cpu().numpy(), top.w.cpu().numpy(), vertices)
+    return PairScan(histogram, subgraph, [gather.result() for gather in gathers])
+
+
+class _BatchGather:
+    """Collects the pairs of one batch from the block rows. With the batch's rows in ascending order, entry
+    (a, c), a < c, is written once, from the block holding the row of a; the matrix is mirrored and put back
+    into the batch's own order at the end."""
+
+    def __init__(self, batch: torch.Tensor):
+        self.rows, self.order = torch.sort(batch)
+        self.matrix = torch.zeros(len(batch), len(batch), dtype=torch.float32, device=batch.device)
+
+    def add(self, start: int, block: torch.Tensor) -> None:
+        members = torch.nonzero((self.rows >= start) & (self.rows < start + block.shape[0])).squeeze(1)
+        if len(members) == 0:
+            return
+        later = torch.arange(int(members[0]), len(self.rows), device=self.rows.device)
+        values = block[self.rows[members] - start][:, self.rows[later] - start]
+        self.matrix[members.unsqueeze(1), later.unsqueeze(0)] = values
+
+    def result(self) -> torch.Tensor:
+        upper = self.matrix.triu_(1)
+        rank = torch.argsort(self.order)
+        return (upper + upper.T)[rank][:, rank]
 
 
 class _Tally:

@@ -26,7 +26,7 @@ from .data import ImageDataset, normalise, scale
 from .devices import resolve_device
 from .errors import SepgraphError
 from .evaluation import evaluate
-from .results import atomic_text, atomic_write
+from .files import atomic_text, atomic_write
 
 
 @dataclass

@@ -1,9 +1,5 @@
-"""One registry for every model sepgraph can build by name (SPEC 11).
-
-Zoo models register themselves with :func:`register_model`; ``torchvision:NAME``
-and ``timm:NAME`` build those libraries' models with random weights (weights come
-from ``--weights`` files, never from a download).
-"""
+"""One registry of the zoo's model names (SPEC 11): zoo models register themselves with
+:func:`register_model`; :mod:`sepgraph.models.factory` builds them by name."""
 
 from __future__ import annotations
 
@@ -14,7 +10,6 @@ from dataclasses import dataclass
 from torch import nn
 
 from ..errors import SepgraphError
-from ..pruning import apply_spec
 
 
 @dataclass(frozen=True)
@@ -34,6 +29,8 @@ def register_model(family: str, input_size: tuple[int, int, int] = (3, 32, 32)):
     """Decorator: register a builder ``fn(num_classes=...) -> nn.Module`` under its function name."""
 
     def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if builder.__name__ in _REGISTRY:
+            raise SepgraphError(f"model name {builder.__name__!r} is already registered; give the builder another name")
         _REGISTRY[builder.__name__] = ModelInfo(builder.__name__, family, input_size, builder)
         return builder
 
@@ -60,39 +57,6 @@ def input_size(name: str) -> tuple[int, int, int]:
     if name.startswith(("torchvision:", "timm:")):
         return (3, 224, 224)
     return model_info(name.partition("+")[0]).input_size
-
-
-def create_model(name: str, num_classes: int = 10) -> nn.Module:
-    """Build a model by name with random weights.
-
-    Args:
-        name: a zoo name (``resnet56``), ``torchvision:NAME`` or ``timm:NAME``; a zoo name may be
-            followed by a pruning, ``+truncate=POINT`` or ``+remove=UNIT,UNIT`` (SPEC 9).
-        num_classes: size of the classification head.
-    """
-    if num_classes < 1:
-        raise SepgraphError(f"num_classes must be at least 1, got {num_classes}")
-    base, plus, pruning = name.partition("+")
-    if plus:
-        return apply_spec(create_model(base, num_classes), pruning, num_classes, input_size(base))
-    library, _, remote = name.partition(":")
-    if remote and library == "torchvision":
-        import torchvision
-
-        if remote not in torchvision.models.list_models():
-            raise SepgraphError(
-                f"unknown torchvision model {remote!r}; see torchvision.models.list_models()"
-            )
-        return torchvision.models.get_model(remote, weights=None, num_classes=num_classes)
-    if remote and library == "timm":
-        try:
-            import timm
-        except ImportError as error:
-            raise SepgraphError("timm:NAME models need timm: pip install 'sepgraph[timm]'") from error
-        if not timm.list_models(remote):
-            raise SepgraphError(f"unknown timm model {remote!r}; see timm.list_models()")
-        return timm.create_model(remote, pretrained=False, num_classes=num_classes)
-    return model_info(name).builder(num_classes=num_classes)
 
 
 def parameter_count(model: nn.Module) -> int:

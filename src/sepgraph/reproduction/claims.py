@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .comparison import curve_pairs
+from ..comparison import curve_pairs
+from ..layer_row import LayerRow
 
 ACCURACY_TOLERANCE = 0.5
 """Points of accuracy against the control within which two cuts count as equally accurate (claim e)."""
@@ -67,22 +68,22 @@ def stage_means(curve: Sequence[float]) -> tuple[float, float, float]:
     return tuple(float(part.mean()) for part in thirds)
 
 
-def evaluate_claims(rows: list[dict], pruning: Sequence[dict] | None = None,
+def evaluate_claims(rows: Sequence[LayerRow], pruning: Sequence[dict] | None = None,
                     seed_curves: dict[str, np.ndarray] | None = None) -> list[Claim]:
-    """The five claims on one model's layer rows (layers.csv's columns).
+    """The five claims on one model's layer rows (an analysis's rows).
 
     Args:
-        rows: per layer point, in order.
+        rows: an analysis's rows, in point order.
         pruning: the rows of ``sepgraph prune``'s table (pruning.csv's columns, numbers as numbers) for
             claim (e); without it (e) is reported as not measured.
         seed_curves: optional (seeds, points) arrays of M and Q from analyses with other vertex
             samples, for the smoothness comparison's spread.
     """
-    mean_sim = [r["mean_sim"] for r in rows]
-    weak = [r["share_below_0.1"] for r in rows]
-    wrong = [1 - r["r"] for r in rows]
-    m = [r["M"] for r in rows]
-    q = [r["lu_q_mean"] for r in rows]
+    mean_sim = [r.mean_sim for r in rows]
+    weak = [r.share_below_0_1 for r in rows]
+    wrong = [r.wrong_edge_share for r in rows]
+    m = [r.M for r in rows]
+    q = [r.lu_q_mean for r in rows]
     claims = []
     trend = rank_correlation(mean_sim)
     claims.append(Claim(

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from sepgraph.findings import (
+from conftest import layer_row
+from sepgraph.reproduction.claims import (
     evaluate_claims,
     findings_markdown,
     rank_correlation,
@@ -23,8 +24,8 @@ def test_curve_statistics():
 
 
 def rows_from(mean_sim, weak, r, m, q):
-    return [{"mean_sim": a, "share_below_0.1": b, "r": c, "M": d, "lu_q_mean": e}
-            for a, b, c, d, e in zip(mean_sim, weak, r, m, q, strict=True)]
+    return [layer_row(k, f"p{k}", mean_sim=a, share_below_0_1=b, r=c, M=d, lu_q_mean=e)
+            for k, (a, b, c, d, e) in enumerate(zip(mean_sim, weak, r, m, q, strict=True))]
 
 
 def pruning_row(curve: str, rule: str, saved: float, vs_control: float, model: str = "m+remove=x") -> dict:
@@ -58,7 +59,7 @@ def test_more_parameters_saved_at_a_worse_accuracy_does_not_confirm_claim_e():
 def test_claims_that_fail_say_so_with_numbers():
     rows = rows_from([0.7, 0.6, 0.65, 0.5, 0.6, 0.55], [0.0] * 6, [0.3, 0.3, 0.35, 0.3, 0.4, 0.9],
                      [0.02, 0.01, 0.03, 0.02, 0.04, 0.2], [0.1, 0.12, 0.14, 0.16, 0.18, 0.2])
-    curves = {"M": np.array([[r["M"] for r in rows]] * 3), "lu_q": np.array([[r["lu_q_mean"] for r in rows]] * 3)}
+    curves = {"M": np.array([[r.M for r in rows]] * 3), "lu_q": np.array([[r.lu_q_mean for r in rows]] * 3)}
     claims = {c.key: c for c in evaluate_claims(rows, [pruning_row("M (ours)", "delta", 0.0, 0.0),
                                                        pruning_row("Lu et al.'s Q", "delta", 10.0, 0.0, "m+r=y")],
                                                  curves)}

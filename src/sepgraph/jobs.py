@@ -1,0 +1,138 @@
+"""What each ``sepgraph`` command does, as one library call per command (the CLI only parses and prints).
+
+Every function here composes the stages (models, data, analysis, comparison, report) and decides what
+the command decides: when to analyse before pruning, which rules and tau apply, whether to draw the
+report. A notebook gets the same behaviour by calling them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .analysis import Analysis, analyze
+from .comparison import compare_pruning
+from .data import DataSource
+from .errors import SepgraphError
+from .evaluation import Evaluation, evaluate
+from .features import point_shapes
+from .models import build_model, input_size, list_models, model_info, parameter_count
+from .points import CONVENTIONS, LayerPoint, layer_points
+from .report import ReportSettings, render_report
+from .results import load_results
+from .settings import GraphSettings, RunSettings
+from .training import Recipe, TrainingRun, train
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """One zoo model: its family, parameter count and number of layer points under each convention."""
+
+    name: str
+    family: str
+    parameters: int
+    points: dict[str, int]
+
+
+def zoo(pattern: str = "*") -> list[ZooEntry]:
+    """The zoo models matching a shell-style ``pattern`` (``sepgraph models``)."""
+    entries = []
+    for name in list_models(pattern):
+        model = build_model(name).model
+        entries.append(ZooEntry(name, model_info(name).family, parameter_count(model),
+                                {c: len(layer_points(model, c)) for c in CONVENTIONS}))
+    return entries
+
+
+def point_table(model: str, points: str | Sequence[str] = "paper", num_classes: int = 10, size: int | None = None
+                ) -> tuple[tuple[int, int, int], list[tuple[LayerPoint, tuple[int, ...]]]]:
+    """A model's layer points and each one's per-sample output shape (``sepgraph points``).
+
+    Returns:
+        the input (channels, height, width) used, and (point, shape) per layer point.
+    """
+    if size is not None and size < 1:
+        raise SepgraphError(f"--input-size must be at least 1, got {size}")
+    network = build_model(model, num_classes).model
+    channels, height, _ = input_size(model)
+    side = size or height
+    example = torch.zeros(1, channels, side, side)
+    convention, names = (points, None) if isinstance(points, str) else ("paper", list(points))
+    found = layer_points(network, convention, names, example_input=example)
+    return (channels, side, side), list(zip(found, point_shapes(network, found, example), strict=True))
+
+
+def evaluate_checkpoint(model: str, data: DataSource, *, weights: str | None = None, num_classes: int | None = None,
+                        normalize: str = "cifar10", batch_size: int = 256, device: str = "auto"
+                        ) -> tuple[Evaluation, dict]:
+    """Accuracy of a model on a dataset (``sepgraph eval``); returns it and a record of what was measured."""
+    dataset = data.load()
+    network, sha256 = build_model(model, dataset.num_classes if num_classes is None else num_classes, weights)
+    result = evaluate(network, dataset, normalize=normalize, batch_size=batch_size, device=device)
+    return result, {"model": model, "weights": weights, "weights_sha256": sha256, "data": data.spec,
+                    "data_description": dataset.description, "normalize": normalize, **result.as_dict()}
+
+
+def train_model(model: str, data: DataSource, *, out: str | Path, test_data: DataSource | None = None,
+                weights: str | None = None, num_classes: int | None = None, normalize: str = "cifar10",
+                recipe: Recipe | None = None, resume: bool = False, device: str = "auto") -> TrainingRun:
+    """Train a model with the recipe (``sepgraph train``); its initial weights come from the recipe's seed."""
+    recipe = recipe or Recipe()
+    dataset = data.load()
+    classes = dataset.num_classes if num_classes is None else num_classes
+    network = build_model(model, classes, weights, recipe.seed).model
+    return train(network, dataset, normalize=normalize, recipe=recipe, out=out, resume=resume, device=device,
+                 test_dataset=test_data.load() if test_data else None)
+
+
+def analyze_and_report(model: str, data: DataSource, settings: GraphSettings, *, out: str | Path,
+                       weights: str | None = None, num_classes: int | None = None, normalize: str = "cifar10",
+                       points: str | Sequence[str] = "paper", run: RunSettings | None = None, resume: bool = False,
+                       overwrite: bool = False, report: ReportSettings | None = None) -> tuple[Analysis, Path | None]:
+    """One analysis, then its figures and report unless ``report`` is None (``sepgraph analyze``)."""
+    result = analyze(model, data, settings, weights=weights, num_classes=num_classes, normalize=normalize,
+                     points=points, run=run, out=out, resume=resume, overwrite=overwrite)
+    return result, render_report(result.path, report) if report is not None else None
+
+
+def prune(folder: str | Path, train_data: DataSource, *, test_data: DataSource | None = None,
+          model: str | None = None, weights: str | None = None, data: DataSource | None = None,
+          normalize: str = "cifar10", points: str = "paper", settings: GraphSettings | None = None,
+          run: RunSettings | None = None, rules: Sequence[tuple[str, float | None]] = (), tau: float | None = None,
+          equal_units: bool = False, reference_cuts: Sequence[str] = (), init: str = "finetune",
+          head_epochs: int = 1, recipe: Recipe | None = None, device: str = "auto") -> tuple[list[dict], Path]:
+    """Criterion I's cuts beside the unpruned control, trained alike, and the report (``sepgraph prune``).
+
+    With ``model``, ``folder`` is first filled (or completed) by an analysis of ``model`` on ``data`` with
+    ``settings`` at the ``points`` convention, unless it already holds a finished one. Rules given without
+    a tau get ``tau`` (None: each rule's default); no rules means ``plateau``.
+
+    Returns:
+        the comparison's rows (the control first) and the path of report.html.
+    """
+    folder = Path(folder)
+    if model and not _complete(folder):
+        if data is None:
+            raise SepgraphError("--model needs --data: the data to analyse it on (e.g. its test set)")
+        analyze(model, data, settings, weights=weights, normalize=normalize, points=points, run=run, out=folder,
+                resume=True)
+    rules = [(rule, tau if parameter is None else parameter) for rule, parameter in rules or [("plateau", None)]]
+    table = compare_pruning(folder, train_data, test_data=test_data, rules=rules, equal_units=equal_units,
+                            reference_cuts=reference_cuts, init=init, head_epochs=head_epochs, recipe=recipe,
+                            device=device)
+    return table, render_report(folder, ReportSettings(rule=rules[0][0], parameter=rules[0][1]))
+
+
+def _complete(folder: Path) -> bool:
+    """Whether ``folder`` holds a finished analysis."""
+    if not (folder / "manifest.json").is_file():
+        return False
+    try:
+        load_results(folder)
+    except SepgraphError:  # unfinished: the analysis resumes it, or explains why it cannot
+        return False
+    return True
+

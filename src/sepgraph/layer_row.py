@@ -1,0 +1,88 @@
+"""One layer point's measurements as one record: the columns of ``layers.csv`` and the row files
+of a results folder (SPEC 4-7, 12).
+
+Criterion I, the figures, the report and the paper's claims read these attributes; the column names
+and the JSON form live here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+SCALAR_COLUMNS = ("below_zero", "mean_sim", "share_below_0_1", "r", "AQ", "EQ", "M", "newman_q", "lu_q_mean",
+                  "lu_q_std")
+"""The columns of layers.csv after the histogram counts, in order."""
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """What one layer point measured.
+
+    Attributes:
+        index, name: the point's position (0-based) and name (SPEC 1).
+        dim: flattened feature size C x H x W; ``shape`` is (C, H, W) or the point's own shape.
+        hist: (bins,) counts of pair similarities in equal bins over [0, 1] (SPEC 4).
+        below_zero: pairs with negative similarity.
+        mean_sim: mean similarity over all histogram pairs.
+        share_below_0_1: share of histogram pairs with similarity below 0.1.
+        r, AQ, EQ, M: the paper's modularity of the top-|E| subgraph (SPEC 6).
+        newman_q: Newman's weighted Q of the same subgraph.
+        lu_q_mean, lu_q_std: mean and sample standard deviation of Lu et al.'s Q over the batches (SPEC 7).
+        lu_q_batches: Lu et al.'s Q of each batch, in batch order.
+        zero_vectors: histogram samples whose feature vector is all zeros (SPEC 3).
+        seconds: wall time per stage of this point.
+    """
+
+    index: int
+    name: str
+    dim: int
+    hist: tuple[int, ...]
+    below_zero: int
+    mean_sim: float
+    share_below_0_1: float
+    r: float
+    AQ: float
+    EQ: float
+    M: float
+    newman_q: float
+    lu_q_mean: float
+    lu_q_std: float
+    lu_q_batches: tuple[float, ...]
+    shape: tuple[int, ...]
+    zero_vectors: int
+    seconds: dict[str, float]
+
+    @property
+    def wrong_edge_share(self) -> float:
+        """Share of the subgraph's edges that join two classes, 1 - r."""
+        return 1.0 - self.r
+
+    @staticmethod
+    def csv_columns(bins: int) -> list[str]:
+        """The header of layers.csv for ``bins`` histogram bins (SPEC 12)."""
+        return ["index", "name", "dim", *(f"hist_{b}" for b in range(bins)), *SCALAR_COLUMNS]
+
+    def csv_values(self) -> list[int | str]:
+        """The row of layers.csv: integers as they are, floats in shortest round-trip form."""
+        scalars = [getattr(self, column) for column in SCALAR_COLUMNS]
+        return [self.index, self.name, self.dim, *self.hist,
+                *(repr(value) if isinstance(value, float) else value for value in scalars)]
+
+    def as_record(self) -> dict[str, object]:
+        """The CSV columns by name, numbers as numbers (for pandas and tables)."""
+        record = {"index": self.index, "name": self.name, "dim": self.dim}
+        record.update({f"hist_{b}": count for b, count in enumerate(self.hist)})
+        record.update({column: getattr(self, column) for column in SCALAR_COLUMNS})
+        return record
+
+    def to_json(self) -> dict[str, object]:
+        """The row file's content: every attribute under its own name."""
+        return asdict(self) | {"hist": list(self.hist), "lu_q_batches": list(self.lu_q_batches),
+                               "shape": list(self.shape)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> LayerRow:
+        """Inverse of :meth:`to_json`."""
+        values = {field.name: data[field.name] for field in fields(cls)}
+        return cls(**values | {"hist": tuple(values["hist"]), "lu_q_batches": tuple(values["lu_q_batches"]),
+                               "shape": tuple(values["shape"])})
