@@ -24,8 +24,8 @@ import torch
 from common import add_model_options, model_and_data
 
 from sepgraph import extract_features, layer_points, select_vertices
-from sepgraph.data import lu_batch_indices
 from sepgraph.modularity import knn_edges, newman_modularity, paper_modularity
+from sepgraph.samples import lu_batch_indices
 
 
 def tf32(unit: torch.Tensor) -> torch.Tensor:
@@ -62,7 +62,7 @@ def main() -> None:
     points = [every[k] for k in np.linspace(0, len(every) - 1, args.points).round().astype(int)]
     vertices = select_vertices(dataset.labels, args.vertices, "stratified", 0, dataset.num_classes)
     labels = dataset.labels[vertices]
-    batch = np.searchsorted(vertices, lu_batch_indices(labels, 500, 1, "stratified", 0, dataset.num_classes)[0])
+    batch = lu_batch_indices(labels, 500, 1, "stratified", 0, dataset.num_classes)[0]  # positions in vertices
     rows = []
     for item in extract_features(model, points, dataset, vertices, normalize=args.normalize, progress=False):
         x = torch.from_numpy(item.features)

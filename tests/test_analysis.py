@@ -190,3 +190,45 @@ def test_rows_travel_as_layer_rows(finished):
     assert LayerRow.from_json(json.loads(json.dumps(row.to_json()))) == row
     stored = json.loads(next((finished.path / "rows").glob("004_*.json")).read_text())
     assert set(stored) == {field for field in row.to_json()} and "lu_q" not in stored
+
+
+def test_format1_folders_are_read_and_upgraded_on_resume(finished, tmp_path):
+    """A folder written before LayerRow (format 1: hist_k keys, share_below_0.1, lu_q for the batches)."""
+    import shutil
+
+    from sepgraph.results import load_results
+
+    old = tmp_path / "old"
+    shutil.copytree(finished.path, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    (old / "manifest.json").write_text(json.dumps(manifest | {"format_version": 1}))
+    for path in (old / "rows").glob("*.json"):
+        row = json.loads(path.read_text())
+        hist = row.pop("hist")
+        row |= {f"hist_{b}": count for b, count in enumerate(hist)}
+        row["share_below_0.1"], row["lu_q"] = row.pop("share_below_0_1"), row.pop("lu_q_batches")
+        row["wrong_edge_share"] = 1 - row["r"]
+        path.write_text(json.dumps(row))
+    assert load_results(old)[1] == finished.rows
+    (old / "layers.csv").unlink()
+    resumed = small(old, resume=True)  # nothing to compute: the rows are rewritten in format 2
+    assert resumed.rows == finished.rows and resumed.manifest["format_version"] == 2
+    assert (old / "layers.csv").read_bytes() == (finished.path / "layers.csv").read_bytes()
+    assert "lu_q_batches" in json.loads(next((old / "rows").glob("000_*")).read_text())
+    (old / "manifest.json").write_text(json.dumps(manifest | {"format_version": 7}))
+    with pytest.raises(SepgraphError, match="results format 7; this sepgraph reads formats 1, 2"):
+        load_results(old)
+
+
+def test_an_interrupted_run_says_so(tmp_path, monkeypatch, capsys):
+    import sepgraph.analysis
+
+    def interrupted(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sepgraph.analysis, "_measure_layer", interrupted)
+    argv = ["analyze", "--model", "resnet20", "--data", "digits:all", "--vertices", "100", "--edges", "300",
+            "--hist-samples", "200", "--lu-batch-size", "50", "--lu-batches", "2", "--out", str(tmp_path / "run")]
+    assert main(argv) == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("sepgraph: interrupted")
+    assert json.loads((tmp_path / "run" / "manifest.json").read_text())["status"] == "interrupted"

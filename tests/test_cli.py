@@ -80,7 +80,13 @@ BAD_FLAGS = [
     (["analyze", "--model", "resnet20", "--num-classes", "0"], "num_classes must be at least 1"),
     (["eval", "--model", "resnet20", "--batch-size", "0"], "--batch-size must be at least 1"),
     (["points", "resnet20", "--input-size", "0"], "--input-size must be at least 1"),
-    (["train", "--model", "resnet20", "--epochs", "0"], "must be positive"),
+    (["train", "--model", "resnet20", "--epochs", "0"], "--epochs must be at least 1"),
+    (["train", "--model", "resnet20", "--momentum", "-1"], "--momentum -1.0"),
+    (["train", "--model", "resnet20", "--weight-decay", "-1"], "--weight-decay -1.0"),
+    (["train", "--model", "resnet20", "--gamma", "0"], "--gamma 0.0"),
+    (["train", "--model", "resnet20", "--lr", "nan"], "--lr nan"),
+    (["report", "folder", "--tau", "nan"], "tau must be a finite number"),
+    (["analyze", "--model", "resnet20", "--tau", "-1"], "tau must be a finite number"),
     (["train", "--model", "resnet20", "--milestones", "5,x"], "--milestones must be comma-separated"),
     (["prune", "folder", "--train-data", "digits:train", "--head-epochs", "-1"], "--head-epochs"),
     (["prune", "folder", "--train-data", "digits:train", "--model", "resnet20", "--edges", "0"], "--edges 0"),
@@ -98,10 +104,12 @@ def test_every_bad_flag_value_is_one_line(capsys, tmp_path, monkeypatch, argv, m
 
 @pytest.mark.parametrize("argv", [["analyze", "--model", "resnet20", "--max-memory", "lots"],
                                   ["analyze", "--model", "resnet20", "--max-memory", "-2G"],
-                                  ["analyze", "--model", "resnet20", "--vertices", "many"]])
+                                  ["analyze", "--model", "resnet20", "--vertices", "many"],
+                                  ["prune", "f", "--train-data", "digits", "--rule", "plateau=-1"],
+                                  ["prune", "f", "--train-data", "digits", "--rule", "knee"]])
 def test_unreadable_flag_values_are_argparse_errors_without_traceback(capsys, argv):
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and "Traceback" not in err
-    assert err.strip().splitlines()[-1].startswith("sepgraph analyze: error: argument")
+    assert err.strip().splitlines()[-1].startswith(f"sepgraph {argv[0]}: error: argument")

@@ -166,3 +166,15 @@ def test_in_memory_datasets_have_a_public_constructor():
     assert dataset.read([2]).shape == (1, 4, 4, 1) and np.array_equal(dataset.read([2])[0, ..., 0], images[2])
     with pytest.raises(SepgraphError, match="uint8"):
         ImageDataset.from_arrays(images.astype(np.float32), np.zeros(5, np.int64))
+
+
+def test_npz_labels_with_a_class_absent_are_remapped_with_a_warning(tmp_path, caplog):
+    labels = np.array([0, 1, 2, 4, 4, 2])  # class 3 absent
+    spec = _write_npz(tmp_path / "subset.npz", images=np.zeros((6, 4, 4, 3), np.uint8), labels=labels)
+    with caplog.at_level("WARNING"):
+        dataset = load_dataset(spec)
+    assert dataset.classes == ["0", "1", "2", "4"] and dataset.labels.tolist() == [0, 1, 2, 3, 3, 2]
+    assert "add a 'classes' array" in caplog.text and "4 -> 3" in caplog.text
+    with_names = _write_npz(tmp_path / "named.npz", images=np.zeros((6, 4, 4, 3), np.uint8), labels=labels,
+                            classes=np.array(["a", "b", "c", "d", "e"]))
+    assert load_dataset(with_names).labels.tolist() == labels.tolist()  # class names keep labels as indices

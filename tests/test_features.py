@@ -175,6 +175,10 @@ def test_point_shapes_restores_training_mode_and_follows_the_model_device(resnet
         resnet20.train(mode)
         shapes = point_shapes(resnet20, points, example)
         assert resnet20.training is mode and all(m.training is mode for m in resnet20.modules())
+    resnet20.train()
+    resnet20.bn1.eval()  # a frozen batch norm inside a training model keeps its own mode
+    point_shapes(resnet20, points, example)
+    assert resnet20.training and not resnet20.bn1.training and resnet20.layer1[0].bn1.training
     # a model elsewhere than the example (here the meta device, as a stand-in for CUDA on a CPU-only machine)
     elsewhere = create_model("resnet20").to("meta")
     assert point_shapes(elsewhere, layer_points(elsewhere, "lu2022"), example) == shapes

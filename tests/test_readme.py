@@ -12,7 +12,8 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def readme_commands() -> list[str]:
-    blocks = re.findall(r"```\n(.*?)```", README.read_text(), flags=re.S)
+    blocks = re.findall(r"```([a-z]*)\n(.*?)```", README.read_text(), flags=re.S)
+    blocks = [body for language, body in blocks if language in ("", "sh", "bash")]
     text = "\n".join(blocks).replace("\\\n", " ")
     return [line.split("#")[0].strip() for line in text.splitlines() if line.strip().startswith("sepgraph ")]
 

@@ -76,7 +76,8 @@ def analyze(
             or a module (``weights`` loaded into it when given).
         data: a dataset spec, a :class:`~sepgraph.data.DataSource` or a loaded dataset.
         settings: the graph options (default: the paper's, :class:`GraphSettings`).
-        num_classes: head size of a model built by name (default: the dataset's classes).
+        num_classes: head size of a model built by name (default: the dataset's classes); recorded as the
+            manifest's ``num_classes``.
         normalize: the per-channel normalisation the model was trained with.
         points: a layer-point convention (SPEC 1) or an explicit list of module names.
         run: device, memory budget and batch size (:class:`RunSettings`); they never change a number.
@@ -91,9 +92,9 @@ def analyze(
     started = time.perf_counter()
     settings, run = settings or GraphSettings(), run or RunSettings()
     dataset = as_dataset(data)
+    classes = dataset.num_classes if num_classes is None else num_classes
     if isinstance(model, str):
         model_name = model
-        classes = dataset.num_classes if num_classes is None else num_classes
         model, weights_sha256 = build_model(model, classes, weights, settings.seed)
     else:
         model_name = type(model).__name__
@@ -110,7 +111,7 @@ def analyze(
         "model": model_name, "weights": str(weights) if weights else None, "weights_sha256": weights_sha256,
         "data": dataset.spec, "data_sha256": dataset.sha256, "normalize": normalize,
         "convention": convention if names is None else "explicit", "points": [p.name for p in point_list],
-        **asdict(settings), "num_classes": dataset.num_classes,
+        **asdict(settings), "num_classes": classes,  # the model's head (pruning rebuilds it); the data's are "classes"
     }
     manifest = {
         "sepgraph": __version__,

@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import math
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from ._version import __version__
 from .comparison import pruning_markdown
-from .criterion import RULES
+from .criterion import RULES, check_rule
 from .data import NORMALIZATIONS, DataSource
 from .demo import run_demo
 from .devices import parse_memory
@@ -31,6 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(message)s")
+    previous = signal.signal(signal.SIGTERM, _terminated)  # a run told to stop records it, like Ctrl-C
     try:
         args.run(args)
     except SepgraphError as error:
@@ -38,7 +40,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"sepgraph: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("sepgraph: interrupted; finished work is kept (rerun with --resume)", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def _terminated(_signal: int, _frame) -> None:
+    raise KeyboardInterrupt
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     points = commands.add_parser("points", help="list a model's layer points and their feature shapes")
     points.add_argument("model", help="zoo name, torchvision:NAME or timm:NAME")
     _add_point_options(points)
+    points.add_argument("--input-size", type=int, help="input height and width (default: the model's)")
     points.add_argument("--num-classes", type=int, default=10, help="head size (default: 10)")
     points.set_defaults(run=run_points)
 
@@ -105,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--model", help="analyse this zoo model first (with --weights, --data, --normalize and the "
                        "graph options) when FOLDER holds no analysis")
     prune.add_argument("--weights", help="checkpoint of --model")
-    prune.add_argument("--data", help="analysis data of --model (default: the test split of --train-data's set)")
+    prune.add_argument("--data", help="data to analyse --model on (needed with --model, e.g. its test set)")
     prune.add_argument("--normalize", default="cifar10", choices=list(NORMALIZATIONS),
                        help="normalisation for the analysis of --model (default: cifar10)")
     prune.add_argument("--train-data", required=True, help="data to refit the head and fine-tune on")
@@ -148,7 +162,8 @@ def _add_graph_options(parser: argparse.ArgumentParser, seed: bool = True) -> No
     graph.add_argument("--vertex-choice", default="stratified", choices=VERTEX_CHOICES,
                        help="how vertices and Lu et al.'s batches are chosen (default: stratified)")
     if seed:
-        graph.add_argument("--seed", type=int, default=0, help="seed of the stratified choice (default: 0)")
+        graph.add_argument("--seed", type=int, default=0,
+                           help="seed of the stratified choice and of a model without --weights (default: 0)")
     graph.add_argument("--lu-k", type=int, default=3, help="Lu et al.'s kNN k (default: 3)")
     graph.add_argument("--lu-batch-size", type=int, default=500, help="Lu et al.'s batch size (default: 500)")
     graph.add_argument("--lu-batches", type=int, default=5, help="Lu et al.'s number of batches (default: 5)")
@@ -164,7 +179,10 @@ def _add_run_options(parser: argparse.ArgumentParser, batch_size: bool) -> argpa
                      "folder here and read back one point at a time (needs disk for all of them; default: one pass "
                      "per group of points that fits --max-memory)")
     if batch_size:
-        run.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default: 256)")
+        run.add_argument("--batch-size", dest="forward_batch_size", type=int, default=RunSettings.batch_size,
+                         help=f"images per forward pass (default: {RunSettings.batch_size})")
+    else:
+        parser.set_defaults(forward_batch_size=RunSettings.batch_size)
     return run
 
 
@@ -213,12 +231,14 @@ def _add_report_options(parser: argparse.ArgumentParser) -> None:
 
 def _rule(text: str) -> tuple[str, float | None]:
     rule, equals, tau = text.partition("=")
-    if rule not in RULES:
-        raise argparse.ArgumentTypeError(f"unknown rule {rule!r}; choose one of {', '.join(RULES)}")
     try:
-        return rule, float(tau) if equals else None
+        parameter = float(tau) if equals else None
+        check_rule(rule, parameter)
     except ValueError as error:
         raise argparse.ArgumentTypeError(f"expected RULE=NUMBER, got {text!r}") from error
+    except SepgraphError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+    return rule, parameter
 
 
 def _all_or_int(text: str) -> str | int:
@@ -251,7 +271,6 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
 def _add_point_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--convention", default="paper", choices=CONVENTIONS, help="layer-point convention (SPEC 1)")
     parser.add_argument("--points", help="comma-separated module names (name or name:k), instead of a convention")
-    parser.add_argument("--input-size", type=int, help="input height and width (default: the model's)")
 
 
 def _points(args: argparse.Namespace) -> str | list[str]:
@@ -270,9 +289,8 @@ def _graph_settings(args: argparse.Namespace) -> GraphSettings:
 
 
 def _run_settings(args: argparse.Namespace) -> RunSettings:
-    """--device, --max-memory, --spill-dir and, where it is the forward batch, --batch-size."""
-    forward_batch = {"batch_size": args.batch_size} if args.run is run_analyze else {}
-    return RunSettings(device=args.device, max_memory=args.max_memory, spill_dir=args.spill_dir, **forward_batch)
+    return RunSettings(device=args.device, max_memory=args.max_memory, spill_dir=args.spill_dir,
+                       batch_size=args.forward_batch_size)
 
 
 def _report_settings(args: argparse.Namespace) -> ReportSettings:

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from .checkpoints import save_weights
-from .criterion import CURVES, Cut, curve_values, recommend, tau_for_count
+from .criterion import CURVES, Cut, check_rule, curve_values, recommend, tau_for_count
 from .data import DataSource, ImageDataset, as_dataset
 from .errors import SepgraphError
 from .evaluation import evaluate
@@ -88,10 +88,7 @@ def compare_pruning(
     Returns:
         the table's rows, the control first.
     """
-    if init not in ("finetune", "scratch"):
-        raise SepgraphError(f"--init must be finetune or scratch, got {init!r}")
-    if head_epochs < 0 or (recipe is not None and recipe.epochs < 0):
-        raise SepgraphError("--head-epochs and --epochs must be 0 or more")
+    check_options(rules, init, head_epochs)
     results = Path(results)
     manifest, rows = load_results(results)
     parameters = manifest["parameters"]
@@ -139,6 +136,16 @@ def compare_pruning(
         row["accuracy_vs_control"] = row["accuracy_finetuned"] - control
     _write(results, table, recipe)
     return table
+
+
+def check_options(rules: Sequence[str | tuple[str, float | None]], init: str, head_epochs: int) -> None:
+    """The comparison's own options, checked before anything is analysed or trained (the recipe checks itself)."""
+    for item in rules:
+        check_rule(*((item, None) if isinstance(item, str) else item))
+    if init not in ("finetune", "scratch"):
+        raise SepgraphError(f"--init must be finetune or scratch, got {init!r}")
+    if head_epochs < 0:
+        raise SepgraphError(f"--head-epochs must be 0 or more, got {head_epochs}")
 
 
 def _candidates(rows: list[LayerRow], units: Sequence[RemovableUnit] | None,
@@ -217,10 +224,11 @@ def _trained_row(original: nn.Module, pruning: str | None, settings: dict, train
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_text(out / "settings.json", json.dumps(row_settings, indent=1) + "\n")
-    torch.manual_seed(recipe.seed)  # a new head (truncation) or a scratch start draws the same weights every time
-    model = apply_spec(original, pruning, classes, size) if pruning else copy.deepcopy(original)
-    if settings["init"] == "scratch":
-        reinitialise(model)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(recipe.seed)  # a new head (truncation) or a scratch start draws the same weights each time
+        model = apply_spec(original, pruning, classes, size) if pruning else copy.deepcopy(original)
+        if settings["init"] == "scratch":
+            reinitialise(model)
     normalize, seconds = settings["normalize"], 0.0
     head_epochs = settings["head_epochs"]
     if head_epochs > 0:

@@ -156,14 +156,21 @@ def tau_for_count(values: Sequence[float], names: Sequence[str], units: Sequence
     return (levels[best] + above) / 2 / spread
 
 
+def check_rule(rule: str, parameter: float | None) -> None:
+    """A known rule with a finite, non-negative parameter (None: the rule's default)."""
+    if rule not in RULES:
+        raise SepgraphError(f"unknown rule {rule!r}; choose one of {', '.join(RULES)}")
+    if parameter is not None and not 0 <= parameter < np.inf:
+        raise SepgraphError(f"the {rule} rule's tau must be a finite number of 0 or more, got {parameter}")
+
+
 def apply_rule(values: Sequence[float], rule: str = "plateau", parameter: float | None = None,
                names: Sequence[str] | None = None, units: Sequence[RemovableUnit] | None = None) -> Cut:
     """Apply a rule by name with its default parameter unless one is given.
 
     The unit rules need ``names`` (the curve's layer points) and ``units`` (the model's removable units).
     """
-    if rule not in RULES:
-        raise SepgraphError(f"unknown rule {rule!r}; choose one of {', '.join(RULES)}")
+    check_rule(rule, parameter)
     parameter = DEFAULT_PARAMETERS[rule] if parameter is None else parameter
     if rule == "plateau":
         return plateau_cut(values, parameter)
@@ -182,4 +189,4 @@ def recommend(rows: Sequence[LayerRow], rule: str = "plateau", parameter: float 
     names = [row.name for row in rows]
     return {key: apply_rule(curve_values(rows, key), rule,
                             parameter.get(key) if isinstance(parameter, dict) else parameter, names, units)
-            for key, column in CURVES.items()}
+            for key in CURVES}

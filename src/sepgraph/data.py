@@ -13,6 +13,7 @@ Dataset specs (CLI ``--data`` and the API alike):
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,6 +23,8 @@ import torch
 
 from .errors import SepgraphError
 from .files import file_sha256
+
+log = logging.getLogger(__name__)
 
 NORMALIZATIONS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
@@ -283,10 +286,12 @@ def _npz(spec: str, path: Path) -> ImageDataset:
 
 def class_indices(labels: np.ndarray, count: int, source: str, classes: Sequence[str] | None = None
                   ) -> tuple[np.ndarray, list[str]]:
-    """Validate labels and return them as (count,) int64 class indices with the class names.
+    """Validate labels and return them as (count,) int64 class indices with the class names (SPEC 2).
 
-    With ``classes``, labels must already be indices below ``len(classes)``. Without, the distinct label
-    values, ascending, become classes 0..C-1 named by those values (labels 0..C-1 stay as they are).
+    With ``classes``, labels must already be indices below ``len(classes)``. Without, labels that are
+    exactly 0..C-1 stay as they are (names "0".."C-1"); any other set of values (e.g. {3, 7, 100}, or 0..9
+    with a class absent) becomes classes 0..C-1 in ascending order of value, named by the values, and a
+    warning says so: a model trained on the original values would then read other classes.
     """
     labels = np.asarray(labels)
     if labels.ndim != 1 or len(labels) != count:
@@ -300,6 +305,11 @@ def class_indices(labels: np.ndarray, count: int, source: str, classes: Sequence
                                 f"(with 'classes', labels index them: 0 to {len(classes) - 1})")
         return labels.astype(np.int64), [str(name) for name in classes]
     values, indices = np.unique(labels, return_inverse=True)
+    if len(values) and not np.array_equal(values, np.arange(len(values))):
+        shown = ", ".join(f"{v} -> {k}" for k, v in enumerate(values[:6].tolist()))
+        shown += ", ..." if len(values) > 6 else ""
+        log.warning("%s: labels are not 0..%d, so they became classes by ascending value (%s); add a 'classes' "
+                    "array to keep them as class indices", source, len(values) - 1, shown)
     return indices.astype(np.int64), [str(value) for value in values]
 
 

@@ -126,10 +126,10 @@ def point_shapes(
     """Per-sample output shape of each point, from one forward pass on ``example`` (1, C, H, W).
 
     Also checks that the model accepts such inputs and that every point runs. The pass runs in eval mode
-    on the device of the model's parameters; the model's training mode is restored afterwards.
+    on the device of the model's parameters; every module's training mode is restored afterwards.
     """
     capture = _Capture(model, points, stop_early=True)
-    training = model.training
+    modes = [(module, module.training) for module in model.modules()]
     device = next((p.device for p in model.parameters()), example.device)
     try:
         with torch.inference_mode():
@@ -138,7 +138,8 @@ def point_shapes(
         raise input_shape_error(example.shape[1:], error) from error
     finally:
         capture.remove()
-        model.train(training)
+        for module, training in modes:  # each module's own mode (e.g. frozen batch norm in a training model)
+            module.train(training)
     return [tuple(capture.outputs[i].shape[1:]) for i in range(len(points))]
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 
 from .analysis import Analysis, analyze
-from .comparison import compare_pruning
-from .data import DataSource
+from .comparison import check_options, compare_pruning
+from .data import DataSource, as_dataset
 from .errors import SepgraphError
 from .evaluation import Evaluation, evaluate
 from .features import point_shapes
@@ -65,27 +65,27 @@ def point_table(model: str, points: str | Sequence[str] = "paper", num_classes: 
     return (channels, side, side), list(zip(found, point_shapes(network, found, example), strict=True))
 
 
-def evaluate_checkpoint(model: str, data: DataSource, *, weights: str | None = None, num_classes: int | None = None,
-                        normalize: str = "cifar10", batch_size: int = 256, device: str = "auto"
-                        ) -> tuple[Evaluation, dict]:
+def evaluate_checkpoint(model: str, data: str | DataSource, *, weights: str | None = None,
+                        num_classes: int | None = None, normalize: str = "cifar10", batch_size: int = 256,
+                        device: str = "auto") -> tuple[Evaluation, dict]:
     """Accuracy of a model on a dataset (``sepgraph eval``); returns it and a record of what was measured."""
-    dataset = data.load()
+    dataset = as_dataset(data)
     network, sha256 = build_model(model, dataset.num_classes if num_classes is None else num_classes, weights)
     result = evaluate(network, dataset, normalize=normalize, batch_size=batch_size, device=device)
-    return result, {"model": model, "weights": weights, "weights_sha256": sha256, "data": data.spec,
+    return result, {"model": model, "weights": weights, "weights_sha256": sha256, "data": dataset.spec,
                     "data_description": dataset.description, "normalize": normalize, **result.as_dict()}
 
 
-def train_model(model: str, data: DataSource, *, out: str | Path, test_data: DataSource | None = None,
+def train_model(model: str, data: str | DataSource, *, out: str | Path, test_data: str | DataSource | None = None,
                 weights: str | None = None, num_classes: int | None = None, normalize: str = "cifar10",
                 recipe: Recipe | None = None, resume: bool = False, device: str = "auto") -> TrainingRun:
     """Train a model with the recipe (``sepgraph train``); its initial weights come from the recipe's seed."""
     recipe = recipe or Recipe()
-    dataset = data.load()
+    dataset = as_dataset(data)
     classes = dataset.num_classes if num_classes is None else num_classes
     network = build_model(model, classes, weights, recipe.seed).model
     return train(network, dataset, normalize=normalize, recipe=recipe, out=out, resume=resume, device=device,
-                 test_dataset=test_data.load() if test_data else None)
+                 test_dataset=as_dataset(test_data) if test_data else None)
 
 
 def analyze_and_report(model: str, data: DataSource, settings: GraphSettings, *, out: str | Path,
@@ -114,12 +114,13 @@ def prune(folder: str | Path, train_data: DataSource, *, test_data: DataSource |
         the comparison's rows (the control first) and the path of report.html.
     """
     folder = Path(folder)
+    rules = [(rule, tau if parameter is None else parameter) for rule, parameter in rules or [("plateau", None)]]
+    check_options(rules, init, head_epochs)  # before an analysis that may take hours
     if model and not _complete(folder):
         if data is None:
             raise SepgraphError("--model needs --data: the data to analyse it on (e.g. its test set)")
         analyze(model, data, settings, weights=weights, normalize=normalize, points=points, run=run, out=folder,
                 resume=True)
-    rules = [(rule, tau if parameter is None else parameter) for rule, parameter in rules or [("plateau", None)]]
     table = compare_pruning(folder, train_data, test_data=test_data, rules=rules, equal_units=equal_units,
                             reference_cuts=reference_cuts, init=init, head_epochs=head_epochs, recipe=recipe,
                             device=device)

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 
 from ._version import __version__
 from .comparison import change_label, load_pruning, rule_label
-from .criterion import RULES, Cut, recommend
+from .criterion import Cut, check_rule, recommend
 from .errors import SepgraphError
 from .figures import histogram_grid, histogram_heatmap, modularity_curves, ring_graphs
 from .files import atomic_text, atomic_write
@@ -53,8 +53,7 @@ class ReportSettings:
             raise SepgraphError(f"--dpi must be at least 1, got {self.dpi}")
         if self.ring_edges is not None and self.ring_edges < 1:
             raise SepgraphError(f"--ring-edges must be at least 1, got {self.ring_edges}")
-        if self.rule not in RULES:
-            raise SepgraphError(f"unknown rule {self.rule!r}; choose one of {', '.join(RULES)}")
+        check_rule(self.rule, self.parameter)
 
 
 def render_report(path: str | Path, settings: ReportSettings | None = None) -> Path:

@@ -24,7 +24,9 @@ from .layer_row import LayerRow
 from .points import RemovableUnit
 
 FORMAT_VERSION = 2
-"""2: row files hold :class:`LayerRow`'s attributes (format 1 is read, and upgraded when loaded)."""
+"""2: row files hold :class:`LayerRow`'s attributes. Format 1 (``hist_k``, ``share_below_0.1``, ``lu_q`` keys)
+is read, and a resumed format-1 folder is rewritten in format 2."""
+READABLE_FORMATS = (1, 2)
 
 
 def layer_stem(index: int, name: str) -> str:
@@ -59,9 +61,11 @@ class ResultsFolder:
     def _prepare(self, resume: bool, overwrite: bool) -> None:
         if any(self.path.iterdir()):
             if resume:
-                self._check_resumable()
+                previous = self._check_resumable()
                 for stale in self.path.rglob(".*.tmp"):  # left by a run killed mid-write
                     stale.unlink()
+                if previous == 1:
+                    self._upgrade_format1()
             elif overwrite:
                 for child in self.path.iterdir():  # the folder itself stays: it carries the lock
                     if child.is_dir() and not child.is_symlink():
@@ -103,14 +107,15 @@ class ResultsFolder:
         finally:
             self.close()
 
-    def _check_resumable(self) -> None:
+    def _check_resumable(self) -> int:
+        """Check that the folder can be resumed with this manifest; returns its results format."""
         try:
             previous = json.loads((self.path / "manifest.json").read_text())
         except (OSError, ValueError) as error:
             raise SepgraphError(
                 f"cannot resume in {str(self.path)!r}: it has no readable manifest.json; use --overwrite"
             ) from error
-        if previous.get("format_version") != FORMAT_VERSION:
+        if previous.get("format_version") not in READABLE_FORMATS:
             raise SepgraphError(
                 f"cannot resume in {str(self.path)!r}: it was written by results format "
                 f"{previous.get('format_version')}, this sepgraph writes {FORMAT_VERSION}; use --overwrite"
@@ -125,6 +130,13 @@ class ResultsFolder:
                 for k in changed
             )
             raise SepgraphError(f"cannot resume in {str(self.path)!r}: parameters changed ({details}); use --overwrite")
+        return previous["format_version"]
+
+    def _upgrade_format1(self) -> None:
+        """Rewrite a format-1 folder's row files in format 2 (same numbers, new names) before resuming in it."""
+        for path in sorted((self.path / "rows").glob("*.json")):
+            row = LayerRow.from_json(_format1_row(json.loads(path.read_text())))
+            atomic_text(path, json.dumps(row.to_json(), indent=1) + "\n")
 
     def write_manifest(self) -> None:
         atomic_text(self.path / "manifest.json", json.dumps(self.manifest, indent=2, sort_keys=False) + "\n")
@@ -170,6 +182,9 @@ def load_results(path: str | Path) -> tuple[dict, list[LayerRow]]:
         manifest = json.loads((path / "manifest.json").read_text())
     except (OSError, ValueError) as error:
         raise SepgraphError(f"{str(path)!r} is not a sepgraph results folder (no readable manifest.json)") from error
+    if manifest.get("format_version") not in READABLE_FORMATS:
+        raise SepgraphError(f"{str(path)!r} was written by results format {manifest.get('format_version')}; this "
+                            f"sepgraph reads formats {', '.join(map(str, READABLE_FORMATS))}: rerun the analysis")
     names = manifest.get("parameters", {}).get("points", [])
     rows = []
     for index, name in enumerate(names):
@@ -180,7 +195,7 @@ def load_results(path: str | Path) -> tuple[dict, list[LayerRow]]:
                 "finish it with sepgraph analyze --resume"
             )
         stored = json.loads(row_path.read_text())
-        rows.append(LayerRow.from_json(stored if manifest.get("format_version") != 1 else _format1_row(stored)))
+        rows.append(LayerRow.from_json(_format1_row(stored) if manifest["format_version"] == 1 else stored))
     return manifest, rows
 
 

@@ -22,8 +22,9 @@ from .errors import SepgraphError
 BYTES_PER_BLOCK_ENTRY = 16
 """Working memory per similarity entry of a block: the float32 value plus bin indices and masks."""
 
-SAFE_NORMS = (1e-18, 1e18)
-"""Row norms a float32 sum of squares computes without overflow or lost underflow; rows outside go through float64."""
+SMALLEST_FLOAT32_NORM = 1e-12
+"""Rows with a smaller (or non-finite) float32 norm are normalised in float64. Entries whose squares underflow
+(below 1e-19) add at most D x 1.2e-38 to a squared norm of at least 1e-24: under 1e-7 relative for D <= 1e7."""
 
 MAX_BLOCK_ROWS = 512
 """Rows per block at most: larger blocks waste more of the diagonal square and gain no GEMM speed."""
@@ -38,7 +39,8 @@ def unit_rows(features: torch.Tensor | np.ndarray, inplace: bool = False) -> tup
     Returns:
         (N, D) float32 unit rows (zero rows stay zero, so their similarity to every
         vector is 0) and the (N,) bool mask of zero rows. Rows of any finite scale are
-        normalised: norms outside :data:`SAFE_NORMS` are computed in float64.
+        normalised: rows below :data:`SMALLEST_FLOAT32_NORM` or with a non-finite float32 norm go
+        through float64.
     """
     tensor = torch.as_tensor(features)
     if tensor.ndim != 2:
@@ -48,11 +50,12 @@ def unit_rows(features: torch.Tensor | np.ndarray, inplace: bool = False) -> tup
     if not all(bool(torch.isfinite(chunk).all()) for chunk in tensor.split(1024)):  # no N x D mask in memory
         raise SepgraphError("features contain NaN or Inf (did the model diverge, or the input overflow?)")
     norms = torch.linalg.vector_norm(tensor, dim=1, keepdim=True)
-    # A float32 sum of squares overflows for entries near 1e19 and loses entries below 1e-19: such rows
-    # (and true zero rows) are normalised in float64, where neither happens; the others exactly as before.
-    unsafe = (~torch.isfinite(norms) | (norms < SAFE_NORMS[0]) | (norms > SAFE_NORMS[1])).squeeze(1)
+    # A float32 sum of squares overflows (inf) for entries near 1e19 and loses entries below 1e-19 (their
+    # squares are subnormal), which matters only when the norm itself is tiny: such rows (zero rows too)
+    # are normalised in float64, where neither happens; every other row exactly as before.
+    unsafe = (~torch.isfinite(norms) | (norms < SMALLEST_FLOAT32_NORM)).squeeze(1)
     tensor.div_(norms.masked_fill_(unsafe.unsqueeze(1), 1.0))
-    zero = torch.zeros(len(tensor), dtype=torch.bool)
+    zero = torch.zeros(len(tensor), dtype=torch.bool, device=tensor.device)
     rows = torch.nonzero(unsafe).squeeze(1)
     if len(rows):
         exact = tensor[rows].double()

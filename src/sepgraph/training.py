@@ -44,10 +44,24 @@ class Recipe:
     padding: int = 4
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        problems = [f"{flag} {value}" for flag, value, fine in (
+            ("--epochs", self.epochs, self.epochs >= 0), ("--lr", self.lr, math.isfinite(self.lr) and self.lr > 0),
+            ("--momentum", self.momentum, 0 <= self.momentum < math.inf),
+            ("--weight-decay", self.weight_decay, 0 <= self.weight_decay < math.inf),
+            ("--batch-size", self.batch_size, self.batch_size >= 1),
+            ("--gamma", self.gamma, 0 < self.gamma < math.inf), ("--seed", self.seed, self.seed >= 0),
+            ("--milestones", list(self.milestones), all(m >= 0 for m in self.milestones)),
+            ("padding", self.padding, self.padding >= 0)) if not fine]
+        if problems:
+            raise SepgraphError(f"training recipe: {', '.join(problems)} out of range (epochs and milestones 0 or "
+                                "more, lr and gamma positive, momentum and weight decay 0 or more, batch size 1 "
+                                "or more, seed 0 or more)")
+
     def check(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise SepgraphError(f"epochs, batch size and lr must be positive, got {self.epochs}, "
-                                f"{self.batch_size}, {self.lr}")
+        """A recipe that trains: at least one epoch."""
+        if self.epochs < 1:
+            raise SepgraphError(f"--epochs must be at least 1 to train, got {self.epochs}")
 
 
 @dataclass
@@ -104,33 +118,37 @@ def train(
     trainable = list(parameters) if parameters is not None else [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(trainable, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(recipe.milestones), recipe.gamma)
-    generator = torch.Generator().manual_seed(recipe.seed)
-    run = TrainingRun(out)
-    start_epoch = 0
-    if resume:
-        start_epoch = _restore(out, model, optimizer, scheduler, generator, recipe, run)
-    elif (out / "state.pt").exists():
-        raise SepgraphError(f"{str(out)!r} already holds a training run; pass --resume to continue it "
-                            "or choose another --out")
-    trainable_ids = {id(p) for p in trainable}
-    frozen = [p for p in model.parameters() if id(p) not in trainable_ids]
-    saved_flags = [p.requires_grad for p in frozen]
-    for p in frozen:
-        p.requires_grad_(False)
-    try:
-        for epoch in range(start_epoch, recipe.epochs):
-            metrics = _epoch(model, dataset, normalize, recipe, optimizer, generator, target, epoch,
-                             frozen_statistics, progress)
-            scheduler.step()
-            if test_dataset is not None:
-                result = evaluate(model, test_dataset, normalize=normalize, device=device, progress=False)
-                metrics.update(test_accuracy=result.accuracy, test_loss=result.loss)
-            run.metrics.append(metrics)
-            _save(out, model, optimizer, scheduler, generator, recipe, run)
-    finally:
-        for p, flag in zip(frozen, saved_flags, strict=True):
-            p.requires_grad_(flag)
-    return run
+    # dropout draws from torch's global generator: seeded from the recipe here (restored on resume), inside a
+    # fork so the caller's generator is left as it was
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(recipe.seed)
+        generator = torch.Generator().manual_seed(recipe.seed)
+        run = TrainingRun(out)
+        start_epoch = 0
+        if resume:
+            start_epoch = _restore(out, model, optimizer, scheduler, generator, recipe, run)
+        elif (out / "state.pt").exists():
+            raise SepgraphError(f"{str(out)!r} already holds a training run; pass --resume to continue it "
+                                "or choose another --out")
+        trainable_ids = {id(p) for p in trainable}
+        frozen = [p for p in model.parameters() if id(p) not in trainable_ids]
+        saved_flags = [p.requires_grad for p in frozen]
+        for p in frozen:
+            p.requires_grad_(False)
+        try:
+            for epoch in range(start_epoch, recipe.epochs):
+                metrics = _epoch(model, dataset, normalize, recipe, optimizer, generator, target, epoch,
+                                 frozen_statistics, progress)
+                scheduler.step()
+                if test_dataset is not None:
+                    result = evaluate(model, test_dataset, normalize=normalize, device=device, progress=False)
+                    metrics.update(test_accuracy=result.accuracy, test_loss=result.loss)
+                run.metrics.append(metrics)
+                _save(out, model, optimizer, scheduler, generator, recipe, run)
+        finally:
+            for p, flag in zip(frozen, saved_flags, strict=True):
+                p.requires_grad_(flag)
+        return run
 
 
 def _epoch(model, dataset, normalize, recipe, optimizer, generator, device, epoch, frozen_statistics,
