@@ -153,20 +153,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_graph_options(parser: argparse.ArgumentParser, seed: bool = True) -> None:
+    """One flag per :class:`GraphSettings` field (``--seed`` optional), its defaults taken from the record."""
     graph = parser.add_argument_group("graph (SPEC 2-7)")
-    graph.add_argument("--vertices", type=int, default=4000, help="subgraph vertices N (default: 4000)")
-    graph.add_argument("--edges", type=int, default=40000, help="subgraph edges |E| (default: 40000)")
-    graph.add_argument("--hist-samples", type=_all_or_int, default="all",
-                       help="samples whose pairs the histograms count: all or a number (default: all)")
-    graph.add_argument("--bins", type=int, default=10, help="histogram bins over [0, 1] (default: 10)")
-    graph.add_argument("--vertex-choice", default="stratified", choices=VERTEX_CHOICES,
-                       help="how vertices and Lu et al.'s batches are chosen (default: stratified)")
-    if seed:
-        graph.add_argument("--seed", type=int, default=0,
-                           help="seed of the stratified choice and of a model without --weights (default: 0)")
-    graph.add_argument("--lu-k", type=int, default=3, help="Lu et al.'s kNN k (default: 3)")
-    graph.add_argument("--lu-batch-size", type=int, default=500, help="Lu et al.'s batch size (default: 500)")
-    graph.add_argument("--lu-batches", type=int, default=5, help="Lu et al.'s number of batches (default: 5)")
+    meaning = {
+        "vertices": (int, "subgraph vertices N"), "edges": (int, "subgraph edges |E|"),
+        "hist_samples": (_all_or_int, "samples whose pairs the histograms count: all or a number"),
+        "bins": (int, "histogram bins over [0, 1]"),
+        "vertex_choice": (str, f"how vertices and Lu et al.'s batches are chosen: {' or '.join(VERTEX_CHOICES)}"),
+        "seed": (int, "seed of the stratified choice and of a model without --weights"),
+        "lu_k": (int, "Lu et al.'s kNN k"), "lu_batch_size": (int, "Lu et al.'s batch size"),
+        "lu_batches": (int, "Lu et al.'s number of batches"),
+    }
+    for field in fields(GraphSettings):
+        if field.name == "seed" and not seed:
+            continue
+        kind, text = meaning[field.name]
+        graph.add_argument("--" + field.name.replace("_", "-"), type=kind, default=field.default,
+                           help=f"{text} (default: {field.default})")
 
 
 def _add_run_options(parser: argparse.ArgumentParser, batch_size: bool) -> argparse._ArgumentGroup:
