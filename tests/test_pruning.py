@@ -188,3 +188,26 @@ def test_a_cut_short_vgg_offers_no_incomplete_unit():
     model = create_model("vgg11_bn")
     truncated = truncate(model, "conv7.conv", 10)  # lu2022 point: the conv without its BN and ReLU
     assert [u.name for u in removable_units(truncated)] == ["conv4", "conv6"]
+
+
+@pytest.mark.parametrize("device", ["meta", "cuda"])
+def test_pruning_a_model_on_another_device(device):
+    """The pruned model stays on the model's device (meta stands in for CUDA on a machine without one)."""
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("no CUDA device here")
+    from sepgraph.models import build_model
+    from sepgraph.pruning import apply_spec
+
+    here = build_model("resnet20").model
+    there = build_model("resnet20").model.to(device).train()
+    for spec in ("truncate=layer2.1.unit2", "remove=layer1.1,layer3.2"):
+        moved = apply_spec(there, spec, 10, (3, 32, 32))
+        assert {p.device.type for p in moved.parameters()} == {device} and there.training
+        assert flop_count(moved) == flop_count(apply_spec(here, spec, 10, (3, 32, 32)))
+    if device == "cuda":  # the new head's weights are drawn on the CPU, so they do not depend on the device
+        heads = []
+        for model in (there, here):
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                heads.append(apply_spec(model, "truncate=layer2.1.unit2", 10, (3, 32, 32)).linear.weight.cpu())
+        torch.testing.assert_close(heads[0], heads[1], rtol=0, atol=0)

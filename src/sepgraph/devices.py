@@ -1,4 +1,4 @@
-"""Choosing the compute device and the memory budget."""
+"""Choosing the compute device and the memory budget, and how a model runs there (eval mode, float32 products)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
+from torch import nn
 
 from .errors import SepgraphError
 
@@ -76,3 +77,15 @@ def parse_memory(text: str) -> int:
     if value <= 0:
         raise SepgraphError(f"memory size must be positive, got {text!r}")
     return value
+
+
+@contextmanager
+def evaluation_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` in eval mode for the block; afterwards every module gets its own mode back (e.g. a frozen
+    batch norm inside a model that is training)."""
+    modes = [(module, module.training) for module in model.modules()]
+    try:
+        yield model.eval()
+    finally:
+        for module, training in modes:
+            module.train(training)

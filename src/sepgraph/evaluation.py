@@ -13,7 +13,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .data import ImageDataset
-from .devices import resolve_device
+from .devices import evaluation_mode, resolve_device
 from .errors import SepgraphError, input_shape_error
 
 
@@ -48,11 +48,10 @@ def evaluate(
     if batch_size < 1:
         raise SepgraphError(f"--batch-size must be at least 1, got {batch_size}")
     target = resolve_device(device)
-    was_training = model.training
-    model.eval().to(target)
+    model.to(target)
     correct, loss_sum, start = 0, 0.0, time.perf_counter()
     batches = dataset.batches(indices, batch_size, normalize)
-    try:
+    with evaluation_mode(model):
         with torch.inference_mode():
             for images, labels in tqdm(batches, total=math.ceil(len(indices) / batch_size), desc="eval",
                                        unit="batch", disable=not progress, leave=False):
@@ -67,7 +66,5 @@ def evaluate(
                     )
                 correct += int((logits.argmax(1) == labels).sum())
                 loss_sum += float(F.cross_entropy(logits.float(), labels, reduction="sum"))
-    finally:
-        model.train(was_training)
     total = len(indices)
     return Evaluation(100.0 * correct / total, loss_sum / total, correct, total, time.perf_counter() - start)

@@ -25,7 +25,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .data import ImageDataset, to_tensor
-from .devices import default_max_memory, resolve_device
+from .devices import default_max_memory, evaluation_mode, resolve_device
 from .errors import SepgraphError, input_shape_error
 from .points import LayerPoint
 
@@ -129,17 +129,14 @@ def point_shapes(
     on the device of the model's parameters; every module's training mode is restored afterwards.
     """
     capture = _Capture(model, points, stop_early=True)
-    modes = [(module, module.training) for module in model.modules()]
     device = next((p.device for p in model.parameters()), example.device)
     try:
-        with torch.inference_mode():
-            capture.run(model.eval(), example.to(device))
+        with torch.inference_mode(), evaluation_mode(model):
+            capture.run(model, example.to(device))
     except RuntimeError as error:
         raise input_shape_error(example.shape[1:], error) from error
     finally:
         capture.remove()
-        for module, training in modes:  # each module's own mode (e.g. frozen batch norm in a training model)
-            module.train(training)
     return [tuple(capture.outputs[i].shape[1:]) for i in range(len(points))]
 
 
@@ -196,9 +193,8 @@ def extract_features(
         raise SepgraphError("the list of layer points is empty; name at least one")
     indices = np.asarray(indices, dtype=np.int64)
     target = resolve_device(device)
-    was_training = model.training
-    model.eval().to(target)
-    try:
+    model.to(target)
+    with evaluation_mode(model):
         example = to_tensor(dataset.read(indices[:1]), normalize).to(target)
         shapes = point_shapes(model, points, example)
         dims = [math.prod(shape) for shape in shapes]
@@ -214,8 +210,6 @@ def extract_features(
                 desc=f"features {number}/{len(groups)}" if len(groups) > 1 else "features")
             for position in group:
                 yield PointFeatures(position, points[position], shapes[position], arrays.pop(position))
-    finally:
-        model.train(was_training)
 
 
 @dataclass

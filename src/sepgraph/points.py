@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .devices import evaluation_mode
 from .errors import SepgraphError
 
 CONVENTIONS = ("paper", "lu2022", "blocks")
@@ -140,13 +141,10 @@ def discover_points(model: nn.Module, example_input: torch.Tensor) -> list[Layer
     for name, module in model.named_modules():
         if isinstance(module, ACTIVATIONS):
             handles.append(module.register_forward_hook(lambda *_, n=name: calls.append(n)))
-    was_training = model.training
     try:
-        model.eval()
-        with torch.inference_mode():
+        with torch.inference_mode(), evaluation_mode(model):
             model(example_input)
     finally:
-        model.train(was_training)
         for handle in handles:
             handle.remove()
     points = []

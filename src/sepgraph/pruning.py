@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from .devices import evaluation_mode
 from .errors import SepgraphError
 from .features import point_shapes
 from .points import CONVENTIONS, LayerPoint, layer_points, removable_units
@@ -38,7 +39,9 @@ def truncate(model: nn.Module, point: str, num_classes: int, input_size: tuple[i
         raise SepgraphError(f"pruning supports sepgraph's zoo models, not {type(model).__name__}")
     cut = find_point(model, point)
     channels = point_shapes(model, [cut], torch.zeros(1, *input_size))[0][0]
-    return model.truncated(cut, nn.Linear(channels, num_classes))
+    device = next(model.parameters()).device
+    # the head's weights are drawn on the CPU (the same for every device), then moved beside the model
+    return model.truncated(cut, nn.Linear(channels, num_classes).to(device))
 
 
 def remove(model: nn.Module, units: Sequence[str]) -> nn.Module:
@@ -60,13 +63,9 @@ def reinitialise(model: nn.Module) -> nn.Module:
 
 def flop_count(model: nn.Module, input_size: tuple[int, int, int] = (3, 32, 32)) -> int:
     """FLOPs of one forward pass of one image, from ``torch.utils.flop_counter``."""
-    was_training = model.training
     counter = FlopCounterMode(display=False)
-    try:
-        with counter, torch.no_grad():
-            model.eval()(torch.zeros(1, *input_size, device=next(model.parameters()).device))
-    finally:
-        model.train(was_training)
+    with counter, torch.no_grad(), evaluation_mode(model):
+        model(torch.zeros(1, *input_size, device=next(model.parameters()).device))
     return int(counter.get_total_flops())
 
 
