@@ -25,6 +25,6 @@ def layer_row(index: int = 0, name: str = "p", **values) -> LayerRow:
     """A :class:`LayerRow` with the given measurements and neutral values elsewhere, for tests of the
     stages that read rows (criterion, claims, figures)."""
     neutral = dict(dim=1, hist=(0,) * 10, below_zero=0, mean_sim=0.0, share_below_0_1=0.0, r=0.0, AQ=0.0, EQ=0.0,
-                   M=0.0, newman_q=0.0, lu_q_mean=0.0, lu_q_std=0.0, lu_q_batches=(), shape=(1,), zero_vectors=0,
-                   seconds={})
+                   M=0.0, newman_q=0.0, lu_q_mean=0.0, lu_q_std=0.0, lu_q_batches=(), knn_acc=None, probe_acc=None,
+                   cka_prev=None, cka_last=None, shape=(1,), zero_vectors=0, seconds={})
     return LayerRow(index=index, name=name, **(neutral | values))

@@ -43,7 +43,7 @@ def test_results_folder_layout_and_invariants(finished):
     manifest = json.loads((path / "manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["parameters"]["vertices"] == 200
     assert manifest["parameters"]["points"][0] == "stem.conv" and "torch" in manifest["versions"]
-    assert set(manifest["seconds"]) == {"features", "similarity", "modularity", "total"}
+    assert set(manifest["seconds"]) == {"features", "similarity", "modularity", "peers", "total"}
 
 
 def test_edge_files(finished):
@@ -117,7 +117,7 @@ def test_graph_settings_check_themselves(change, message):
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"vertices": 5, "edges": 3}, "fewer than the 10 classes"),
+    ({"vertices": 5, "edges": 3, "knn_k": 2}, "fewer than the 10 classes"),
     ({"vertices": 5000}, "cannot choose 5000 vertices"),
 ])
 def test_settings_the_data_cannot_meet_fail_before_writing(tmp_path, change, message):
@@ -151,7 +151,7 @@ def test_each_point_is_released_before_the_next_is_extracted(tmp_path, monkeypat
 
     monkeypatch.setattr(sepgraph.analysis, "extract_features", watched)
     small(tmp_path / "run", run=RunSettings(spill_dir=tmp_path if spill else None))
-    assert alive == [False] * 10
+    assert alive == [False] * 11  # the last point on the vertices alone (for cka_last), then the 10 points
 
 
 def test_spilled_analysis_is_byte_identical(finished, tmp_path):
@@ -192,8 +192,9 @@ def test_rows_travel_as_layer_rows(finished):
     assert set(stored) == {field for field in row.to_json()} and "lu_q" not in stored
 
 
-def test_format1_folders_are_read_and_upgraded_on_resume(finished, tmp_path):
-    """A folder written before LayerRow (format 1: hist_k keys, share_below_0.1, lu_q for the batches)."""
+def test_older_formats_are_read_with_empty_peer_measures(finished, tmp_path):
+    """Format 1 (hist_k keys, share_below_0.1, lu_q for the batches) and format 2 (no knn_acc, probe_acc,
+    cka_prev, cka_last) are read; resuming them asks for --overwrite (their parameters lack knn_k)."""
     import shutil
 
     from sepgraph.results import load_results
@@ -201,22 +202,23 @@ def test_format1_folders_are_read_and_upgraded_on_resume(finished, tmp_path):
     old = tmp_path / "old"
     shutil.copytree(finished.path, old)
     manifest = json.loads((old / "manifest.json").read_text())
-    (old / "manifest.json").write_text(json.dumps(manifest | {"format_version": 1}))
+    parameters = {k: v for k, v in manifest["parameters"].items() if k not in ("knn_k", "probe_ridge")}
+    (old / "manifest.json").write_text(json.dumps(manifest | {"format_version": 1, "parameters": parameters}))
     for path in (old / "rows").glob("*.json"):
         row = json.loads(path.read_text())
         hist = row.pop("hist")
         row |= {f"hist_{b}": count for b, count in enumerate(hist)}
         row["share_below_0.1"], row["lu_q"] = row.pop("share_below_0_1"), row.pop("lu_q_batches")
         row["wrong_edge_share"] = 1 - row["r"]
+        for key in ("knn_acc", "probe_acc", "cka_prev", "cka_last"):
+            del row[key]
         path.write_text(json.dumps(row))
-    assert load_results(old)[1] == finished.rows
-    (old / "layers.csv").unlink()
-    resumed = small(old, resume=True)  # nothing to compute: the rows are rewritten in format 2
-    assert resumed.rows == finished.rows and resumed.manifest["format_version"] == 2
-    assert (old / "layers.csv").read_bytes() == (finished.path / "layers.csv").read_bytes()
-    assert "lu_q_batches" in json.loads(next((old / "rows").glob("000_*")).read_text())
+    empty = dict(knn_acc=None, probe_acc=None, cka_prev=None, cka_last=None)
+    assert load_results(old)[1] == [replace(row, **empty) for row in finished.rows]
+    with pytest.raises(SepgraphError, match="results format 1, this sepgraph writes 3; use --overwrite"):
+        small(old, resume=True)
     (old / "manifest.json").write_text(json.dumps(manifest | {"format_version": 7}))
-    with pytest.raises(SepgraphError, match="results format 7; this sepgraph reads formats 1, 2"):
+    with pytest.raises(SepgraphError, match="results format 7; this sepgraph reads formats 1, 2, 3"):
         load_results(old)
 
 

@@ -11,13 +11,16 @@ import networkx as nx
 import numpy as np
 import pytest
 import torch
+from sklearn.linear_model import RidgeClassifier
 
 from sepgraph import GraphSettings, RunSettings
 from sepgraph.analysis import analyze
 from sepgraph.data import load_dataset, to_tensor
 from sepgraph.models import build_model
+from sepgraph.peer_metrics import stratified_folds
 from sepgraph.points import layer_points
 from sepgraph.samples import lu_batch_indices, select_vertices
+from test_peer_metrics import oracle_cka, oracle_knn
 
 SETTINGS = GraphSettings(vertices=120, edges=400, hist_samples=260, lu_batch_size=40, lu_batches=3, lu_k=3)
 
@@ -118,3 +121,22 @@ def test_analysis_matches_a_float64_oracle(tmp_path, device, hist_samples):
         for key in ("mean_sim", "r", "AQ", "EQ", "M", "newman_q"):
             assert getattr(row, key) == pytest.approx(expected[key], abs=1e-4), (row.name, key)
         assert row.lu_q_batches == pytest.approx(expected["lu_q"], abs=1e-4), row.name
+        # SPEC 13-15 on the same vertices: scikit-learn's ridge classifier, the plain k-NN rule and CKA formula
+        vertex_features = features[row.name][rows(vertices)]
+        y = labels[vertices]
+        assert row.knn_acc == pytest.approx((oracle_knn(vertex_features, y, SETTINGS.knn_k) == y).mean(),
+                                            abs=2 / len(y)), row.name
+        folds = stratified_folds(y, 5, SETTINGS.seed)
+        predicted = np.empty(len(y), dtype=np.int64)
+        for part in range(5):
+            model = RidgeClassifier(alpha=SETTINGS.probe_ridge, fit_intercept=False)
+            model.fit(unit(vertex_features)[folds != part], y[folds != part])
+            predicted[folds == part] = model.predict(unit(vertex_features)[folds == part])
+        assert row.probe_acc == pytest.approx((predicted == y).mean(), abs=2 / len(y)), row.name
+        last = features[result.rows[-1].name][rows(vertices)]
+        assert row.cka_last == pytest.approx(oracle_cka(vertex_features, last), abs=1e-5), row.name
+        if row.index == 0:
+            assert row.cka_prev is None
+        else:
+            previous = features[result.rows[row.index - 1].name][rows(vertices)]
+            assert row.cka_prev == pytest.approx(oracle_cka(vertex_features, previous), abs=1e-5), row.name

@@ -29,12 +29,13 @@ from .errors import SepgraphError
 from .features import PointFeatures, extract_features, feature_budget, point_shapes
 from .layer_row import LayerRow
 from .models import build_model
-from .modularity import lu_modularity, lu_modularity_of_similarity, newman_modularity, paper_modularity
+from .modularity import lu_modularity_of_similarity, newman_modularity, paper_modularity
+from .peer_metrics import centered_gram, knn_accuracy, linear_cka, probe_accuracy
 from .points import layer_points, removable_units
 from .results import ResultsFolder
 from .samples import SampleSets
 from .settings import GraphSettings, RunSettings
-from .similarity import scan_pairs, similarity_histogram, top_edges, unit_rows
+from .similarity import pair_similarities, scan_pairs, similarity_histogram, unit_rows
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,11 @@ def analyze(
         if len(missing) < len(point_list):
             log.info("resuming: %d of %d layer points are already complete", len(point_list) - len(missing),
                      len(point_list))
-        timings = {"features": 0.0, "similarity": 0.0, "modularity": 0.0}
+        timings = {"features": 0.0, "similarity": 0.0, "modularity": 0.0, "peers": 0.0}
+        tick = time.perf_counter()
+        grams = _reference_grams(model, point_list, missing, dataset, samples, normalize, run, target, budget,
+                                 progress)
+        timings["peers"] += time.perf_counter() - tick
         tick = time.perf_counter()
         stream = extract_features(model, [point_list[i] for i in missing], dataset, samples.order, normalize=normalize,
                                   batch_size=run.batch_size, device=run.device, max_memory=budget,
@@ -143,7 +148,9 @@ def analyze(
             for item in stream:  # not enumerate(): it would hold the last item while the next one is extracted
                 index = missing[item.index]
                 timings["features"] += time.perf_counter() - tick
-                row, edge_arrays = _measure_layer(item, index, samples, target, budget, settings)
+                row, edge_arrays, grams[index] = _measure_layer(item, index, samples, target, budget, settings,
+                                                                grams.get(index - 1), grams[len(point_list) - 1])
+                grams.pop(index - 1, None)  # the next point needs this one's Gram, no other
                 for key, value in row.seconds.items():
                     timings[key] += value
                 del item
@@ -167,16 +174,47 @@ def _rows(unit: torch.Tensor, positions: np.ndarray) -> torch.Tensor:
     return unit[torch.as_tensor(positions, device=unit.device)]
 
 
+def _reference_grams(model: nn.Module, points: list, missing: list[int], dataset: ImageDataset,
+                     samples: SampleSets, normalize: str, run: RunSettings, target: torch.device, budget: int,
+                     progress: bool) -> dict[int, torch.Tensor]:
+    """Centered vertex Grams (SPEC 15) that the missing points compare with but will not compute themselves:
+    the last point's (for ``cka_last``) and, when resuming, the point before each first missing one (for
+    ``cka_prev``), from one extraction of those points on the vertices alone."""
+    if not missing:
+        return {}
+    last = len(points) - 1
+    wanted = sorted({last} | {m - 1 for m in missing if m > 0 and m - 1 not in missing})
+    grams = {}
+    for item in extract_features(model, [points[i] for i in wanted], dataset, samples.vertices, normalize=normalize,
+                                 batch_size=run.batch_size, device=run.device, max_memory=budget, progress=progress):
+        norms = _row_norms(item.features)
+        unit, _ = unit_rows(item.features, inplace=True)
+        grams[wanted[item.index]] = centered_gram(pair_similarities(unit.to(target), max(budget // 4, 1)), norms)
+        del item, unit
+    return grams
+
+
+def _row_norms(features: np.ndarray | torch.Tensor, rows: int | None = None) -> torch.Tensor:
+    """(rows,) float64 norms of the first ``rows`` raw feature vectors, in chunks (no float64 copy of all)."""
+    tensor = torch.as_tensor(features)[:rows]
+    return torch.cat([torch.linalg.vector_norm(chunk.double(), dim=1) for chunk in tensor.split(256)])
+
+
 def _measure_layer(item: PointFeatures, index: int, samples: SampleSets, target: torch.device, budget: int,
-                   settings: GraphSettings) -> tuple[LayerRow, dict]:
-    """All measurements of one layer point; returns its row and its edge arrays.
+                   settings: GraphSettings, previous: torch.Tensor | None, last: torch.Tensor
+                   ) -> tuple[LayerRow, dict, torch.Tensor]:
+    """All measurements of one layer point; returns its row, its edge arrays and its centered vertex Gram.
 
     When the histogram counts every extracted sample (``hist_samples`` "all"), one scan of the
-    similarity blocks feeds the histogram, the subgraph (the vertices are the leading rows) and Lu et
-    al.'s batches; otherwise the histogram's samples are scanned apart from the vertices and batches.
+    similarity blocks feeds the histogram, the subgraph and the vertices' similarity block (the vertices
+    are the leading rows) and Lu et al.'s batches; otherwise the histogram's samples are scanned apart
+    from the vertices and batches. ``previous`` and ``last`` are the centered Grams of the previous and
+    the last point (SPEC 15; ``previous`` None at the first point).
     """
     seconds = {}
     tick = time.perf_counter()
+    vertices = len(samples.vertices)
+    vertex_norms = _row_norms(item.features, vertices)  # before the features become unit rows in place
     try:
         unit, zero = unit_rows(item.features, inplace=True)
     except SepgraphError as error:
@@ -190,28 +228,38 @@ def _measure_layer(item: PointFeatures, index: int, samples: SampleSets, target:
     block_memory = max(budget // 4, 1)
     hist_positions = samples.positions(samples.hist)
     zero_vectors = int(zero[torch.as_tensor(hist_positions)].sum())
-    vertices = len(samples.vertices)
+    all_vertices = np.arange(vertices, dtype=np.int64)
     batch_labels = [samples.labels[batch] for batch in samples.batches]
     if samples.hist_is_union:
+        batches = [samples.positions(batch) for batch in samples.batches]
         scan = scan_pairs(unit, bins=settings.bins, edges=settings.edges, vertices=vertices,
-                          batches=[samples.positions(batch) for batch in samples.batches], max_memory=block_memory,
-                          zero_vectors=zero_vectors)
+                          batches=[all_vertices, *batches], max_memory=block_memory, zero_vectors=zero_vectors)
         histogram, subgraph = scan.histogram, scan.subgraph
-        seconds["similarity"] = time.perf_counter() - tick
-        tick = time.perf_counter()
-        lu = [lu_modularity_of_similarity(similarity, labels, settings.lu_k)
-              for similarity, labels in zip(scan.batch_similarities, batch_labels, strict=True)]
+        vertex_similarity, *batch_similarities = scan.batch_similarities
     else:
         histogram = similarity_histogram(_rows(unit, hist_positions), settings.bins, block_memory, zero_vectors)
-        subgraph = top_edges(unit[:vertices], settings.edges, block_memory)
-        seconds["similarity"] = time.perf_counter() - tick
-        tick = time.perf_counter()
-        lu = [lu_modularity(_rows(unit, samples.positions(batch)), labels, settings.lu_k)
-              for batch, labels in zip(samples.batches, batch_labels, strict=True)]
+        scan = scan_pairs(unit[:vertices], bins=0, edges=settings.edges, vertices=vertices, batches=[all_vertices],
+                          max_memory=block_memory)
+        subgraph, vertex_similarity = scan.subgraph, scan.batch_similarities[0]
+        batch_similarities = [pair_similarities(_rows(unit, samples.positions(batch)), block_memory)
+                              for batch in samples.batches]
+    seconds["similarity"] = time.perf_counter() - tick
+    tick = time.perf_counter()
+    lu = [lu_modularity_of_similarity(similarity, labels, settings.lu_k)
+          for similarity, labels in zip(batch_similarities, batch_labels, strict=True)]
     vertex_labels = samples.labels[samples.vertices]
     paper = paper_modularity(subgraph.i, subgraph.j, subgraph.w, vertex_labels)
     newman_q = newman_modularity(subgraph.i, subgraph.j, subgraph.w, vertex_labels)
     seconds["modularity"] = time.perf_counter() - tick
+    tick = time.perf_counter()
+    knn_acc = knn_accuracy(vertex_similarity, vertex_labels, settings.knn_k)
+    probe_acc = probe_accuracy(vertex_similarity, vertex_labels, zero[:vertices], settings.probe_ridge,
+                               seed=settings.seed)
+    gram = centered_gram(vertex_similarity, vertex_norms)
+    del vertex_similarity
+    cka_prev = linear_cka(gram, previous) if previous is not None else None
+    cka_last = linear_cka(gram, last)
+    seconds["peers"] = time.perf_counter() - tick
 
     row = LayerRow(
         index=index, name=item.point.name, dim=int(np.prod(item.shape)),
@@ -219,8 +267,9 @@ def _measure_layer(item: PointFeatures, index: int, samples: SampleSets, target:
         mean_sim=histogram.mean, share_below_0_1=histogram.share_below_0_1, r=paper.r, AQ=paper.AQ, EQ=paper.EQ,
         M=paper.M, newman_q=newman_q, lu_q_mean=float(np.mean(lu)),
         lu_q_std=float(np.std(lu, ddof=1)) if len(lu) > 1 else 0.0, lu_q_batches=tuple(float(q) for q in lu),
+        knn_acc=knn_acc, probe_acc=probe_acc, cka_prev=cka_prev, cka_last=cka_last,
         shape=tuple(item.shape), zero_vectors=zero_vectors, seconds=seconds,
     )
     edge_arrays = {"i": subgraph.i, "j": subgraph.j, "w": subgraph.w, "vertices": samples.vertices,
                    "labels": vertex_labels}
-    return row, edge_arrays
+    return row, edge_arrays, gram

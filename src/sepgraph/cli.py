@@ -163,6 +163,8 @@ def _add_graph_options(parser: argparse.ArgumentParser, seed: bool = True) -> No
         "seed": (int, "seed of the stratified choice and of a model without --weights"),
         "lu_k": (int, "Lu et al.'s kNN k"), "lu_batch_size": (int, "Lu et al.'s batch size"),
         "lu_batches": (int, "Lu et al.'s number of batches"),
+        "knn_k": (int, "neighbours of the vertices' leave-one-out k-NN accuracy (SPEC 13)"),
+        "probe_ridge": (float, "ridge lambda of the vertices' linear probe (SPEC 14)"),
     }
     for field in fields(GraphSettings):
         if field.name == "seed" and not seed:

@@ -10,8 +10,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 SCALAR_COLUMNS = ("below_zero", "mean_sim", "share_below_0_1", "r", "AQ", "EQ", "M", "newman_q", "lu_q_mean",
-                  "lu_q_std")
+                  "lu_q_std", "knn_acc", "probe_acc", "cka_prev", "cka_last")
 """The columns of layers.csv after the histogram counts, in order."""
+
+PEER_COLUMNS = ("knn_acc", "probe_acc", "cka_prev", "cka_last")
+"""The field's measures beside M (SPEC 13-15), added in results format 3."""
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,10 @@ class LayerRow:
         newman_q: Newman's weighted Q of the same subgraph.
         lu_q_mean, lu_q_std: mean and sample standard deviation of Lu et al.'s Q over the batches (SPEC 7).
         lu_q_batches: Lu et al.'s Q of each batch, in batch order.
+        knn_acc: leave-one-out k-NN accuracy of the vertices (SPEC 13).
+        probe_acc: cross-validated accuracy of a linear probe on the vertices (SPEC 14).
+        cka_prev, cka_last: linear CKA with the previous and with the last layer point (SPEC 15); cka_prev
+            is None at the first point. All four are None in folders written before they existed.
         zero_vectors: histogram samples whose feature vector is all zeros (SPEC 3).
         seconds: wall time per stage of this point.
     """
@@ -48,6 +55,10 @@ class LayerRow:
     lu_q_mean: float
     lu_q_std: float
     lu_q_batches: tuple[float, ...]
+    knn_acc: float | None
+    probe_acc: float | None
+    cka_prev: float | None
+    cka_last: float | None
     shape: tuple[int, ...]
     zero_vectors: int
     seconds: dict[str, float]
@@ -63,10 +74,10 @@ class LayerRow:
         return ["index", "name", "dim", *(f"hist_{b}" for b in range(bins)), *SCALAR_COLUMNS]
 
     def csv_values(self) -> list[int | str]:
-        """The row of layers.csv: integers as they are, floats in shortest round-trip form."""
+        """The row of layers.csv: integers as they are, floats in shortest round-trip form, None empty."""
         scalars = [getattr(self, column) for column in SCALAR_COLUMNS]
         return [self.index, self.name, self.dim, *self.hist,
-                *(repr(value) if isinstance(value, float) else value for value in scalars)]
+                *(repr(value) if isinstance(value, float) else "" if value is None else value for value in scalars)]
 
     def as_record(self) -> dict[str, object]:
         """The CSV columns by name, numbers as numbers (for pandas and tables)."""
@@ -82,7 +93,8 @@ class LayerRow:
 
     @classmethod
     def from_json(cls, data: dict[str, object]) -> LayerRow:
-        """Inverse of :meth:`to_json`."""
-        values = {field.name: data[field.name] for field in fields(cls)}
+        """Inverse of :meth:`to_json`; the peer measures (SPEC 13-15) are None where a row predates them."""
+        values = {field.name: data.get(field.name) if field.name in PEER_COLUMNS else data[field.name]
+                  for field in fields(cls)}
         return cls(**values | {"hist": tuple(values["hist"]), "lu_q_batches": tuple(values["lu_q_batches"]),
                                "shape": tuple(values["shape"])})

@@ -23,10 +23,11 @@ from .files import atomic_text, atomic_write
 from .layer_row import LayerRow
 from .points import RemovableUnit
 
-FORMAT_VERSION = 2
-"""2: row files hold :class:`LayerRow`'s attributes. Format 1 (``hist_k``, ``share_below_0.1``, ``lu_q`` keys)
-is read, and a resumed format-1 folder is rewritten in format 2."""
-READABLE_FORMATS = (1, 2)
+FORMAT_VERSION = 3
+"""3: row files hold :class:`LayerRow`'s attributes, the peer measures (SPEC 13-15) included. Formats 2 (without
+them) and 1 (``hist_k``, ``share_below_0.1``, ``lu_q`` keys) are read, their peer measures empty; they cannot be
+resumed (their parameters lack ``knn_k`` and ``probe_ridge``)."""
+READABLE_FORMATS = (1, 2, 3)
 
 
 def layer_stem(index: int, name: str) -> str:
@@ -61,11 +62,9 @@ class ResultsFolder:
     def _prepare(self, resume: bool, overwrite: bool) -> None:
         if any(self.path.iterdir()):
             if resume:
-                previous = self._check_resumable()
+                self._check_resumable()
                 for stale in self.path.rglob(".*.tmp"):  # left by a run killed mid-write
                     stale.unlink()
-                if previous == 1:
-                    self._upgrade_format1()
             elif overwrite:
                 for child in self.path.iterdir():  # the folder itself stays: it carries the lock
                     if child.is_dir() and not child.is_symlink():
@@ -107,15 +106,14 @@ class ResultsFolder:
         finally:
             self.close()
 
-    def _check_resumable(self) -> int:
-        """Check that the folder can be resumed with this manifest; returns its results format."""
+    def _check_resumable(self) -> None:
         try:
             previous = json.loads((self.path / "manifest.json").read_text())
         except (OSError, ValueError) as error:
             raise SepgraphError(
                 f"cannot resume in {str(self.path)!r}: it has no readable manifest.json; use --overwrite"
             ) from error
-        if previous.get("format_version") not in READABLE_FORMATS:
+        if previous.get("format_version") != FORMAT_VERSION:
             raise SepgraphError(
                 f"cannot resume in {str(self.path)!r}: it was written by results format "
                 f"{previous.get('format_version')}, this sepgraph writes {FORMAT_VERSION}; use --overwrite"
@@ -130,13 +128,6 @@ class ResultsFolder:
                 for k in changed
             )
             raise SepgraphError(f"cannot resume in {str(self.path)!r}: parameters changed ({details}); use --overwrite")
-        return previous["format_version"]
-
-    def _upgrade_format1(self) -> None:
-        """Rewrite a format-1 folder's row files in format 2 (same numbers, new names) before resuming in it."""
-        for path in sorted((self.path / "rows").glob("*.json")):
-            row = LayerRow.from_json(_format1_row(json.loads(path.read_text())))
-            atomic_text(path, json.dumps(row.to_json(), indent=1) + "\n")
 
     def write_manifest(self) -> None:
         atomic_text(self.path / "manifest.json", json.dumps(self.manifest, indent=2, sort_keys=False) + "\n")

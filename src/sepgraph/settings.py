@@ -27,6 +27,8 @@ class GraphSettings:
         vertex_choice: ``stratified`` (seeded, equal per class) or ``first`` (SPEC 2).
         seed: seed of the stratified choice and of a model built without weights.
         lu_k, lu_batch_size, lu_batches: Lu et al.'s kNN k, batch size and number of batches (SPEC 7).
+        knn_k: neighbours of the vertices' leave-one-out k-NN accuracy (SPEC 13).
+        probe_ridge: lambda of the vertices' linear probe (SPEC 14).
     """
 
     vertices: int = 4000
@@ -38,6 +40,8 @@ class GraphSettings:
     lu_k: int = 3
     lu_batch_size: int = 500
     lu_batches: int = 5
+    knn_k: int = 10
+    probe_ridge: float = 1.0
 
     def __post_init__(self) -> None:
         pairs = self.vertices * (self.vertices - 1) // 2
@@ -66,6 +70,11 @@ class GraphSettings:
             raise SepgraphError(
                 f"--lu-k {self.lu_k} must be between 1 and --lu-batch-size - 1 ({self.lu_batch_size - 1})"
             )
+
+        if not 1 <= self.knn_k < self.vertices:
+            raise SepgraphError(f"--knn-k {self.knn_k} must be between 1 and --vertices - 1 ({self.vertices - 1})")
+        if not 0 < self.probe_ridge < float("inf"):
+            raise SepgraphError(f"--probe-ridge must be a positive number, got {self.probe_ridge}")
 
     @classmethod
     def from_parameters(cls, parameters: dict) -> GraphSettings:

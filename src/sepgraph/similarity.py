@@ -276,8 +276,18 @@ class _BatchGather:
     def __init__(self, batch: torch.Tensor):
         self.rows, self.order = torch.sort(batch)
         self.matrix = torch.zeros(len(batch), len(batch), dtype=torch.float32, device=batch.device)
+        first = int(self.rows[0])
+        contiguous = torch.equal(self.rows, torch.arange(first, first + len(batch), device=batch.device))
+        self.offset = first if contiguous else None  # a run of rows (the vertices): copied by slices
 
     def add(self, start: int, block: torch.Tensor) -> None:
+        if self.offset is not None:
+            end = self.offset + len(self.rows)
+            low, high = max(start, self.offset), min(start + block.shape[0], end)
+            if low < high:
+                self.matrix[low - self.offset:high - self.offset, low - self.offset:] = \
+                    block[low - start:high - start, low - start:end - start]
+            return
         members = torch.nonzero((self.rows >= start) & (self.rows < start + block.shape[0])).squeeze(1)
         if len(members) == 0:
             return

@@ -1,0 +1,145 @@
+"""The field's per-layer measures beside M, from the vertices' exact similarity block (SPEC 13-15).
+
+Every function takes the (N, N) float32 cosine similarity matrix of the N subgraph vertices (from the
+same scan as everything else, :func:`sepgraph.similarity.scan_pairs`), so none of them needs another
+pass over the features, and none grows with the feature size:
+
+- :func:`knn_accuracy` (:func:`knn_predictions`): leave-one-out k-nearest-neighbour accuracy (SPEC 13);
+- :func:`probe_accuracy`: a linear probe, ridge regression onto one-hot labels solved in the dual on
+  the same Gram block, by stratified k-fold cross-validation (SPEC 14);
+- :func:`centered_gram` and :func:`linear_cka`: linear CKA between two layer points (SPEC 15).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .errors import SepgraphError
+
+
+def knn_predictions(similarity: torch.Tensor, labels: np.ndarray, k: int = 10) -> torch.Tensor:
+    """Each vertex's leave-one-out k-NN prediction on cosine similarity (SPEC 13), (N,) int64.
+
+    The k most similar other vertices vote (never the vertex itself; among equally similar candidates
+    for the last places, the smaller indices); the majority class wins, ties go to the class whose tied
+    neighbours have the largest summed similarity, then to the smallest class index.
+
+    Args:
+        similarity: (N, N) float32, symmetric; its diagonal is ignored.
+        labels: (N,) int classes.
+        k: neighbours, 1 <= k < N.
+    """
+    samples = similarity.shape[0]
+    if not 1 <= k < samples:
+        raise SepgraphError(f"--knn-k {k} must be between 1 and the vertices - 1 ({samples - 1})")
+    others = similarity.clone().fill_diagonal_(float("-inf"))
+    values, chosen = torch.topk(others, k, dim=1)
+    straddling = torch.nonzero((others >= values[:, -1:]).sum(1) > k).squeeze(1)
+    if len(straddling):  # ties across the k-th place: the smaller indices, as in SPEC 5
+        rows = others[straddling]
+        kth = values[straddling, -1:]
+        above, ties = rows > kth, rows == kth
+        keep = above | (ties & (ties.cumsum(1) <= k - above.sum(1, keepdim=True)))
+        chosen[straddling] = torch.nonzero(keep)[:, 1].view(-1, k)
+        values[straddling] = torch.gather(rows, 1, chosen[straddling])
+    target = torch.as_tensor(labels, dtype=torch.int64, device=similarity.device)
+    classes = int(target.max()) + 1
+    neighbour = target[chosen]                                         # (N, k)
+    votes = torch.zeros(samples, classes, dtype=torch.float64, device=similarity.device)
+    votes.scatter_add_(1, neighbour, torch.ones_like(values, dtype=torch.float64))
+    weight = torch.zeros_like(votes).scatter_add_(1, neighbour, values.double())
+    best = votes == votes.max(1, keepdim=True).values
+    no = torch.tensor(float("-inf"), dtype=torch.float64, device=weight.device)
+    return torch.where(best, weight, no).argmax(1)  # argmax takes the first maximum: the smallest class
+
+
+def knn_accuracy(similarity: torch.Tensor, labels: np.ndarray, k: int = 10) -> float:
+    """Share of vertices whose :func:`knn_predictions` is their class (SPEC 13)."""
+    target = torch.as_tensor(labels, dtype=torch.int64, device=similarity.device)
+    return float((knn_predictions(similarity, labels, k) == target).double().mean())
+
+
+def stratified_folds(labels: np.ndarray, folds: int = 5, seed: int = 0) -> np.ndarray:
+    """(N,) int64 fold of every vertex: each class's members, shuffled with ``seed``, dealt round-robin."""
+    labels = np.asarray(labels)
+    assignment = np.empty(len(labels), dtype=np.int64)
+    rng = np.random.default_rng([seed, 2])
+    start = 0
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        assignment[members] = (start + np.arange(len(members))) % folds
+        start += len(members)  # the next class continues the deal, so folds differ in size by at most one
+    return assignment
+
+
+def probe_accuracy(similarity: torch.Tensor, labels: np.ndarray, zero: torch.Tensor | None = None,
+                   ridge: float = 1.0, folds: int = 5, seed: int = 0) -> float:
+    """Cross-validated accuracy of a linear probe on the unit rows (SPEC 14).
+
+    Ridge regression onto one-hot labels without intercept, W = U_T^T (K_TT + ridge I)^-1 Y_T with
+    K = U U^T the unit rows' Gram (the cosine matrix, diagonal 1; 0 for zero vectors), evaluated on each
+    held-out fold of :func:`stratified_folds`; a vertex counts when its largest score is its class. The
+    held-out scores of all folds come from one inverse B = (K + ridge I)^-1 of the whole block:
+    Y_H - scores_H = (B_HH)^-1 (B Y)_H, exact for kernel ridge regression.
+
+    Args:
+        similarity: (N, N) float32 cosine similarity of the vertices (diagonal ignored).
+        labels: (N,) int classes.
+        zero: (N,) bool, the vertices whose feature vector is zero (their Gram diagonal is 0).
+        ridge: lambda > 0.
+    """
+    if not ridge > 0:
+        raise SepgraphError(f"--probe-ridge must be positive, got {ridge}")
+    samples = similarity.shape[0]
+    fold = stratified_folds(labels, folds, seed)
+    gram = similarity.clone()
+    diagonal = torch.ones(samples, dtype=gram.dtype, device=gram.device)
+    if zero is not None:
+        diagonal[zero.to(gram.device)] = 0.0
+    gram.diagonal().copy_(diagonal + ridge)
+    factor, info = torch.linalg.cholesky_ex(gram)
+    if int(info):
+        raise SepgraphError("the probe's kernel matrix is not positive definite; raise --probe-ridge")
+    inverse = torch.cholesky_inverse(factor)
+    target = torch.as_tensor(labels, dtype=torch.int64, device=gram.device)
+    one_hot = torch.nn.functional.one_hot(target, int(target.max()) + 1).to(gram.dtype)
+    weights = inverse @ one_hot
+    correct = 0
+    for part in range(folds):
+        held = torch.as_tensor(np.flatnonzero(fold == part), device=gram.device)
+        if len(held) == 0:
+            continue
+        residual = torch.linalg.solve(inverse[held][:, held], weights[held])
+        scores = one_hot[held] - residual
+        correct += int((scores.argmax(1) == target[held]).sum())
+    return correct / samples
+
+
+def centered_gram(similarity: torch.Tensor, norms: torch.Tensor) -> torch.Tensor:
+    """H K H for the raw features' Gram K_ij = |h_i| |h_j| cos_ij (diagonal |h_i|^2), H = I - 11^T/N (SPEC 15).
+
+    Args:
+        similarity: (N, N) float32 cosine similarity (diagonal ignored).
+        norms: (N,) row norms of the raw features.
+
+    Returns:
+        (N, N) float32.
+    """
+    norms = norms.to(similarity.device, torch.float32)
+    gram = similarity * norms.unsqueeze(0)
+    gram.mul_(norms.unsqueeze(1)).diagonal().copy_(norms * norms)
+    means = gram.mean(1, dtype=torch.float64)  # K is symmetric: row and column means agree
+    gram.sub_(means.float().unsqueeze(0)).sub_(means.float().unsqueeze(1)).add_(float(means.mean()))
+    return gram
+
+
+def frobenius_inner(first: torch.Tensor, second: torch.Tensor) -> float:
+    """<A, B> = sum_ij A_ij B_ij: float32 row dot products summed in float64."""
+    return float(torch.einsum("ij,ij->i", first, second).double().sum())
+
+
+def linear_cka(first: torch.Tensor, second: torch.Tensor) -> float:
+    """Linear CKA of two centered Grams (biased HSIC; its 1/(N-1)^2 cancels): <A, B> / (|A| |B|), in [0, 1]."""
+    scale = frobenius_inner(first, first) * frobenius_inner(second, second)
+    return frobenius_inner(first, second) / scale ** 0.5 if scale > 0 else 0.0
