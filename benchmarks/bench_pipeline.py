@@ -16,7 +16,9 @@ Runs ``sepgraph.analyze`` with the paper's settings (histograms over every image
   triangle's multiply-adds (pairs x D, two flops each), against plain ``torch.mm`` of the same
   N x D unit matrix with its transpose, timed here at every (N, D) the analysis used. Ratio =
   time ``torch.mm`` needs for those flops / time taken; target >= 0.6 on the CPU. Then the
-  modularity stage (M, Newman Q, Lu et al.'s kNN graphs and Q), which does no GEMM.
+  modularity stage (M, Newman Q, Lu et al.'s kNN graphs and Q), which does no GEMM, and the peer
+  measures of the vertices (k-NN and probe accuracy, CKA; SPEC 13-15), with the extraction of the last
+  point on the vertices that CKA needs.
 - forward passes: the feature-extraction time (one pass per group of points that fits the
   memory budget, each stopped after its group's last point; with ``--spill-dir`` one pass
   and the reading back of the files), beside one plain forward pass of the whole model
@@ -122,8 +124,10 @@ def main() -> None:
                "gflops": sum(flops) / seconds["similarity"] / 1e9, "torch_mm_seconds": mm_time,
                "ratio": mm_time / seconds["similarity"]},
               {"stage": "modularity", "N": args.vertices, "seconds": seconds["modularity"], "gflops": None,
+               "torch_mm_seconds": None, "ratio": None},
+              {"stage": "peers", "N": args.vertices, "seconds": seconds["peers"], "gflops": None,
                "torch_mm_seconds": None, "ratio": None}]
-    similarity = seconds["similarity"] + seconds["modularity"]
+    similarity = seconds["similarity"] + seconds["modularity"] + seconds["peers"]
     similarity_mm = mm_time
     total = seconds["total"]
     other = total - similarity - seconds["features"]

@@ -7,8 +7,10 @@ Usage (from the repository root; about two hours on a 2-core CPU at the default 
 Per model: the full analysis (SPEC 2-7 defaults, vertex seed 0), then ``compare_pruning`` with the cuts by
 M and by Lu et al.'s Q under ``plateau`` and ``delta``, the ``delta`` pair at equal unit counts, Lu et
 al.'s published resnet56 cut as a reference row, and the unpruned control: every row gets the same head
-epoch and the same fine-tuning budget and seed. Reruns resume (finished rows are reused, an interrupted
-one continues from its last epoch); TABLE1.md is rewritten after each model. The images are a lossy JPEG
+epoch and the same fine-tuning budget and seed. For the models of ``--all-curves`` (default resnet20)
+the cuts by the k-NN and probe accuracy and by CKA to the last point (SPEC 13-16) are trained too.
+Reruns resume (finished rows are reused, an interrupted one continues from its last epoch); TABLE1.md is
+rewritten after each model. The images are a lossy JPEG
 export of CIFAR-10 (quality 75): results are stated as such.
 """
 
@@ -25,7 +27,7 @@ import torch
 
 from sepgraph import GraphSettings, RunSettings, analyze, load_dataset
 from sepgraph.comparison import change_label, compare_pruning, differences, rule_label
-from sepgraph.criterion import recommend
+from sepgraph.criterion import CURVES, PAPER_CURVES, recommend
 from sepgraph.devices import resolve_device
 from sepgraph.files import atomic_text
 from sepgraph.layer_row import LayerRow
@@ -42,6 +44,7 @@ PUBLISHED = [
     ("resnet56, Lu et al. (ECCV 2022), as the paper quotes it", "-", "93.30", "41.24%"),
 ]
 EPOCHS = {"resnet20": 3, "resnet56": 2}
+ALL_CURVES = tuple(CURVES)
 TAUS = (0.0, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2)
 
 
@@ -54,6 +57,8 @@ def main() -> None:
                         help="fine-tuning epochs per model, in --models order (default: 3 resnet20, 2 resnet56)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--table", default="docs/TABLE1.md")
+    parser.add_argument("--all-curves", nargs="*", default=["resnet20"], choices=list(WEIGHTS),
+                        help="models also cut by knn_acc, probe_acc and cka_last (default: resnet20)")
     args = parser.parse_args()
     epochs = args.epochs or [EPOCHS[name] for name in args.models]
     if len(epochs) != len(args.models):
@@ -70,7 +75,9 @@ def main() -> None:
         analysed = time.perf_counter()
         # the paper's recipe (SPEC 10) with the epochs scaled down and one lr step before the last epoch
         recipe = Recipe(epochs=count, milestones=(count - 1,) if count > 1 else ())
-        table = compare_pruning(folder, train, test_data=test, rules=["plateau", "delta"], equal_units=True,
+        curves = ALL_CURVES if name in args.all_curves else PAPER_CURVES
+        table = compare_pruning(folder, train, test_data=test, rules=["plateau", "delta"], curves=curves,
+                                equal_units=True,
                                 reference_cuts=[LU_RESNET56] if name == "resnet56" else [], head_epochs=1,
                                 recipe=recipe, device=args.device)
         finished = time.perf_counter()

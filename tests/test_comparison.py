@@ -138,7 +138,7 @@ def test_equal_units_pair_removes_as_many_units_as_m_does():
     q_rises = [0.0, 0.05, 0.01, 0.1, 0.005, 0.02, 0.1, 0.3, 0.03]  # Q: three units at or below 0.02 x range
     rows = [layer_row(k, n, M=float(np.cumsum([0] + m_rises)[k]), lu_q_mean=float(np.cumsum([0] + q_rises)[k]))
             for k, n in enumerate(names)]
-    found = _candidates(rows, units, [("delta", 0.02)], True)
+    found = _candidates(rows, units, [("delta", 0.02)], ("M", "lu_q"), True)
     criterion = {c.curve: c for c in found if c.kind == "criterion"}
     equal = {c.curve: c for c in found if c.kind == "equal-units"}
     assert criterion["M (ours)"].pruning == "remove=layer1.1,layer2.1"
@@ -151,3 +151,32 @@ def replace_kind(candidate, kind):
     from dataclasses import replace
 
     return replace(candidate, kind=kind)
+
+
+def test_any_curve_gets_its_own_cut_under_the_same_rule():
+    """SPEC 16: one candidate per curve and rule; CKA to the last point is read like any rising curve."""
+    from dataclasses import replace
+
+    from sepgraph.comparison import _candidates
+    from sepgraph.points import removable_units
+
+    model = create_model("resnet20")
+    units = removable_units(model, "blocks")
+    names = ["stem"] + [f"layer{s}.{b}" for s in (1, 2, 3) for b in range(3)]
+    rises = {"M": [0.1, 0.0, 0.1, 0.1, 0.0, 0.1, 0.1, 0.1, 0.1], "knn_acc": [0.1] * 9,
+             "probe_acc": [0.2, 0.1, 0.0, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1],
+             "cka_last": [0.3, 0.3, 0.3, 0.05, 0.0, 0.0, 0.0, 0.0, 0.0]}
+    curve = {key: np.cumsum([0] + values) for key, values in rises.items()}
+    rows = [layer_row(k, n, M=curve["M"][k], lu_q_mean=curve["M"][k], knn_acc=curve["knn_acc"][k],
+                      probe_acc=curve["probe_acc"][k], cka_prev=None, cka_last=curve["cka_last"][k])
+            for k, n in enumerate(names)]
+    found = _candidates(rows, units, ["plateau", ("delta", 0.02)], ("M", "knn_acc", "probe_acc", "cka_last"), False)
+    by = {(c.curve, c.rule): c for c in found}
+    assert by[("k-NN accuracy", "plateau")].pruning is None  # still rising at the last point
+    assert by[("linear probe", "delta")].pruning == "remove=layer1.2"
+    assert by[("CKA to the last point", "plateau")].pruning == "truncate=layer2.0"  # flat from there on
+    assert by[("M (ours)", "delta")].pruning == "remove=layer1.1,layer2.1"
+    with pytest.raises(SepgraphError, match="has no probe_acc values"):
+        _candidates([replace(row, probe_acc=None) for row in rows], units, ["plateau"], ("probe_acc",), False)
+    with pytest.raises(SepgraphError, match="--curves 'M,q'"):
+        _candidates(rows, units, ["plateau"], ("M", "q"), False)

@@ -30,12 +30,12 @@ from .features import PointFeatures, extract_features, feature_budget, point_sha
 from .layer_row import LayerRow
 from .models import build_model
 from .modularity import lu_modularity_of_similarity, newman_modularity, paper_modularity
-from .peer_metrics import centered_gram, knn_accuracy, linear_cka, probe_accuracy
+from .peer_metrics import CenteredGram, knn_accuracy, probe_accuracy
 from .points import layer_points, removable_units
 from .results import ResultsFolder
 from .samples import SampleSets
 from .settings import GraphSettings, RunSettings
-from .similarity import pair_similarities, scan_pairs, similarity_histogram, unit_rows
+from .similarity import SMALLEST_FLOAT32_NORM, pair_similarities, scan_pairs, similarity_histogram, unit_rows
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ def _rows(unit: torch.Tensor, positions: np.ndarray) -> torch.Tensor:
 
 def _reference_grams(model: nn.Module, points: list, missing: list[int], dataset: ImageDataset,
                      samples: SampleSets, normalize: str, run: RunSettings, target: torch.device, budget: int,
-                     progress: bool) -> dict[int, torch.Tensor]:
+                     progress: bool) -> dict[int, CenteredGram]:
     """Centered vertex Grams (SPEC 15) that the missing points compare with but will not compute themselves:
     the last point's (for ``cka_last``) and, when resuming, the point before each first missing one (for
     ``cka_prev``), from one extraction of those points on the vertices alone."""
@@ -189,20 +189,25 @@ def _reference_grams(model: nn.Module, points: list, missing: list[int], dataset
                                  batch_size=run.batch_size, device=run.device, max_memory=budget, progress=progress):
         norms = _row_norms(item.features)
         unit, _ = unit_rows(item.features, inplace=True)
-        grams[wanted[item.index]] = centered_gram(pair_similarities(unit.to(target), max(budget // 4, 1)), norms)
+        grams[wanted[item.index]] = CenteredGram.of(pair_similarities(unit.to(target), max(budget // 4, 1)), norms)
         del item, unit
     return grams
 
 
 def _row_norms(features: np.ndarray | torch.Tensor, rows: int | None = None) -> torch.Tensor:
-    """(rows,) float64 norms of the first ``rows`` raw feature vectors, in chunks (no float64 copy of all)."""
+    """(rows,) norms of the first ``rows`` raw feature vectors: float32, and float64 for rows whose float32 norm
+    overflowed or is too small to trust (as in :func:`~sepgraph.similarity.unit_rows`)."""
     tensor = torch.as_tensor(features)[:rows]
-    return torch.cat([torch.linalg.vector_norm(chunk.double(), dim=1) for chunk in tensor.split(256)])
+    norms = torch.linalg.vector_norm(tensor, dim=1).double()
+    unsafe = torch.nonzero(~torch.isfinite(norms) | (norms < SMALLEST_FLOAT32_NORM)).squeeze(1)
+    if len(unsafe):
+        norms[unsafe] = torch.linalg.vector_norm(tensor[unsafe].double(), dim=1)
+    return norms
 
 
 def _measure_layer(item: PointFeatures, index: int, samples: SampleSets, target: torch.device, budget: int,
-                   settings: GraphSettings, previous: torch.Tensor | None, last: torch.Tensor
-                   ) -> tuple[LayerRow, dict, torch.Tensor]:
+                   settings: GraphSettings, previous: CenteredGram | None, last: CenteredGram
+                   ) -> tuple[LayerRow, dict, CenteredGram]:
     """All measurements of one layer point; returns its row, its edge arrays and its centered vertex Gram.
 
     When the histogram counts every extracted sample (``hist_samples`` "all"), one scan of the
@@ -255,10 +260,10 @@ def _measure_layer(item: PointFeatures, index: int, samples: SampleSets, target:
     knn_acc = knn_accuracy(vertex_similarity, vertex_labels, settings.knn_k)
     probe_acc = probe_accuracy(vertex_similarity, vertex_labels, zero[:vertices], settings.probe_ridge,
                                seed=settings.seed)
-    gram = centered_gram(vertex_similarity, vertex_norms)
+    gram = CenteredGram.of(vertex_similarity, vertex_norms)
     del vertex_similarity
-    cka_prev = linear_cka(gram, previous) if previous is not None else None
-    cka_last = linear_cka(gram, last)
+    cka_prev = gram.cka(previous) if previous is not None else None
+    cka_last = gram.cka(last)
     seconds["peers"] = time.perf_counter() - tick
 
     row = LayerRow(

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ._version import __version__
 from .comparison import pruning_markdown
-from .criterion import RULES, check_rule
+from .criterion import CURVES, PAPER_CURVES, RULES, check_curves, check_rule
 from .data import NORMALIZATIONS, DataSource
 from .demo import run_demo
 from .devices import parse_memory
@@ -111,6 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     training.add_argument("--out", default="runs/train", help="folder for model.pt, state.pt, metrics.json")
     training.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
+    tracking = training.add_argument_group("dynamics (SPEC 17)")
+    tracking.add_argument("--track-every", type=int, default=0, metavar="K",
+                          help="measure M, Lu et al.'s Q and k-NN accuracy at every layer point before training and "
+                          "every K epochs into --out/dynamics.csv and dynamics.png (default: 0, off)")
+    tracking.add_argument("--track-data", help="data to measure them on (default: --test-data, else --data)")
+    tracking.add_argument("--track-vertices", type=int, default=500,
+                          help="vertices of each measurement (default: 500, at most 90%% of the data)")
     training.set_defaults(run=run_train)
 
     prune = commands.add_parser("prune", help="cut where M and where Lu et al.'s Q say, fine-tune, compare")
@@ -130,8 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
                        "delta-abs remove units (SPEC 8; default: plateau)")
     prune.add_argument("--tau", type=float, help="the parameter of rules given without one (default: 0.02 plateau "
                        "and delta, 0.03 delta-abs)")
+    prune.add_argument("--curves", type=_curves, default=PAPER_CURVES, metavar="CURVE,...",
+                       help=f"curves to cut by, one pruned model each per rule: {', '.join(CURVES)} "
+                       "(default: M,lu_q; SPEC 16)")
     prune.add_argument("--equal-units", action="store_true",
-                       help="add a delta pair where M and Q each remove as many units as M does under delta")
+                       help="add delta rows where each curve removes as many units as the first does under delta")
     prune.add_argument("--reference-cut", action="append", default=[], metavar="SPEC",
                        help="also train a published or hand-picked cut, e.g. resnet56+remove=layer1.2,layer1.3 "
                        "(repeatable)")
@@ -189,6 +199,13 @@ def _add_run_options(parser: argparse.ArgumentParser, batch_size: bool) -> argpa
     else:
         parser.set_defaults(forward_batch_size=RunSettings.batch_size)
     return run
+
+
+def _curves(text: str) -> tuple[str, ...]:
+    try:
+        return check_curves([curve.strip() for curve in text.split(",") if curve.strip()])
+    except SepgraphError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
 
 
 def _memory(text: str) -> int:
@@ -365,10 +382,14 @@ def run_train(args: argparse.Namespace) -> None:
     test = DataSource(args.test_data, args.data_root, args.download) if args.test_data else None
     run = train_model(args.model, DataSource(args.data, args.data_root, args.download), out=args.out, test_data=test,
                       weights=args.weights, num_classes=args.num_classes, normalize=args.normalize,
-                      recipe=_recipe(args), resume=args.resume, device=args.device)
+                      recipe=_recipe(args), resume=args.resume, device=args.device, track_every=args.track_every,
+                      track_data=DataSource(args.track_data, args.data_root, args.download) if args.track_data
+                      else None, track_vertices=args.track_vertices)
     last = run.metrics[-1] if run.metrics else {}
     summary = ", ".join(f"{k} {v:.2f}" for k, v in last.items() if k.endswith("accuracy"))
     print(f"trained {args.model} for {len(run.metrics)} epochs ({summary}); weights: {run.out / 'model.pt'}")
+    if args.track_every:
+        print(f"dynamics: {run.out / 'dynamics.csv'}, {run.out / 'dynamics.png'}")
 
 
 def run_prune(args: argparse.Namespace) -> None:
@@ -378,7 +399,7 @@ def run_prune(args: argparse.Namespace) -> None:
         test_data=DataSource(args.test_data, args.data_root) if args.test_data else None, model=args.model,
         weights=args.weights, data=DataSource(args.data, args.data_root) if args.data else None,
         normalize=args.normalize, points=args.convention, settings=_graph_settings(args), run=_run_settings(args),
-        rules=args.rule or (),
+        rules=args.rule or (), curves=args.curves,
         tau=args.tau, equal_units=args.equal_units, reference_cuts=args.reference_cut, init=args.init,
         head_epochs=args.head_epochs, recipe=recipe, device=args.device)
     print(pruning_markdown(table, recipe))

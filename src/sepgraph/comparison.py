@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from .checkpoints import save_weights
-from .criterion import CURVES, Cut, check_rule, curve_values, recommend, tau_for_count
+from .criterion import PAPER_CURVES, Cut, check_curves, check_rule, curve_values, recommend, tau_for_count
 from .data import DataSource, ImageDataset, as_dataset
 from .errors import SepgraphError
 from .evaluation import evaluate
@@ -36,7 +36,8 @@ from .pruning import apply_spec, flop_count, reinitialise
 from .results import load_results, removable_units_of
 from .training import Recipe, train
 
-CURVE_LABELS = {"M": "M (ours)", "lu_q": "Lu et al.'s Q"}
+CURVE_LABELS = {"M": "M (ours)", "lu_q": "Lu et al.'s Q", "knn_acc": "k-NN accuracy", "probe_acc": "linear probe",
+                "cka_last": "CKA to the last point"}
 CONTROL = "unpruned"
 REFERENCE = "reference"
 COLUMNS = ["model", "curve", "kind", "rule", "parameter", "cut", "pruned_model", "points_removed", "units_removed",
@@ -65,6 +66,7 @@ def compare_pruning(
     *,
     test_data: str | DataSource | ImageDataset | None = None,
     rules: Sequence[str | tuple[str, float | None]] = ("plateau",),
+    curves: Sequence[str] = PAPER_CURVES,
     equal_units: bool = False,
     reference_cuts: Sequence[str] = (),
     init: str = "finetune",
@@ -73,14 +75,16 @@ def compare_pruning(
     device: str = "auto",
     progress: bool = True,
 ) -> list[dict]:
-    """Prune the analysed model where M and where Lu et al.'s Q say under each rule, train every row and the
-    unpruned control alike, and write ``pruning.csv`` and ``pruning.md`` into the results folder.
+    """Prune the analysed model where each curve says under each rule (by default M and Lu et al.'s Q), train
+    every row and the unpruned control alike, and write ``pruning.csv`` and ``pruning.md`` into the results folder.
 
     Args:
         rules: Criterion I rules, each a name or (name, parameter); ``plateau`` and ``peak`` truncate,
             ``delta`` and ``delta-abs`` remove units (SPEC 8).
-        equal_units: add a ``delta`` pair at equal unit counts: each curve's tau chosen so it removes as
-            many units as M does under the ``delta`` rule (Q's count if M removes none).
+        curves: keys of :data:`~sepgraph.criterion.CURVES` (SPEC 16): one pruned model per curve and rule.
+        equal_units: add ``delta`` rows at equal unit counts: each curve's tau chosen so it removes as
+            many units as the first curve does under the ``delta`` rule (the next curve's count if it removes
+            none).
         reference_cuts: published or hand-picked prunings, ``MODEL+remove=...`` or ``remove=...``.
         head_epochs: head-only epochs (batch-norm statistics frozen) before ``recipe.epochs`` of fine-tuning.
         test_data: where accuracy is measured (default: the analysis's data, read like ``train_data``).
@@ -88,7 +92,7 @@ def compare_pruning(
     Returns:
         the table's rows, the control first.
     """
-    check_options(rules, init, head_epochs)
+    check_options(rules, init, head_epochs, curves)
     results = Path(results)
     manifest, rows = load_results(results)
     parameters = manifest["parameters"]
@@ -105,7 +109,7 @@ def compare_pruning(
     # without weights: the random model the analysis measured
     original = build_model(base, classes, parameters["weights"], parameters["seed"]).model
     size = input_size(base)
-    candidates = _candidates(rows, removable_units_of(manifest), rules, equal_units)
+    candidates = _candidates(rows, removable_units_of(manifest), rules, curves, equal_units)
     candidates += [_reference(original, spec, base, parameters["convention"], classes, size)
                    for spec in reference_cuts]  # checked before anything is trained
     accuracy = evaluate(original, test_set, normalize=normalize, device=device, progress=progress).accuracy
@@ -138,8 +142,10 @@ def compare_pruning(
     return table
 
 
-def check_options(rules: Sequence[str | tuple[str, float | None]], init: str, head_epochs: int) -> None:
+def check_options(rules: Sequence[str | tuple[str, float | None]], init: str, head_epochs: int,
+                  curves: Sequence[str] = PAPER_CURVES) -> None:
     """The comparison's own options, checked before anything is analysed or trained (the recipe checks itself)."""
+    check_curves(curves)
     for item in rules:
         check_rule(*((item, None) if isinstance(item, str) else item))
     if init not in ("finetune", "scratch"):
@@ -149,23 +155,24 @@ def check_options(rules: Sequence[str | tuple[str, float | None]], init: str, he
 
 
 def _candidates(rows: list[LayerRow], units: Sequence[RemovableUnit] | None,
-                rules: Sequence[str | tuple[str, float | None]], equal_units: bool) -> list[Candidate]:
-    """The control, each curve's cut under each rule, and the equal-units pair."""
+                rules: Sequence[str | tuple[str, float | None]], curves: Sequence[str],
+                equal_units: bool) -> list[Candidate]:
+    """The control, each curve's cut under each rule, and the equal-units rows."""
     names = [row.name for row in rows]
     found = [Candidate(CONTROL, "control", "", None, "nothing removed (the control)", None, 0, 0)]
     rules = [(item, None) if isinstance(item, str) else tuple(item) for item in rules]
     for rule, parameter in rules:
-        cuts = recommend(rows, rule, parameter, units)
+        cuts = recommend(rows, rule, parameter, units, curves)
         found += [_candidate(CURVE_LABELS[key], "criterion", cut, names) for key, cut in cuts.items()]
     if equal_units:
         tau = next((parameter for rule, parameter in rules if rule == "delta"), None)
-        delta = recommend(rows, "delta", tau, units)
-        count = len(delta["M"].units) or len(delta["lu_q"].units)
+        delta = recommend(rows, "delta", tau, units, curves)
+        count = next((len(cut.units) for cut in delta.values() if cut.units), 0)
         if count:
             taus = {key: delta[key].parameter if len(delta[key].units) == count
                     else tau_for_count(curve_values(rows, key), names, units, count)
-                    for key in CURVES}
-            cuts = recommend(rows, "delta", taus, units)
+                    for key in delta}
+            cuts = recommend(rows, "delta", taus, units, curves)
             found += [_candidate(CURVE_LABELS[key], "equal-units", cut, names) for key, cut in cuts.items()]
     return found
 
@@ -283,7 +290,7 @@ _FLOATS = {"parameter", "accuracy_original", "accuracy_head_refit", "accuracy_fi
 
 def differences(table: list[dict]) -> list[str]:
     """One sentence per rule setting (and for the equal-units pair) on where the cuts by M and by Q differ,
-    or why they agree, from the rows of :func:`compare_pruning`."""
+    or why they agree, then one per row cut by another curve (SPEC 16), from the rows of :func:`compare_pruning`."""
     sentences = []
     for name, m, q in curve_pairs(table):
         if m["pruned_model"] == q["pruned_model"]:
@@ -300,11 +307,16 @@ def differences(table: list[dict]) -> list[str]:
             f"{name}: M {_outcome(m)}; Q {_outcome(q)}. M minus Q: "
             f"{m['params_saved_pct'] - q['params_saved_pct']:+.1f} points of parameters saved, "
             f"{m['accuracy_vs_control'] - q['accuracy_vs_control']:+.2f} points of accuracy.")
+    paper = {CURVE_LABELS[key] for key in PAPER_CURVES}
+    for row in table:
+        if row["kind"] in ("criterion", "equal-units") and row["curve"] not in paper:
+            setting = rule_label(row) + (" at equal units" if row["kind"] == "equal-units" else "")
+            sentences.append(f"{setting}, cut by {row['curve']}: {_outcome(row)}.")
     return sentences
 
 
 def curve_pairs(table: list[dict]) -> list[tuple[str, dict, dict]]:
-    """(name, M's row, Q's row) for every rule setting and for the equal-units pair, in table order."""
+    """(name, M's row, Q's row) for every rule setting and for the equal-units pair that has both, in table order."""
     groups: dict[tuple, dict[str, dict]] = {}
     for row in table:
         if row["kind"] == "criterion":
@@ -314,7 +326,8 @@ def curve_pairs(table: list[dict]) -> list[tuple[str, dict, dict]]:
         else:
             continue
         groups.setdefault(key, {})[row["curve"]] = row
-    return [(key[0], pair[CURVE_LABELS["M"]], pair[CURVE_LABELS["lu_q"]]) for key, pair in groups.items()]
+    m, q = CURVE_LABELS["M"], CURVE_LABELS["lu_q"]
+    return [(key[0], pair[m], pair[q]) for key, pair in groups.items() if m in pair and q in pair]
 
 
 def rule_label(row: dict) -> str:

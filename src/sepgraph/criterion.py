@@ -19,13 +19,29 @@ from .points import RemovableUnit
 
 RULES = ("plateau", "peak", "delta", "delta-abs")
 DEFAULT_PARAMETERS = {"plateau": 0.02, "peak": None, "delta": 0.02, "delta-abs": 0.03}
-CURVES = {"M": "M", "lu_q": "lu_q_mean"}
-"""The two curves Criterion I reads: key -> the :class:`LayerRow` attribute holding its values."""
+CURVES = {"M": "M", "lu_q": "lu_q_mean", "knn_acc": "knn_acc", "probe_acc": "probe_acc", "cka_last": "cka_last"}
+"""The curves Criterion I can read (SPEC 8, 16): key -> the :class:`LayerRow` attribute holding its values."""
+
+PAPER_CURVES = ("M", "lu_q")
+"""The paper's comparison: its M against Lu et al.'s Q; the default of ``--curves``."""
+
+
+def check_curves(curves: Sequence[str]) -> tuple[str, ...]:
+    """Known, distinct curve keys, in the order given."""
+    unknown = [curve for curve in curves if curve not in CURVES]
+    if unknown or not curves or len(set(curves)) < len(curves):
+        raise SepgraphError(f"--curves {','.join(curves)!r}: name each of {', '.join(CURVES)} at most once "
+                            f"(unknown: {', '.join(unknown) or 'none'})")
+    return tuple(curves)
 
 
 def curve_values(rows: Sequence[LayerRow], key: str) -> list[float]:
     """One curve (a key of :data:`CURVES`) over an analysis's rows, in point order."""
-    return [getattr(row, CURVES[key]) for row in rows]
+    values = [getattr(row, CURVES[key]) for row in rows]
+    if any(value is None for value in values):
+        raise SepgraphError(f"the analysis has no {CURVES[key]} values (it was written before SPEC 13-15); "
+                            "rerun 'sepgraph analyze' with --overwrite to measure them")
+    return values
 
 
 @dataclass(frozen=True)
@@ -183,10 +199,11 @@ def apply_rule(values: Sequence[float], rule: str = "plateau", parameter: float 
 
 
 def recommend(rows: Sequence[LayerRow], rule: str = "plateau", parameter: float | dict[str, float] | None = None,
-              units: Sequence[RemovableUnit] | None = None) -> dict[str, Cut]:
-    """Criterion I under the same rule on M (key ``"M"``) and on the mean of Lu et al.'s Q over its batches
-    (key ``"lu_q"``), from an analysis's rows. ``parameter`` may differ per curve (a dict by key)."""
+              units: Sequence[RemovableUnit] | None = None, curves: Sequence[str] = PAPER_CURVES) -> dict[str, Cut]:
+    """Criterion I under the same rule on each of ``curves`` (keys of :data:`CURVES`; by default M and the
+    mean of Lu et al.'s Q over its batches), from an analysis's rows. ``parameter`` may differ per curve
+    (a dict by key)."""
     names = [row.name for row in rows]
     return {key: apply_rule(curve_values(rows, key), rule,
                             parameter.get(key) if isinstance(parameter, dict) else parameter, names, units)
-            for key in CURVES}
+            for key in check_curves(curves)}

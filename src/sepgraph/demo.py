@@ -15,19 +15,23 @@ from dataclasses import replace
 from pathlib import Path
 
 from .analysis import analyze
-from .checkpoints import save_weights
 from .comparison import compare_pruning, differences
 from .criterion import recommend
 from .data import load_dataset
+from .dynamics import MEASURES, load_dynamics
 from .evaluation import evaluate
+from .jobs import train_model
 from .models import build_model
 from .report import ReportSettings, render_report
 from .results import removable_units_of
 from .settings import GraphSettings, RunSettings
-from .training import Recipe, train
+from .training import Recipe
 
 DEMO_RECIPE = Recipe(epochs=12, lr=0.05, momentum=0.9, weight_decay=5e-4, batch_size=64, milestones=(7, 10))
 """SPEC 10's recipe scaled to 1,437 training digits: fewer, shorter epochs and a larger step."""
+
+TRACK_EVERY = 2
+"""Epochs between the measurements of the demo's training dynamics (SPEC 17)."""
 
 DEMO_GRAPH = GraphSettings(vertices=350, edges=3500, lu_batch_size=100, lu_batches=3)
 """The paper's graph sizes scaled to 364 test digits: 35 vertices per class, 10 edges per vertex."""
@@ -37,20 +41,25 @@ def run_demo(out: str | Path = "results/demo", *, model: str = "resnet20", recip
              device: str = "auto", progress: bool = True) -> Path:
     """Train, analyse, prune and report on the embedded digits; returns the path of report.html.
 
-    ``out`` is replaced: it holds ``train/`` (the trained model) and ``analysis/`` (results folder).
+    ``out`` is replaced: it holds ``train/`` (the trained model, ``dynamics.csv`` and ``dynamics.png``) and
+    ``analysis/`` (results folder).
     """
     out = Path(out)
     if out.exists():
         shutil.rmtree(out)
     train_set, test_set = load_dataset("digits:train"), load_dataset("digits:test")
-    network = build_model(model, 10, seed=recipe.seed).model
-    print(f"1/4 training {model} on {len(train_set)} handwritten digits for {recipe.epochs} epochs")
-    train(network, train_set, normalize="none", recipe=recipe, out=out / "train", device=device, progress=progress)
+    print(f"1/4 training {model} on {len(train_set)} handwritten digits for {recipe.epochs} epochs, measuring M, "
+          f"Lu et al.'s Q and k-NN accuracy at every layer point every {TRACK_EVERY} epochs on the held-out digits")
+    train_model(model, train_set, out=out / "train", recipe=recipe, normalize="none", device=device,
+                track_every=TRACK_EVERY, track_data=test_set, track_vertices=DEMO_GRAPH.vertices)
+    weights = out / "train" / "model.pt"
+    network = build_model(model, 10, weights).model
     accuracy = evaluate(network, test_set, normalize="none", device=device, progress=False).accuracy
-    save_weights(network, out / "model.pt")
     print(f"    test accuracy {accuracy:.2f}% on {len(test_set)} held-out digits")
-    print("2/4 analysing every layer point: similarity histograms, subgraphs, M, Lu et al.'s Q")
-    analysis = analyze(model, test_set, DEMO_GRAPH, weights=out / "model.pt", normalize="none",
+    _print_dynamics(load_dynamics(out / "train" / "dynamics.csv"))
+    print("2/4 analysing every layer point: similarity histograms, subgraphs, M, Lu et al.'s Q, k-NN and probe "
+          "accuracy, CKA")
+    analysis = analyze(model, test_set, DEMO_GRAPH, weights=weights, normalize="none",
                        run=RunSettings(device=device), out=out / "analysis", progress=progress)
     print("3/4 cutting where M and where Lu et al.'s Q say (Criterion I: plateau, then delta), training every "
           "row and an unpruned control alike")
@@ -74,3 +83,13 @@ def run_demo(out: str | Path = "results/demo", *, model: str = "resnet20", recip
         print(f"      {by_m.unit:<10} M {verdicts[0]:<16} Q {verdicts[1]}")
     print("4/4 drawing figures and the report")
     return render_report(analysis.path, ReportSettings(rule="delta"))
+
+
+def _print_dynamics(rows: list) -> None:
+    """When each curve's last point reached most of its final value, in words."""
+    last = max(row.index for row in rows)
+    epochs = sorted({row.epoch for row in rows})
+    print(f"    during training (dynamics.csv, {len(epochs)} measurements), at the last layer point:")
+    for key, label in MEASURES.items():
+        values = [getattr(row, key) for epoch in epochs for row in rows if row.epoch == epoch and row.index == last]
+        print(f"      {label:<14} " + ", ".join(f"epoch {e}: {v:.3f}" for e, v in zip(epochs, values, strict=True)))

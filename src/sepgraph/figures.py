@@ -18,6 +18,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from .criterion import Cut
+from .dynamics import MEASURES, DynamicsRow
 from .layer_row import LayerRow
 
 WRONG = "#6e0000"
@@ -153,14 +154,18 @@ def ring_positions(labels: np.ndarray) -> np.ndarray:
 
 def modularity_curves(rows: Sequence[LayerRow], cuts: dict[str, Cut], title: str) -> Figure:
     """M and Lu et al.'s Q (mean with +-1 sd band) against layer point, their Criterion I cuts marked;
-    below, r, AQ and EQ; at the bottom, the mean similarity and the share of weak pairs."""
+    below, r, AQ and EQ; then the field's measures on the same vertices (k-NN and probe accuracy, CKA with
+    the previous and the last point, SPEC 13-15) when the analysis has them; at the bottom, the mean
+    similarity and the share of weak pairs."""
     index = np.arange(len(rows))
     names = [row.name for row in rows]
     m = np.array([row.M for row in rows])
     q = np.array([row.lu_q_mean for row in rows])
     q_sd = np.array([row.lu_q_std for row in rows])
-    figure = Figure(figsize=(max(8.0, 0.16 * len(rows) + 4), 9), layout="constrained")
-    top, middle, bottom = figure.subplots(3, 1, sharex=True, height_ratios=[3, 2, 1.5])
+    peers = rows[0].knn_acc is not None
+    figure = Figure(figsize=(max(8.0, 0.16 * len(rows) + 4), 11.5 if peers else 9), layout="constrained")
+    axes = figure.subplots(4 if peers else 3, 1, sharex=True, height_ratios=[3, 2, 2, 1.5] if peers else [3, 2, 1.5])
+    top, middle, bottom = axes[0], axes[1], axes[-1]
     top.plot(index, m, color=OURS, marker="o", markersize=3, label="M (ours, SPEC 6)")
     top.set_ylabel("M", color=OURS)
     twin = top.twinx()
@@ -194,6 +199,17 @@ def modularity_curves(rows: Sequence[LayerRow], cuts: dict[str, Cut], title: str
         middle.plot(index, [getattr(row, key) for row in rows], style, markersize=3, label=label)
     middle.legend(fontsize=8, ncol=4)
     middle.set_ylabel("subgraph terms")
+    if peers:
+        field = axes[2]
+        for key, style, label in (("knn_acc", "-o", "k-NN accuracy (SPEC 13)"),
+                                  ("probe_acc", "-s", "linear probe (SPEC 14)"),
+                                  ("cka_prev", ":", "CKA with the previous point"),
+                                  ("cka_last", "--", "CKA with the last point (SPEC 15)")):
+            values = [np.nan if getattr(row, key) is None else getattr(row, key) for row in rows]
+            field.plot(index, values, style, markersize=3, label=label)
+        field.set_ylim(-0.02, 1.02)
+        field.legend(fontsize=8, ncol=2)
+        field.set_ylabel("the field's measures\n(same vertices)")
     bottom.plot(index, [row.mean_sim for row in rows], "-o", markersize=3, color="#444444", label="mean similarity")
     bottom.plot(index, [row.share_below_0_1 for row in rows], "--", color="#888888",
                 label="share of pairs below 0.1")
@@ -201,6 +217,29 @@ def modularity_curves(rows: Sequence[LayerRow], cuts: dict[str, Cut], title: str
     bottom.legend(fontsize=8, ncol=2)
     bottom.set_xticks(index, names, rotation=90, fontsize=6 if len(rows) > 30 else 8)
     bottom.set_xlabel("layer point")
-    for axis in (top, middle, bottom):
+    for axis in axes:
         axis.grid(alpha=0.3)
+    return figure
+
+
+def dynamics_heatmap(rows: Sequence[DynamicsRow], title: str) -> Figure:
+    """One panel per measure of SPEC 17: epochs (rows) x layer points (columns), each panel on its own colour
+    scale, so where and when the network learns to separate the classes reads as a picture."""
+    epochs = sorted({row.epoch for row in rows})
+    names = [row.name for row in sorted({(row.index, row.name): row for row in rows}.values(), key=lambda r: r.index)]
+    figure = Figure(figsize=(max(8.0, 0.22 * len(names) + 3), 2.2 + 0.9 * len(MEASURES) * max(2, len(epochs)) / 3),
+                    layout="constrained")
+    axes = figure.subplots(len(MEASURES), 1, sharex=True)
+    for axis, (key, label) in zip(axes, MEASURES.items(), strict=True):
+        grid = np.full((len(epochs), len(names)), np.nan)
+        for row in rows:
+            grid[epochs.index(row.epoch), row.index] = getattr(row, key)
+        image = axis.imshow(grid, aspect="auto", cmap="viridis", interpolation="nearest")
+        axis.set_yticks(range(len(epochs)), [str(e) for e in epochs], fontsize=7)
+        axis.set_ylabel("epoch")
+        axis.set_title(label, fontsize=9)
+        figure.colorbar(image, ax=axis)
+    axes[-1].set_xticks(range(len(names)), names, rotation=90, fontsize=6 if len(names) > 30 else 8)
+    axes[-1].set_xlabel("layer point")
+    figure.suptitle(f"{title}\nduring training (epoch 0: before the first)", fontsize=10)
     return figure

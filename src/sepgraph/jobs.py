@@ -15,10 +15,13 @@ import torch
 
 from .analysis import Analysis, analyze
 from .comparison import check_options, compare_pruning
-from .data import DataSource, as_dataset
+from .criterion import PAPER_CURVES
+from .data import DataSource, ImageDataset, as_dataset
+from .dynamics import DynamicsTracker, small_settings
 from .errors import SepgraphError
 from .evaluation import Evaluation, evaluate
 from .features import point_shapes
+from .figures import dynamics_heatmap
 from .models import build_model, input_size, list_models, model_info, parameter_count
 from .points import CONVENTIONS, LayerPoint, layer_points
 from .report import ReportSettings, render_report
@@ -76,16 +79,33 @@ def evaluate_checkpoint(model: str, data: str | DataSource, *, weights: str | No
                     "data_description": dataset.description, "normalize": normalize, **result.as_dict()}
 
 
-def train_model(model: str, data: str | DataSource, *, out: str | Path, test_data: str | DataSource | None = None,
+def train_model(model: str, data: str | DataSource | ImageDataset, *, out: str | Path,
+                test_data: str | DataSource | ImageDataset | None = None,
                 weights: str | None = None, num_classes: int | None = None, normalize: str = "cifar10",
-                recipe: Recipe | None = None, resume: bool = False, device: str = "auto") -> TrainingRun:
-    """Train a model with the recipe (``sepgraph train``); its initial weights come from the recipe's seed."""
+                recipe: Recipe | None = None, resume: bool = False, device: str = "auto", track_every: int = 0,
+                track_data: str | DataSource | ImageDataset | None = None, track_vertices: int = 500) -> TrainingRun:
+    """Train a model with the recipe (``sepgraph train``); its initial weights come from the recipe's seed.
+
+    With ``track_every`` K > 0, M, Lu et al.'s Q and k-NN accuracy are measured at every layer point before
+    training and every K epochs on ``track_vertices`` vertices of ``track_data`` (default: ``test_data``,
+    else ``data``) into ``out/dynamics.csv``, drawn as ``out/dynamics.png`` (SPEC 17).
+    """
     recipe = recipe or Recipe()
     dataset = as_dataset(data)
     classes = dataset.num_classes if num_classes is None else num_classes
     network = build_model(model, classes, weights, recipe.seed).model
-    return train(network, dataset, normalize=normalize, recipe=recipe, out=out, resume=resume, device=device,
-                 test_dataset=as_dataset(test_data) if test_data else None)
+    test = as_dataset(test_data) if test_data else None
+    tracker = None
+    if track_every:
+        tracked = as_dataset(track_data) if track_data else test or dataset
+        tracker = DynamicsTracker(out, tracked, small_settings(tracked, track_vertices, recipe.seed),
+                                  every=track_every, epochs=recipe.epochs, normalize=normalize, device=device)
+    run = train(network, dataset, normalize=normalize, recipe=recipe, out=out, resume=resume, device=device,
+                test_dataset=test, observer=tracker)
+    if tracker is not None:
+        figure = dynamics_heatmap(tracker.rows, f"{model} on {tracker.data.description}")
+        figure.savefig(Path(out) / "dynamics.png", dpi=150)
+    return run
 
 
 def analyze_and_report(model: str, data: DataSource, settings: GraphSettings, *, out: str | Path,
@@ -102,8 +122,9 @@ def prune(folder: str | Path, train_data: DataSource, *, test_data: DataSource |
           model: str | None = None, weights: str | None = None, data: DataSource | None = None,
           normalize: str = "cifar10", points: str = "paper", settings: GraphSettings | None = None,
           run: RunSettings | None = None, rules: Sequence[tuple[str, float | None]] = (), tau: float | None = None,
-          equal_units: bool = False, reference_cuts: Sequence[str] = (), init: str = "finetune",
-          head_epochs: int = 1, recipe: Recipe | None = None, device: str = "auto") -> tuple[list[dict], Path]:
+          curves: Sequence[str] = PAPER_CURVES, equal_units: bool = False, reference_cuts: Sequence[str] = (),
+          init: str = "finetune", head_epochs: int = 1, recipe: Recipe | None = None, device: str = "auto"
+          ) -> tuple[list[dict], Path]:
     """Criterion I's cuts beside the unpruned control, trained alike, and the report (``sepgraph prune``).
 
     With ``model``, ``folder`` is first filled (or completed) by an analysis of ``model`` on ``data`` with
@@ -115,13 +136,14 @@ def prune(folder: str | Path, train_data: DataSource, *, test_data: DataSource |
     """
     folder = Path(folder)
     rules = [(rule, tau if parameter is None else parameter) for rule, parameter in rules or [("plateau", None)]]
-    check_options(rules, init, head_epochs)  # before an analysis that may take hours
+    check_options(rules, init, head_epochs, curves)  # before an analysis that may take hours
     if model and not _complete(folder):
         if data is None:
             raise SepgraphError("--model needs --data: the data to analyse it on (e.g. its test set)")
         analyze(model, data, settings, weights=weights, normalize=normalize, points=points, run=run, out=folder,
                 resume=True)
-    table = compare_pruning(folder, train_data, test_data=test_data, rules=rules, equal_units=equal_units,
+    table = compare_pruning(folder, train_data, test_data=test_data, rules=rules, curves=curves,
+                            equal_units=equal_units,
                             reference_cuts=reference_cuts, init=init, head_epochs=head_epochs, recipe=recipe,
                             device=device)
     return table, render_report(folder, ReportSettings(rule=rules[0][0], parameter=rules[0][1]))

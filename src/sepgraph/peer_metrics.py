@@ -12,6 +12,8 @@ pass over the features, and none grows with the feature size:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
@@ -93,26 +95,26 @@ def probe_accuracy(similarity: torch.Tensor, labels: np.ndarray, zero: torch.Ten
         raise SepgraphError(f"--probe-ridge must be positive, got {ridge}")
     samples = similarity.shape[0]
     fold = stratified_folds(labels, folds, seed)
-    gram = similarity.clone()
+    order = torch.as_tensor(np.argsort(fold, kind="stable"), device=similarity.device)  # the folds, contiguous
+    bounds = np.searchsorted(np.sort(fold), np.arange(folds + 1))
+    gram = similarity[order][:, order]
     diagonal = torch.ones(samples, dtype=gram.dtype, device=gram.device)
     if zero is not None:
-        diagonal[zero.to(gram.device)] = 0.0
+        diagonal[zero.to(gram.device)[order]] = 0.0
     gram.diagonal().copy_(diagonal + ridge)
     factor, info = torch.linalg.cholesky_ex(gram)
     if int(info):
         raise SepgraphError("the probe's kernel matrix is not positive definite; raise --probe-ridge")
-    inverse = torch.cholesky_inverse(factor)
-    target = torch.as_tensor(labels, dtype=torch.int64, device=gram.device)
-    one_hot = torch.nn.functional.one_hot(target, int(target.max()) + 1).to(gram.dtype)
-    weights = inverse @ one_hot
+    inverse = torch.cholesky_inverse(factor)  # B = (K + ridge I)^-1
+    del gram, factor
+    target = torch.as_tensor(labels, dtype=torch.int64, device=similarity.device)[order]
+    one_hot = torch.nn.functional.one_hot(target, int(target.max()) + 1).to(inverse.dtype)
+    weights = inverse @ one_hot  # B Y
     correct = 0
-    for part in range(folds):
-        held = torch.as_tensor(np.flatnonzero(fold == part), device=gram.device)
-        if len(held) == 0:
-            continue
-        residual = torch.linalg.solve(inverse[held][:, held], weights[held])
-        scores = one_hot[held] - residual
-        correct += int((scores.argmax(1) == target[held]).sum())
+    for start, stop in zip(bounds[:-1], bounds[1:], strict=True):  # each fold is a diagonal block of B
+        if stop > start:
+            residual = torch.linalg.solve(inverse[start:stop, start:stop], weights[start:stop])
+            correct += int(((one_hot[start:stop] - residual).argmax(1) == target[start:stop]).sum())
     return correct / samples
 
 
@@ -139,7 +141,27 @@ def frobenius_inner(first: torch.Tensor, second: torch.Tensor) -> float:
     return float(torch.einsum("ij,ij->i", first, second).double().sum())
 
 
-def linear_cka(first: torch.Tensor, second: torch.Tensor) -> float:
-    """Linear CKA of two centered Grams (biased HSIC; its 1/(N-1)^2 cancels): <A, B> / (|A| |B|), in [0, 1]."""
-    scale = frobenius_inner(first, first) * frobenius_inner(second, second)
-    return frobenius_inner(first, second) / scale ** 0.5 if scale > 0 else 0.0
+def linear_cka(first: torch.Tensor, second: torch.Tensor, norms: tuple[float, float] | None = None) -> float:
+    """Linear CKA of two centered Grams (biased HSIC; its 1/(N-1)^2 cancels): <A, B> / (|A| |B|), in [0, 1].
+
+    ``norms``: |A| and |B| when already known (:func:`frobenius_inner` of each with itself, square-rooted).
+    """
+    first_norm, second_norm = norms or (frobenius_inner(first, first) ** 0.5, frobenius_inner(second, second) ** 0.5)
+    return frobenius_inner(first, second) / (first_norm * second_norm) if first_norm * second_norm > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class CenteredGram:
+    """A point's centered vertex Gram with its Frobenius norm, computed once (SPEC 15)."""
+
+    matrix: torch.Tensor
+    norm: float
+
+    @classmethod
+    def of(cls, similarity: torch.Tensor, norms: torch.Tensor) -> CenteredGram:
+        matrix = centered_gram(similarity, norms)
+        return cls(matrix, frobenius_inner(matrix, matrix) ** 0.5)
+
+    def cka(self, other: CenteredGram) -> float:
+        """Linear CKA with another point's Gram."""
+        return linear_cka(self.matrix, other.matrix, (self.norm, other.norm))

@@ -17,8 +17,9 @@ from matplotlib.figure import Figure
 from ._version import __version__
 from .comparison import change_label, load_pruning, rule_label
 from .criterion import Cut, check_rule, recommend
+from .dynamics import load_dynamics
 from .errors import SepgraphError
-from .figures import histogram_grid, histogram_heatmap, modularity_curves, ring_graphs
+from .figures import dynamics_heatmap, histogram_grid, histogram_heatmap, modularity_curves, ring_graphs
 from .files import atomic_text, atomic_write
 from .layer_row import LayerRow
 from .results import edges_path, load_results, removable_units_of
@@ -84,6 +85,10 @@ def render_report(path: str | Path, settings: ReportSettings | None = None) -> P
         "rings": ("Ring dynamic graphs", lambda: ring_graphs(rows, load_edges, manifest["classes"], title,
                                                             ring_edges)),
     }
+    dynamics = dynamics_of(manifest)
+    if dynamics is not None:
+        figures["dynamics"] = ("During training: M, Lu et al.'s Q and k-NN accuracy every few epochs (SPEC 17; "
+                               f"{dynamics})", lambda: dynamics_heatmap(load_dynamics(dynamics), title))
     embedded = {}
     for name, (caption, build) in figures.items():
         start = time.perf_counter()
@@ -99,6 +104,13 @@ def render_report(path: str | Path, settings: ReportSettings | None = None) -> P
     report = path / "report.html"
     atomic_text(report, _html(manifest, rows, cuts, embedded, path))
     return report
+
+
+def dynamics_of(manifest: dict) -> Path | None:
+    """The dynamics.csv beside the analysed weights (written by ``sepgraph train --track-every``), if any."""
+    weights = manifest["parameters"].get("weights")
+    path = Path(weights).parent / "dynamics.csv" if weights else None
+    return path if path is not None and path.is_file() else None
 
 
 def _render(figure: Figure, file_format: str, dpi: int) -> bytes:

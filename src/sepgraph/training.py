@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -101,6 +101,7 @@ def train(
     frozen_statistics: bool = False,
     device: str = "auto",
     progress: bool = True,
+    observer: Callable[[int, nn.Module], None] | None = None,
 ) -> TrainingRun:
     """Train ``model`` on ``dataset`` with ``recipe`` (SPEC 10), writing checkpoints to ``out`` every epoch.
 
@@ -108,6 +109,8 @@ def train(
         parameters: train only these (e.g. a new head); all when None.
         frozen_statistics: keep the model in eval mode so batch-norm statistics stay as they are.
         resume: continue from ``out/state.pt`` exactly (same batches, same augmentation).
+        observer: called as ``observer(epoch, model)`` when training starts (epoch 0, or the epoch it resumes
+            at) and after each epoch is saved, e.g. a :class:`~sepgraph.dynamics.DynamicsTracker`.
     """
     recipe = recipe or Recipe()
     recipe.check()
@@ -136,6 +139,8 @@ def train(
         for p in frozen:
             p.requires_grad_(False)
         try:
+            if observer is not None:
+                observer(start_epoch, model)
             for epoch in range(start_epoch, recipe.epochs):
                 metrics = _epoch(model, dataset, normalize, recipe, optimizer, generator, target, epoch,
                                  frozen_statistics, progress)
@@ -145,6 +150,8 @@ def train(
                     metrics.update(test_accuracy=result.accuracy, test_loss=result.loss)
                 run.metrics.append(metrics)
                 _save(out, model, optimizer, scheduler, generator, recipe, run)
+                if observer is not None:
+                    observer(epoch + 1, model)
         finally:
             for p, flag in zip(frozen, saved_flags, strict=True):
                 p.requires_grad_(flag)
