@@ -21,12 +21,12 @@ import numpy as np
 
 from sepgraph import GraphSettings, RunSettings, analyze, build_model, evaluate, load_dataset
 from sepgraph.comparison import load_pruning
-from sepgraph.criterion import CURVES, curve_values, recommend
+from sepgraph.criterion import PAPER_CURVES, curve_values, recommend
 from sepgraph.files import atomic_text
 from sepgraph.report import render_report
-from sepgraph.reproduction.claims import evaluate_claims, findings_markdown
+from sepgraph.reproduction.claims import evaluate_claims, findings_markdown, peer_sentences
 from sepgraph.reproduction.seed_bands import seed_bands
-from sepgraph.results import load_results
+from sepgraph.results import is_complete, load_results
 
 WEIGHTS = {"resnet20": "resnet20-12fca82f.th", "resnet56": "resnet56-4bfd9763.th"}
 
@@ -51,17 +51,19 @@ def main() -> None:
         for position, seed in enumerate(args.seeds):
             extra = {} if position == 0 else {"hist_samples": 500}
             folder = out / name / f"seed{seed}"
-            analyze(name, dataset, GraphSettings(seed=seed, **extra), weights=weights, normalize="imagenet",
-                    run=RunSettings(device=args.device), out=folder, resume=True)
+            if not is_complete(folder):  # a finished analysis is read as it is, in any readable results format
+                analyze(name, dataset, GraphSettings(seed=seed, **extra), weights=weights, normalize="imagenet",
+                        run=RunSettings(device=args.device), out=folder, resume=True)
             runs.append(load_results(folder)[1])
         full = out / name / f"seed{args.seeds[0]}"
         render_report(full)
         rows = runs[0]
+        vertices = load_results(full)[0]["parameters"]["vertices"]
         model = build_model(name, dataset.num_classes, weights).model
         accuracy = evaluate(model, dataset, normalize="imagenet", device=args.device, progress=False).accuracy
         cuts = recommend(rows)
         pruning = load_pruning(Path(args.pruning) / name / "analysis")
-        curves = {key: np.array([curve_values(run, key) for run in runs]) for key in CURVES}
+        curves = {key: np.array([curve_values(run, key) for run in runs]) for key in PAPER_CURVES}
         figure = seed_bands(curves, [r.name for r in rows], f"{name} on {dataset.description}")
         figure.savefig(out / f"confidence_{name}.png", dpi=150)
         claims = evaluate_claims(rows, pruning, curves)
@@ -74,6 +76,7 @@ def main() -> None:
             if pruning else "Claim (e) needs examples/table1.py's results (--pruning).",
             f"Vertex seeds {', '.join(map(str, args.seeds))}: `confidence_{name}.png`; the full analysis, figures "
             f"and report: `{name}/seed{args.seeds[0]}/report.html`.",
+            *(f"Beside M, on the same {vertices:,} vertices: {sentence}" for sentence in peer_sentences(rows)),
         ]
         sections.append(findings_markdown(f"{name} on {dataset.description}", claims, notes))
     text = ("# Findings: the paper's claims on pretrained CIFAR ResNets\n\n"

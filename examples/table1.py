@@ -32,7 +32,7 @@ from sepgraph.devices import resolve_device
 from sepgraph.files import atomic_text
 from sepgraph.layer_row import LayerRow
 from sepgraph.report import ReportSettings, render_report
-from sepgraph.results import load_results, removable_units_of
+from sepgraph.results import FORMAT_VERSION, load_results, removable_units_of
 from sepgraph.training import Recipe
 
 WEIGHTS = {"resnet20": "resnet20-12fca82f.th", "resnet56": "resnet56-4bfd9763.th"}
@@ -70,9 +70,13 @@ def main() -> None:
     for name, count in zip(args.models, epochs, strict=True):
         folder = out / name / "analysis"
         started = time.perf_counter()
+        older = _set_aside(folder)
         analyze(name, test, GraphSettings(seed=0), weights=data_dir / "weights" / WEIGHTS[name], normalize="imagenet",
                 run=RunSettings(device=args.device), out=folder, resume=True)
+        if older is not None and (older / "pruning").is_dir():  # the trained rows: their keys do not depend on it
+            (older / "pruning").rename(folder / "pruning")
         analysed = time.perf_counter()
+        rows_before = len(list((folder / "pruning").glob("*/row.json")))
         # the paper's recipe (SPEC 10) with the epochs scaled down and one lr step before the last epoch
         recipe = Recipe(epochs=count, milestones=(count - 1,) if count > 1 else ())
         curves = ALL_CURVES if name in args.all_curves else PAPER_CURVES
@@ -85,14 +89,27 @@ def main() -> None:
         logged = json.loads(timings.read_text()) if timings.is_file() else {}
         if analysed - started > 60:  # the analysis ran in this run, not only read back
             logged.update(analysis_seconds=analysed - started)
-        if finished - analysed > 60:  # rows were trained in this run
-            logged.update(pruning_rows_seconds=finished - analysed, machine=_machine(args.device))
+        if len(list((folder / "pruning").glob("*/row.json"))) > rows_before:  # rows were trained in this run
+            logged.update(pruning_rows_seconds=logged.get("pruning_rows_seconds", 0) + finished - analysed,
+                          pruning_runs=logged.get("pruning_runs", 0) + 1, machine=_machine(args.device))
         atomic_text(timings, json.dumps(logged, indent=1) + "\n")
         render_report(folder, ReportSettings(rule="delta"))
         sections.append(_section(name, folder, table, recipe, timings))
         atomic_text(Path(args.table), _document(sections, test.description))
         print(f"{name}: analysis {analysed - started:.0f} s, pruning rows {finished - analysed:.0f} s", flush=True)
     print(f"table: {args.table}")
+
+
+def _set_aside(folder: Path) -> Path | None:
+    """Rename an analysis of an older results format to ``analysis-formatN`` so a fresh one can be made; returns
+    its new path (None when there is nothing to set aside)."""
+    manifest = folder / "manifest.json"
+    version = json.loads(manifest.read_text()).get("format_version") if manifest.is_file() else FORMAT_VERSION
+    if version == FORMAT_VERSION:
+        return None
+    older = folder.with_name(f"{folder.name}-format{version}")
+    folder.rename(older)
+    return older
 
 
 def _machine(device: str) -> str:
@@ -128,12 +145,17 @@ def _section(name: str, folder: Path, table: list[dict], recipe: Recipe, timings
     logged = json.loads(timings.read_text())
     lines += ["", f"{len(distinct)} distinct models trained, {sum(distinct.values()) / 60:.1f} min of training "
               f"epochs in all. Wall time: the analysis {logged.get('analysis_seconds', 0) / 60:.1f} min, the rows "
-              f"{logged.get('pruning_rows_seconds', 0) / 60:.1f} min (evaluations included), on "
+              f"{logged.get('pruning_rows_seconds', 0) / 60:.1f} min (evaluations included{_runs(logged)}), on "
               f"{logged.get('machine', 'this machine')}."]
     lines += ["", "What differs (from the rows above):", ""] + [f"- {sentence}" for sentence in differences(table)]
     lines += ["", f"Results folder: `{folder}` (pruning.csv, report.html).", "",
               _sensitivity(manifest, rows, table[0]["params_original"])]
     return "\n".join(lines)
+
+
+def _runs(logged: dict) -> str:
+    runs = logged.get("pruning_runs", 1)
+    return f", in {runs} runs as rows were added" if runs > 1 else ""
 
 
 def _short(cut: str, limit: int = 90) -> str:
@@ -166,8 +188,11 @@ def _document(sections: list[str], description: str) -> str:
         "Criterion I (SPEC 8): `plateau` truncates after the point where the curve stops rising by more than "
         "tau x its range; `delta` removes each removable unit whose contribution (curve at its output point "
         "minus curve at its input point) is at most tau x the curve's range, so M and Q are judged on the same "
-        "relative scale; *at equal units*, each curve's tau is chosen so both remove as many units as M does "
-        "under `delta`, which compares which units each curve picks. *vs control* is a row's fine-tuned "
+        "relative scale; *at equal units*, each curve's tau is chosen so all remove as many units as M does "
+        "under `delta`, which compares which units each curve picks. For resnet20 the same rules also cut by "
+        "the field's other per-layer measures on the same 4,000 vertices (SPEC 13-16): leave-one-out k-NN "
+        "accuracy, a ridge linear probe's cross-validated accuracy, and linear CKA with the last point (where "
+        "it stops rising, the later layers change the representation little). *vs control* is a row's fine-tuned "
         "accuracy minus the control's: the control is the unpruned model trained with the same budget, so the "
         "gain every row shows from training on the JPEG images is not credited to the cut. The fine-tuning "
         "budgets (2-3 epochs) are far below the paper's 150: the accuracies say what a cut costs after a short "

@@ -68,3 +68,20 @@ def test_claims_that_fail_say_so_with_numbers():
     assert not claims["e"].confirmed
     text = findings_markdown("model", list(claims.values()), ["a note"])
     assert "**not confirmed**" in text and "- a note" in text and text.startswith("## model")
+
+
+def test_peer_sentences_compare_each_measure_with_m():
+    from sepgraph.reproduction.claims import peer_sentences, spearman
+
+    rising = np.linspace(0, 1, 8)
+    rows = [layer_row(k, f"p{k}", M=float(rising[k]), knn_acc=float(0.2 + 0.1 * k), probe_acc=float(0.5 + 0.05 * k),
+                      cka_prev=None if k == 0 else float(0.9 - 0.01 * k), cka_last=float(min(1.0, 0.3 + 0.2 * k)))
+            for k in range(8)]
+    sentences = peer_sentences(rows)
+    assert len(sentences) == 4
+    assert "k-NN accuracy (SPEC 13) goes from 0.200 at p0 to 0.900 at p7" in sentences[0]
+    assert "with M +1.00" in sentences[0] and "still rises at the last point" in sentences[0]
+    assert "keeps up to p4 (3 points cut)" in sentences[2]  # CKA with the last point reaches 1 at p4
+    assert "consecutive points differ most at p7 (0.830)" in sentences[3]
+    assert peer_sentences([layer_row(0, "p0")]) == []
+    assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)

@@ -58,5 +58,26 @@ def test_dynamics_resume_like_training(digits, tracked, tmp_path):
 def test_tracking_options_are_checked(digits, tmp_path):
     with pytest.raises(SepgraphError, match="--track-every must be at least 1, got -1"):
         train_model("resnet20", digits, out=tmp_path / "a", recipe=RECIPE, track_every=-1)
-    with pytest.raises(SepgraphError, match="--track-vertices must be at least 2, got 1"):
+    with pytest.raises(SepgraphError, match="--track-vertices must be at least 21"):
         train_model("resnet20", digits, out=tmp_path / "b", recipe=RECIPE, track_every=1, track_vertices=1)
+
+
+def test_tracking_changes_nothing_in_the_training(digits, tracked, tmp_path):
+    import torch
+
+    train_model("resnet20", digits, out=tmp_path / "plain", recipe=RECIPE, normalize="none")
+    plain = torch.load(tmp_path / "plain" / "model.pt", weights_only=True)
+    watched = torch.load(tracked / "model.pt", weights_only=True)
+    assert all(torch.equal(plain[key], watched[key]) for key in plain)
+
+
+def test_resuming_with_other_tracking_is_refused(digits, tmp_path):
+    out = tmp_path / "run"
+    once = Recipe(epochs=1, lr=0.05, batch_size=100, milestones=())
+    train_model("resnet20", digits, out=out, recipe=once, normalize="none", track_every=1, track_data="digits:test",
+                track_vertices=120)
+    with pytest.raises(SepgraphError, match="tracked differently"):
+        train_model("resnet20", digits, out=out, recipe=RECIPE, normalize="none", resume=True, track_every=1,
+                    track_data="digits:test", track_vertices=100)
+    with pytest.raises(SepgraphError, match="--track-data needs --track-every"):
+        train_model("resnet20", digits, out=tmp_path / "x", recipe=RECIPE, track_data="digits:test")

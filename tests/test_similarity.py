@@ -229,6 +229,8 @@ def test_one_scan_equals_the_separate_measurements(shape, edges, data):
     vertices = data.draw(st.integers(2, samples))
     edges = min(edges, vertices * (vertices - 1) // 2)
     batches = [rng.choice(samples, size=min(samples, 5), replace=False) for _ in range(2)]  # any order
+    start = data.draw(st.integers(0, samples - 2))
+    batches.append(np.arange(start, data.draw(st.integers(start + 2, samples))))  # a run: copied by slices
     unit = unit_rows(x)[0]
     memory = block * samples * 16
     scan = scan_pairs(unit, bins=10, edges=edges, vertices=vertices, batches=batches, max_memory=memory)

@@ -148,9 +148,12 @@ def analyze(
             for item in stream:  # not enumerate(): it would hold the last item while the next one is extracted
                 index = missing[item.index]
                 timings["features"] += time.perf_counter() - tick
-                row, edge_arrays, grams[index] = _measure_layer(item, index, samples, target, budget, settings,
-                                                                grams.get(index - 1), grams[len(point_list) - 1])
-                grams.pop(index - 1, None)  # the next point needs this one's Gram, no other
+                row, edge_arrays, gram = _measure_layer(item, index, samples, target, budget, settings,
+                                                        grams.get(index - 1), grams[len(point_list) - 1])
+                if index - 1 != len(point_list) - 1:
+                    grams.pop(index - 1, None)
+                if index + 1 in missing or index == len(point_list) - 1:
+                    grams[index] = gram  # the next point compares with it; the last point's, every point
                 for key, value in row.seconds.items():
                     timings[key] += value
                 del item

@@ -120,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="vertices of each measurement (default: 500, at most 90%% of the data)")
     training.set_defaults(run=run_train)
 
-    prune = commands.add_parser("prune", help="cut where M and where Lu et al.'s Q say, fine-tune, compare")
+    prune = commands.add_parser("prune", help="cut where each curve says (M and Lu et al.'s Q by default), fine-tune, "
+                                "compare beside an unpruned control")
     prune.add_argument("folder", help="a results folder written by 'sepgraph analyze' on a zoo model, or where "
                        "to write one first when --model is given")
     prune.add_argument("--model", help="analyse this zoo model first (with --weights, --data, --normalize and the "
@@ -367,10 +368,12 @@ def run_analyze(args: argparse.Namespace) -> None:
         args.model, _data(args), _graph_settings(args), weights=args.weights, num_classes=args.num_classes,
         normalize=args.normalize, points=_points(args), run=_run_settings(args), out=args.out, resume=args.resume,
         overwrite=args.overwrite, report=None if args.no_report else _report_settings(args))
-    print(f"{'index':>5}  {'name':<24}{'mean_sim':>9}{'<0.1':>7}{'r':>8}{'M':>9}{'newman_q':>9}{'lu_q':>15}")
+    print(f"{'index':>5}  {'name':<24}{'mean_sim':>9}{'<0.1':>7}{'r':>8}{'M':>9}{'newman_q':>9}{'lu_q':>15}"
+          f"{'knn':>7}{'probe':>7}{'cka_last':>9}")
     for row in result.rows:
         print(f"{row.index:>5}  {row.name:<24}{row.mean_sim:>9.4f}{row.share_below_0_1:>7.3f}"
-              f"{row.r:>8.4f}{row.M:>9.4f}{row.newman_q:>9.4f}{row.lu_q_mean:>9.4f}±{row.lu_q_std:.3f}")
+              f"{row.r:>8.4f}{row.M:>9.4f}{row.newman_q:>9.4f}{row.lu_q_mean:>9.4f}±{row.lu_q_std:.3f}"
+              f"{row.knn_acc:>7.3f}{row.probe_acc:>7.3f}{row.cka_last:>9.4f}")
     seconds = result.manifest["seconds"]
     print(f"\n{len(result.rows)} layer points in {seconds['total']:.1f} s; results in {result.path}/ "
           "(manifest.json, layers.csv, edges/)")

@@ -341,8 +341,9 @@ def change_label(row: dict) -> str:
 
 
 def _outcome(row: dict) -> str:
-    removed = (f"removes {row['units_removed']} units" if row["units_removed"] else
-               f"truncates {row['points_removed']} points" if row["points_removed"] else "cuts nothing")
+    units, points = row["units_removed"], row["points_removed"]
+    removed = (f"removes {units} unit{'s' if units > 1 else ''}" if units else
+               f"truncates {points} point{'s' if points > 1 else ''}" if points else "cuts nothing")
     return (f"{removed} ({row['params_saved_pct']:.1f}% of parameters), {row['accuracy_finetuned']:.2f}% "
             f"({row['accuracy_vs_control']:+.2f} vs control)")
 

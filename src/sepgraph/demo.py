@@ -51,7 +51,7 @@ def run_demo(out: str | Path = "results/demo", *, model: str = "resnet20", recip
     print(f"1/4 training {model} on {len(train_set)} handwritten digits for {recipe.epochs} epochs, measuring M, "
           f"Lu et al.'s Q and k-NN accuracy at every layer point every {TRACK_EVERY} epochs on the held-out digits")
     train_model(model, train_set, out=out / "train", recipe=recipe, normalize="none", device=device,
-                track_every=TRACK_EVERY, track_data=test_set, track_vertices=DEMO_GRAPH.vertices)
+                track_every=TRACK_EVERY, track_data=test_set, track_vertices=DEMO_GRAPH.vertices, progress=progress)
     weights = out / "train" / "model.pt"
     network = build_model(model, 10, weights).model
     accuracy = evaluate(network, test_set, normalize="none", device=device, progress=False).accuracy
@@ -86,7 +86,7 @@ def run_demo(out: str | Path = "results/demo", *, model: str = "resnet20", recip
 
 
 def _print_dynamics(rows: list) -> None:
-    """When each curve's last point reached most of its final value, in words."""
+    """Each measure at the last layer point, epoch by epoch."""
     last = max(row.index for row in rows)
     epochs = sorted({row.epoch for row in rows})
     print(f"    during training (dynamics.csv, {len(epochs)} measurements), at the last layer point:")

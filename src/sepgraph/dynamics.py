@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass, replace
+import json
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ import torch
 from torch import nn
 
 from .data import ImageDataset, to_tensor
+from .devices import ieee_float32_matmul
 from .errors import SepgraphError
 from .features import extract_features
 from .files import atomic_text
@@ -49,8 +51,9 @@ class DynamicsRow:
 def small_settings(data: ImageDataset, vertices: int = 500, seed: int = 0) -> GraphSettings:
     """The graph of a tracking measurement: ``vertices`` stratified vertices (at most 90% of the data), 10 edges per
     vertex (the paper's ratio), Lu et al.'s Q on 2 batches of a fifth of the vertices each, k = 10."""
-    if vertices < 2:
-        raise SepgraphError(f"--track-vertices must be at least 2, got {vertices}")
+    if vertices < 21:
+        raise SepgraphError(f"--track-vertices must be at least 21 (10 edges per vertex and k-NN with k = 10 need "
+                            f"them), got {vertices}")
     vertices = min(vertices, int(0.9 * len(data)))
     batch = max(2 * data.num_classes, vertices // 5)
     return GraphSettings(vertices=vertices, edges=10 * vertices, hist_samples=vertices, lu_batch_size=batch,
@@ -87,8 +90,9 @@ def measure_dynamics(model: nn.Module, data: ImageDataset, settings: GraphSettin
 class DynamicsTracker:
     """The epoch observer of :func:`~sepgraph.training.train` that writes ``dynamics.csv`` (SPEC 17).
 
-    Measures before the first epoch, after every ``every``-th and after the last one. A resumed run keeps
-    the rows of the epochs it had finished and measures on from there.
+    Measures before the first epoch, after every ``every``-th and after the last one. ``dynamics.json`` beside
+    it records what is measured; a resumed run must track the same way, keeps the rows of the epochs it had
+    finished and measures on from there, and a run that starts afresh starts a fresh file.
     """
 
     def __init__(self, out: str | Path, data: ImageDataset, settings: GraphSettings, *, every: int,
@@ -98,19 +102,34 @@ class DynamicsTracker:
         self.path = Path(out) / "dynamics.csv"
         self.data, self.settings, self.every, self.epochs = data, settings, every, epochs
         self.normalize, self.points, self.device = normalize, points, device
-        self.rows: list[DynamicsRow] = []
+        self.record = {"data": data.spec, "data_sha256": data.sha256, "every": every, "normalize": normalize,
+                       "points": points, "settings": asdict(settings)}
+        self.rows: list[DynamicsRow] | None = None
 
     def __call__(self, epoch: int, model: nn.Module) -> None:
         """Called by ``train`` when it starts at ``epoch`` (0, or where it resumes) and after each epoch."""
-        if not self.rows and self.path.is_file():
-            self.rows = [row for row in load_dynamics(self.path) if row.epoch <= epoch]  # a resumed run
+        if self.rows is None:
+            self.rows = self._resumed(epoch)
         if any(row.epoch == epoch for row in self.rows):
             return
         if epoch == 0 or epoch % self.every == 0 or epoch == self.epochs:
-            with torch.random.fork_rng(devices=[]):  # measuring draws nothing, but leaves training's generator be
+            with torch.random.fork_rng(devices=[]), ieee_float32_matmul():  # training's generator is left be
                 self.rows += measure_dynamics(model, self.data, self.settings, self.normalize, epoch, self.points,
                                               self.device)
             write_dynamics(self.path, self.rows)
+
+    def _resumed(self, epoch: int) -> list[DynamicsRow]:
+        """The rows a run starting at ``epoch`` keeps: none when it starts afresh, else the finished epochs'."""
+        record = self.path.with_suffix(".json")
+        if epoch == 0 or not self.path.is_file():
+            atomic_text(record, json.dumps(self.record, indent=1) + "\n")
+            return []
+        previous = json.loads(record.read_text()) if record.is_file() else None
+        if previous != self.record:
+            raise SepgraphError(f"cannot resume the dynamics in {str(self.path.parent)!r}: they were tracked "
+                                "differently (--track-every, --track-data, --track-vertices or --normalize changed); "
+                                "resume with the same tracking options")
+        return [row for row in load_dynamics(self.path) if row.epoch <= epoch]
 
 
 def write_dynamics(path: Path, rows: list[DynamicsRow]) -> None:

@@ -227,15 +227,16 @@ def dynamics_heatmap(rows: Sequence[DynamicsRow], title: str) -> Figure:
     scale, so where and when the network learns to separate the classes reads as a picture."""
     epochs = sorted({row.epoch for row in rows})
     names = [row.name for row in sorted({(row.index, row.name): row for row in rows}.values(), key=lambda r: r.index)]
-    figure = Figure(figsize=(max(8.0, 0.22 * len(names) + 3), 2.2 + 0.9 * len(MEASURES) * max(2, len(epochs)) / 3),
-                    layout="constrained")
+    height = min(14.0, 2.2 + len(MEASURES) * (0.8 + 0.12 * len(epochs)))
+    figure = Figure(figsize=(max(8.0, 0.22 * len(names) + 3), height), layout="constrained")
     axes = figure.subplots(len(MEASURES), 1, sharex=True)
     for axis, (key, label) in zip(axes, MEASURES.items(), strict=True):
         grid = np.full((len(epochs), len(names)), np.nan)
         for row in rows:
             grid[epochs.index(row.epoch), row.index] = getattr(row, key)
         image = axis.imshow(grid, aspect="auto", cmap="viridis", interpolation="nearest")
-        axis.set_yticks(range(len(epochs)), [str(e) for e in epochs], fontsize=7)
+        shown = range(0, len(epochs), max(1, len(epochs) // 12))  # at most about a dozen epoch labels
+        axis.set_yticks(list(shown), [str(epochs[k]) for k in shown], fontsize=7)
         axis.set_ylabel("epoch")
         axis.set_title(label, fontsize=9)
         figure.colorbar(image, ax=axis)

@@ -25,7 +25,7 @@ from .figures import dynamics_heatmap
 from .models import build_model, input_size, list_models, model_info, parameter_count
 from .points import CONVENTIONS, LayerPoint, layer_points
 from .report import ReportSettings, render_report
-from .results import load_results
+from .results import is_complete
 from .settings import GraphSettings, RunSettings
 from .training import Recipe, TrainingRun, train
 
@@ -83,7 +83,8 @@ def train_model(model: str, data: str | DataSource | ImageDataset, *, out: str |
                 test_data: str | DataSource | ImageDataset | None = None,
                 weights: str | None = None, num_classes: int | None = None, normalize: str = "cifar10",
                 recipe: Recipe | None = None, resume: bool = False, device: str = "auto", track_every: int = 0,
-                track_data: str | DataSource | ImageDataset | None = None, track_vertices: int = 500) -> TrainingRun:
+                track_data: str | DataSource | ImageDataset | None = None, track_vertices: int = 500,
+                progress: bool = True) -> TrainingRun:
     """Train a model with the recipe (``sepgraph train``); its initial weights come from the recipe's seed.
 
     With ``track_every`` K > 0, M, Lu et al.'s Q and k-NN accuracy are measured at every layer point before
@@ -96,12 +97,14 @@ def train_model(model: str, data: str | DataSource | ImageDataset, *, out: str |
     network = build_model(model, classes, weights, recipe.seed).model
     test = as_dataset(test_data) if test_data else None
     tracker = None
+    if track_data is not None and not track_every:
+        raise SepgraphError("--track-data needs --track-every K: the epochs between measurements")
     if track_every:
         tracked = as_dataset(track_data) if track_data else test or dataset
         tracker = DynamicsTracker(out, tracked, small_settings(tracked, track_vertices, recipe.seed),
                                   every=track_every, epochs=recipe.epochs, normalize=normalize, device=device)
     run = train(network, dataset, normalize=normalize, recipe=recipe, out=out, resume=resume, device=device,
-                test_dataset=test, observer=tracker)
+                test_dataset=test, observer=tracker, progress=progress)
     if tracker is not None:
         figure = dynamics_heatmap(tracker.rows, f"{model} on {tracker.data.description}")
         figure.savefig(Path(out) / "dynamics.png", dpi=150)
@@ -137,7 +140,7 @@ def prune(folder: str | Path, train_data: DataSource, *, test_data: DataSource |
     folder = Path(folder)
     rules = [(rule, tau if parameter is None else parameter) for rule, parameter in rules or [("plateau", None)]]
     check_options(rules, init, head_epochs, curves)  # before an analysis that may take hours
-    if model and not _complete(folder):
+    if model and not is_complete(folder):
         if data is None:
             raise SepgraphError("--model needs --data: the data to analyse it on (e.g. its test set)")
         analyze(model, data, settings, weights=weights, normalize=normalize, points=points, run=run, out=folder,
@@ -147,15 +150,3 @@ def prune(folder: str | Path, train_data: DataSource, *, test_data: DataSource |
                             reference_cuts=reference_cuts, init=init, head_epochs=head_epochs, recipe=recipe,
                             device=device)
     return table, render_report(folder, ReportSettings(rule=rules[0][0], parameter=rules[0][1]))
-
-
-def _complete(folder: Path) -> bool:
-    """Whether ``folder`` holds a finished analysis."""
-    if not (folder / "manifest.json").is_file():
-        return False
-    try:
-        load_results(folder)
-    except SepgraphError:  # unfinished: the analysis resumes it, or explains why it cannot
-        return False
-    return True
-

@@ -97,7 +97,7 @@ def probe_accuracy(similarity: torch.Tensor, labels: np.ndarray, zero: torch.Ten
     fold = stratified_folds(labels, folds, seed)
     order = torch.as_tensor(np.argsort(fold, kind="stable"), device=similarity.device)  # the folds, contiguous
     bounds = np.searchsorted(np.sort(fold), np.arange(folds + 1))
-    gram = similarity[order][:, order]
+    gram = similarity[order.unsqueeze(1), order.unsqueeze(0)]
     diagonal = torch.ones(samples, dtype=gram.dtype, device=gram.device)
     if zero is not None:
         diagonal[zero.to(gram.device)[order]] = 0.0
@@ -126,9 +126,10 @@ def centered_gram(similarity: torch.Tensor, norms: torch.Tensor) -> torch.Tensor
         norms: (N,) row norms of the raw features.
 
     Returns:
-        (N, N) float32.
+        (N, N) float32, for features rescaled so that the largest row norm is 1 (CKA is scale-free).
     """
-    norms = norms.to(similarity.device, torch.float32)
+    norms = norms.to(similarity.device, torch.float64)
+    norms = (norms / norms.max()).float()  # CKA ignores the scale: K in [-1, 1] whatever the features' scale
     gram = similarity * norms.unsqueeze(0)
     gram.mul_(norms.unsqueeze(1)).diagonal().copy_(norms * norms)
     means = gram.mean(1, dtype=torch.float64)  # K is symmetric: row and column means agree

@@ -20,7 +20,7 @@ from .criterion import Cut, check_rule, recommend
 from .dynamics import load_dynamics
 from .errors import SepgraphError
 from .figures import dynamics_heatmap, histogram_grid, histogram_heatmap, modularity_curves, ring_graphs
-from .files import atomic_text, atomic_write
+from .files import atomic_text, atomic_write, file_sha256
 from .layer_row import LayerRow
 from .results import edges_path, load_results, removable_units_of
 from .settings import GraphSettings
@@ -107,10 +107,17 @@ def render_report(path: str | Path, settings: ReportSettings | None = None) -> P
 
 
 def dynamics_of(manifest: dict) -> Path | None:
-    """The dynamics.csv beside the analysed weights (written by ``sepgraph train --track-every``), if any."""
-    weights = manifest["parameters"].get("weights")
-    path = Path(weights).parent / "dynamics.csv" if weights else None
-    return path if path is not None and path.is_file() else None
+    """The dynamics.csv of the training run whose ``model.pt`` the analysis measured (``sepgraph train
+    --track-every``): beside the weights file (a relative path read from the current folder), and only while
+    that folder's ``model.pt`` still has the analysed weights' sha256."""
+    parameters = manifest["parameters"]
+    if not parameters.get("weights"):
+        return None
+    folder = Path(parameters["weights"]).parent
+    path, model = folder / "dynamics.csv", folder / "model.pt"
+    if path.is_file() and model.is_file() and file_sha256(model) == parameters["weights_sha256"]:
+        return path
+    return None
 
 
 def _render(figure: Figure, file_format: str, dpi: int) -> bytes:
@@ -196,7 +203,8 @@ def _table(rows: list[LayerRow]) -> str:
     for row in rows:
         cells = []
         for value in row.as_record().values():
-            text = f"{value:.4f}" if isinstance(value, float) else f"{value:,}" if isinstance(value, int) else value
+            text = (f"{value:.4f}" if isinstance(value, float) else f"{value:,}" if isinstance(value, int)
+                    else "" if value is None else value)
             cells.append(f"<td>{html.escape(str(text))}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table class='layers'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"

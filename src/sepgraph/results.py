@@ -197,6 +197,15 @@ def _format1_row(row: dict) -> dict:
                   "lu_q_batches": row["lu_q"]}
 
 
+def is_complete(path: str | Path) -> bool:
+    """Whether ``path`` holds a finished analysis in a readable results format."""
+    try:
+        load_results(path)
+    except SepgraphError:
+        return False
+    return True
+
+
 def removable_units_of(manifest: dict) -> list[RemovableUnit] | None:
     """The analysed model's removable units as the analysis recorded them (SPEC 8, 9); None when it has none
     (a model outside the zoo, an explicit point list) or the folder predates the record."""

@@ -277,8 +277,8 @@ class _BatchGather:
         self.rows, self.order = torch.sort(batch)
         self.matrix = torch.zeros(len(batch), len(batch), dtype=torch.float32, device=batch.device)
         first = int(self.rows[0])
-        contiguous = torch.equal(self.rows, torch.arange(first, first + len(batch), device=batch.device))
-        self.offset = first if contiguous else None  # a run of rows (the vertices): copied by slices
+        contiguous = torch.equal(batch, torch.arange(first, first + len(batch), device=batch.device))
+        self.offset = first if contiguous else None  # an ascending run of rows (the vertices): copied by slices
 
     def add(self, start: int, block: torch.Tensor) -> None:
         if self.offset is not None:
@@ -297,8 +297,11 @@ class _BatchGather:
 
     def result(self) -> torch.Tensor:
         upper = self.matrix.triu_(1)
+        symmetric = upper.add_(upper.T.clone())
+        if self.offset is not None:  # a run of rows is already in its own order
+            return symmetric
         rank = torch.argsort(self.order)
-        return (upper + upper.T)[rank][:, rank]
+        return symmetric[rank.unsqueeze(1), rank.unsqueeze(0)]
 
 
 class _Tally:

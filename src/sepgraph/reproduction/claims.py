@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..comparison import curve_pairs
+from ..criterion import plateau_cut
 from ..layer_row import LayerRow
 
 ACCURACY_TOLERANCE = 0.5
@@ -49,17 +50,10 @@ def sign_changes(curve: Sequence[float]) -> int:
 
 def rank_correlation(values: Sequence[float]) -> float:
     """Spearman correlation of a curve with its layer index (ties get their mean rank)."""
-    values = np.asarray(values, dtype=np.float64)
-    order = np.argsort(values, kind="stable")
-    ranks = np.empty(len(values))
-    ranks[order] = np.arange(len(values))
-    for value in np.unique(values):
-        same = values == value
-        ranks[same] = ranks[same].mean()
-    index = np.arange(len(values), dtype=np.float64)
+    ranks = _ranks(values)
     if ranks.std() == 0:
         return 0.0
-    return float(np.corrcoef(index, ranks)[0, 1])
+    return float(np.corrcoef(np.arange(len(ranks), dtype=np.float64), ranks)[0, 1])
 
 
 def stage_means(curve: Sequence[float]) -> tuple[float, float, float]:
@@ -146,3 +140,50 @@ def findings_markdown(title: str, claims: list[Claim], notes: Sequence[str] = ()
         lines.append(f"| ({claim.key}) {claim.text} | **{verdict}** | {claim.evidence} |")
     lines += [""] + [f"- {note}" for note in notes] + [""]
     return "\n".join(lines)
+
+
+def peer_sentences(rows: Sequence[LayerRow]) -> list[str]:
+    """One sentence per measure of SPEC 13-15 on how its curve compares with M's; empty when the analysis
+    predates them. Correlations are Spearman's, over the layer points."""
+    if rows[0].knn_acc is None or len(rows) < 2:
+        return []
+    m = [r.M for r in rows]
+
+    def reading(values: list[float]) -> str:
+        cut = plateau_cut(values).cut_index
+        gone = len(rows) - 1 - cut
+        return (f"keeps up to {rows[cut].name} ({gone} point{'s' if gone > 1 else ''} cut)" if gone
+                else "still rises at the last point")
+
+    sentences = []
+    for key, label in (("knn_acc", "k-NN accuracy (SPEC 13)"), ("probe_acc", "Linear-probe accuracy (SPEC 14)"),
+                       ("cka_last", "CKA with the last point (SPEC 15)")):
+        values = [getattr(r, key) for r in rows]
+        sentences.append(
+            f"{label} goes from {values[0]:.3f} at {rows[0].name} to {values[-1]:.3f} at {rows[-1].name}; rank "
+            f"correlation with depth {rank_correlation(values):+.2f}, with M {spearman(values, m):+.2f}; total "
+            f"variation {total_variation(values):.2f} (M {total_variation(m):.2f}); under plateau (tau 0.02) it "
+            f"{reading(values)}, M {reading(m)}.")
+    previous = [(r.cka_prev, r.name) for r in rows[1:]]
+    lowest = sorted(previous)[:3]
+    sentences.append(
+        f"CKA with the previous point (SPEC 15) ranges {min(previous)[0]:.3f}-{max(previous)[0]:.3f} (median "
+        f"{float(np.median([v for v, _ in previous])):.3f}); consecutive points differ most at "
+        + ", ".join(f"{name} ({value:.3f})" for value, name in lowest) + ".")
+    return sentences
+
+
+def spearman(first: Sequence[float], second: Sequence[float]) -> float:
+    """Spearman rank correlation of two curves (ties get their mean rank); 0 when either is constant."""
+    a, b = _ranks(first), _ranks(second)
+    return float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else 0.0
+
+
+def _ranks(values: Sequence[float]) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float64)
+    ranks = np.empty(len(values))
+    ranks[np.argsort(values, kind="stable")] = np.arange(len(values))
+    for value in np.unique(values):
+        same = values == value
+        ranks[same] = ranks[same].mean()
+    return ranks
