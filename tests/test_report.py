@@ -44,7 +44,8 @@ def test_figures_have_one_panel_per_layer_point(folder):
     heatmap = histogram_heatmap(rows, "t")
     assert len(heatmap.axes[0].get_yticklabels()) == 10
     curves = modularity_curves(rows, recommend(rows), "t")
-    assert len(curves.axes) == 4  # M with Q on a twin axis, terms, similarity
+    assert len(curves.axes) == 5  # M with Q on a twin axis, terms, the field's measures (SPEC 13-15), similarity
+    assert "the field's measures" in curves.axes[2].get_ylabel()
 
 
 def test_ring_positions_keep_classes_contiguous():

@@ -179,7 +179,7 @@ def _rows(unit: torch.Tensor, positions: np.ndarray) -> torch.Tensor:
 
 def _reference_grams(model: nn.Module, points: list, missing: list[int], dataset: ImageDataset,
                      samples: SampleSets, normalize: str, run: RunSettings, target: torch.device, budget: int,
-                     progress: bool) -> dict[int, CenteredGram]:
+                     progress: bool) -> dict[int, CenteredGram | SepgraphError]:
     """Centered vertex Grams (SPEC 15) that the missing points compare with but will not compute themselves:
     the last point's (for ``cka_last``) and, when resuming, the point before each first missing one (for
     ``cka_prev``), from one extraction of those points on the vertices alone."""
@@ -191,7 +191,11 @@ def _reference_grams(model: nn.Module, points: list, missing: list[int], dataset
     for item in extract_features(model, [points[i] for i in wanted], dataset, samples.vertices, normalize=normalize,
                                  batch_size=run.batch_size, device=run.device, max_memory=budget, progress=progress):
         norms = _row_norms(item.features)
-        unit, _ = unit_rows(item.features, inplace=True)
+        try:
+            unit, _ = unit_rows(item.features, inplace=True)
+        except SepgraphError as error:  # raised where a point needs this Gram, after any earlier point's own error
+            grams[wanted[item.index]] = SepgraphError(f"layer point {item.point.name!r}: {error}")
+            continue
         grams[wanted[item.index]] = CenteredGram.of(pair_similarities(unit.to(target), max(budget // 4, 1)), norms)
         del item, unit
     return grams
@@ -209,8 +213,8 @@ def _row_norms(features: np.ndarray | torch.Tensor, rows: int | None = None) -> 
 
 
 def _measure_layer(item: PointFeatures, index: int, samples: SampleSets, target: torch.device, budget: int,
-                   settings: GraphSettings, previous: CenteredGram | None, last: CenteredGram
-                   ) -> tuple[LayerRow, dict, CenteredGram]:
+                   settings: GraphSettings, previous: CenteredGram | SepgraphError | None,
+                   last: CenteredGram | SepgraphError) -> tuple[LayerRow, dict, CenteredGram]:
     """All measurements of one layer point; returns its row, its edge arrays and its centered vertex Gram.
 
     When the histogram counts every extracted sample (``hist_samples`` "all"), one scan of the
@@ -265,6 +269,9 @@ def _measure_layer(item: PointFeatures, index: int, samples: SampleSets, target:
                                seed=settings.seed)
     gram = CenteredGram.of(vertex_similarity, vertex_norms)
     del vertex_similarity
+    for reference in (previous, last):
+        if isinstance(reference, SepgraphError):
+            raise reference
     cka_prev = gram.cka(previous) if previous is not None else None
     cka_last = gram.cka(last)
     seconds["peers"] = time.perf_counter() - tick
