@@ -35,7 +35,7 @@ from .points import layer_points, removable_units
 from .results import ResultsFolder
 from .samples import SampleSets
 from .settings import GraphSettings, RunSettings
-from .similarity import SMALLEST_FLOAT32_NORM, pair_similarities, scan_pairs, similarity_histogram, unit_rows
+from .similarity import exact_row_norms, pair_similarities, scan_pairs, similarity_histogram, unit_rows
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +190,7 @@ def _reference_grams(model: nn.Module, points: list, missing: list[int], dataset
     grams = {}
     for item in extract_features(model, [points[i] for i in wanted], dataset, samples.vertices, normalize=normalize,
                                  batch_size=run.batch_size, device=run.device, max_memory=budget, progress=progress):
-        norms = _row_norms(item.features)
+        norms = exact_row_norms(item.features)
         try:
             unit, _ = unit_rows(item.features, inplace=True)
         except SepgraphError as error:  # raised where a point needs this Gram, after any earlier point's own error
@@ -199,17 +199,6 @@ def _reference_grams(model: nn.Module, points: list, missing: list[int], dataset
         grams[wanted[item.index]] = CenteredGram.of(pair_similarities(unit.to(target), max(budget // 4, 1)), norms)
         del item, unit
     return grams
-
-
-def _row_norms(features: np.ndarray | torch.Tensor, rows: int | None = None) -> torch.Tensor:
-    """(rows,) norms of the first ``rows`` raw feature vectors: float32, and float64 for rows whose float32 norm
-    overflowed or is too small to trust (as in :func:`~sepgraph.similarity.unit_rows`)."""
-    tensor = torch.as_tensor(features)[:rows]
-    norms = torch.linalg.vector_norm(tensor, dim=1).double()
-    unsafe = torch.nonzero(~torch.isfinite(norms) | (norms < SMALLEST_FLOAT32_NORM)).squeeze(1)
-    if len(unsafe):
-        norms[unsafe] = torch.linalg.vector_norm(tensor[unsafe].double(), dim=1)
-    return norms
 
 
 def _measure_layer(item: PointFeatures, index: int, samples: SampleSets, target: torch.device, budget: int,
@@ -226,7 +215,7 @@ def _measure_layer(item: PointFeatures, index: int, samples: SampleSets, target:
     seconds = {}
     tick = time.perf_counter()
     vertices = len(samples.vertices)
-    vertex_norms = _row_norms(item.features, vertices)  # before the features become unit rows in place
+    vertex_norms = exact_row_norms(item.features[:vertices])  # before the features become unit rows in place
     try:
         unit, zero = unit_rows(item.features, inplace=True)
     except SepgraphError as error:

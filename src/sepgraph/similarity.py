@@ -49,11 +49,8 @@ def unit_rows(features: torch.Tensor | np.ndarray, inplace: bool = False) -> tup
         tensor = tensor.to(torch.float32, copy=True)
     if not all(bool(torch.isfinite(chunk).all()) for chunk in tensor.split(1024)):  # no N x D mask in memory
         raise SepgraphError("features contain NaN or Inf (did the model diverge, or the input overflow?)")
-    norms = torch.linalg.vector_norm(tensor, dim=1, keepdim=True)
-    # A float32 sum of squares overflows (inf) for entries near 1e19 and loses entries below 1e-19 (their
-    # squares are subnormal), which matters only when the norm itself is tiny: such rows (zero rows too)
-    # are normalised in float64, where neither happens; every other row exactly as before.
-    unsafe = (~torch.isfinite(norms) | (norms < SMALLEST_FLOAT32_NORM)).squeeze(1)
+    norms, unsafe = float32_row_norms(tensor)
+    norms = norms.unsqueeze(1)
     tensor.div_(norms.masked_fill_(unsafe.unsqueeze(1), 1.0))
     zero = torch.zeros(len(tensor), dtype=torch.bool, device=tensor.device)
     rows = torch.nonzero(unsafe).squeeze(1)
@@ -63,6 +60,28 @@ def unit_rows(features: torch.Tensor | np.ndarray, inplace: bool = False) -> tup
         zero[rows] = (exact_norms == 0).squeeze(1)
         tensor[rows] = exact.div_(exact_norms.masked_fill_(exact_norms == 0, 1.0)).float()
     return tensor, zero
+
+
+def float32_row_norms(tensor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N,) float32 norms of the rows of (N, D) float32 ``tensor`` and the (N,) bool mask of those not to trust.
+
+    A float32 sum of squares overflows (inf) for entries near 1e19 and loses entries below 1e-19 (their squares
+    are subnormal), which matters only when the norm itself is tiny: such rows (zero rows too) are marked, for
+    float64 (:func:`unit_rows`, :func:`exact_row_norms`); every other norm is used as it is.
+    """
+    norms = torch.linalg.vector_norm(tensor, dim=1)
+    return norms, ~torch.isfinite(norms) | (norms < SMALLEST_FLOAT32_NORM)
+
+
+def exact_row_norms(features: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """(N,) float64 row norms of (N, D) float32 features: float32 where that is exact enough, float64 where not."""
+    tensor = torch.as_tensor(features)
+    norms, unsafe = float32_row_norms(tensor)
+    norms = norms.double()
+    rows = torch.nonzero(unsafe).squeeze(1)
+    if len(rows):
+        norms[rows] = torch.linalg.vector_norm(tensor[rows].double(), dim=1)
+    return norms
 
 
 def block_rows(samples: int, max_memory: int, device: torch.device | None = None) -> int:
