@@ -17,8 +17,7 @@ Runs ``sepgraph.analyze`` with the paper's settings (histograms over every image
   N x D unit matrix with its transpose, timed here at every (N, D) the analysis used. Ratio =
   time ``torch.mm`` needs for those flops / time taken; target >= 0.6 on the CPU. Then the
   modularity stage (M, Newman Q, Lu et al.'s kNN graphs and Q), which does no GEMM, and the peer
-  measures of the vertices (k-NN and probe accuracy, CKA; SPEC 13-15), with the extraction of the last
-  point on the vertices that CKA needs.
+  measures of the vertices (k-NN and probe accuracy, CKA; SPEC 13-15).
 - forward passes: the feature-extraction time (one pass per group of points that fits the
   memory budget, each stopped after its group's last point; with ``--spill-dir`` one pass
   and the reading back of the files), beside one plain forward pass of the whole model

@@ -151,7 +151,7 @@ def test_each_point_is_released_before_the_next_is_extracted(tmp_path, monkeypat
 
     monkeypatch.setattr(sepgraph.analysis, "extract_features", watched)
     small(tmp_path / "run", run=RunSettings(spill_dir=tmp_path if spill else None))
-    assert alive == [False] * 11  # the last point on the vertices alone (for cka_last), then the 10 points
+    assert alive == [False] * 10  # the 10 points, from the last: no extraction apart for cka_last
 
 
 def test_spilled_analysis_is_byte_identical(finished, tmp_path):

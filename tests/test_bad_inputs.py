@@ -85,7 +85,7 @@ CASES = {
     "NaN features": (lambda t: ["analyze", "--model", "resnet20", "--weights", str(checkpoint(t, "nan"))],
                      "layer point 'stem': features contain NaN or Inf"),
     "all-zero features": (lambda t: ["analyze", "--model", "resnet20", "--weights", str(checkpoint(t, "zero"))],
-                          "layer point 'stem': every feature vector is zero"),
+                          "layer point 'layer3.2.unit2': every feature vector is zero"),  # measured from the last
     "corrupt checkpoint": (lambda t: ["eval", "--model", "resnet20", "--weights", str(checkpoint(t, "corrupt"))],
                            "is corrupt or truncated"),
     "truncated checkpoint": (lambda t: ["eval", "--model", "resnet20", "--weights", str(checkpoint(t, "truncated"))],

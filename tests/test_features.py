@@ -72,6 +72,21 @@ def test_spilled_features_equal_the_in_memory_ones_and_leave_no_files(digits, re
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("spill", [False, True])
+def test_reverse_yields_the_same_features_from_the_last_point(digits, resnet20, tmp_path, spill):
+    points = layer_points(resnet20, "paper")
+    indices = np.arange(0, 60, 3)
+    budget = len(indices) * 16384 * 4 * 2  # several groups
+    options = dict(normalize="none", max_memory=budget, batch_size=7, progress=False,
+                   spill_dir=tmp_path if spill else None)
+    forward = list(extract_features(resnet20, points, digits, indices, **options))
+    backward = list(extract_features(resnet20, points, digits, indices, reverse=True, **options))
+    assert [b.index for b in backward] == list(range(len(points) - 1, -1, -1))
+    for a, b in zip(forward[::-1], backward, strict=True):
+        assert a.point == b.point and a.shape == b.shape
+        np.testing.assert_array_equal(a.features, b.features)
+
+
 def test_spill_dir_must_exist_and_have_room(digits, resnet20, tmp_path, monkeypatch):
     points = layer_points(resnet20, "paper")
     with pytest.raises(SepgraphError, match="is not a folder"):

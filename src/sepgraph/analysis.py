@@ -11,7 +11,7 @@ import math
 import platform
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -29,13 +29,21 @@ from .errors import SepgraphError
 from .features import PointFeatures, extract_features, feature_budget, point_shapes
 from .layer_row import LayerRow
 from .models import build_model
-from .modularity import lu_modularity_of_similarity, newman_modularity, paper_modularity
+from .modularity import PaperModularity, lu_modularity_of_similarity, newman_modularity, paper_modularity
 from .peer_metrics import CenteredGram, knn_accuracy, probe_accuracy
 from .points import layer_points, removable_units
 from .results import ResultsFolder
 from .samples import SampleSets
 from .settings import GraphSettings, RunSettings
-from .similarity import exact_row_norms, pair_similarities, scan_pairs, similarity_histogram, unit_rows
+from .similarity import (
+    Histogram,
+    Subgraph,
+    exact_row_norms,
+    pair_similarities,
+    scan_pairs,
+    similarity_histogram,
+    unit_rows,
+)
 
 log = logging.getLogger(__name__)
 
@@ -143,22 +151,31 @@ def analyze(
         tick = time.perf_counter()
         stream = extract_features(model, [point_list[i] for i in missing], dataset, samples.order, normalize=normalize,
                                   batch_size=run.batch_size, device=run.device, max_memory=budget,
-                                  spill_dir=run.spill_dir, progress=progress) if missing else iter(())
+                                  spill_dir=run.spill_dir, progress=progress, reverse=True) if missing else iter(())
+        last = len(point_list) - 1
+
+        def finish(row: LayerRow, edge_arrays: dict, gram: CenteredGram, previous: CenteredGram | None) -> None:
+            row = _with_cka(row, gram, previous, grams[last])
+            for key, value in row.seconds.items():
+                timings[key] += value
+            folder.write_layer(row, edge_arrays)
+            stored[row.index] = row
+
+        waiting = None  # the row of the point measured before, while its previous point is being measured
         with tqdm(total=len(missing), desc="layers", unit="point", disable=not progress) as bar:
             for item in stream:  # not enumerate(): it would hold the last item while the next one is extracted
                 index = missing[item.index]
                 timings["features"] += time.perf_counter() - tick
-                row, edge_arrays, gram = _measure_layer(item, index, samples, target, budget, settings,
-                                                        grams.get(index - 1), grams[len(point_list) - 1])
-                if index - 1 != len(point_list) - 1:
-                    grams.pop(index - 1, None)
-                if index + 1 in missing or index == len(point_list) - 1:
-                    grams[index] = gram  # the next point compares with it; the last point's, every point
-                for key, value in row.seconds.items():
-                    timings[key] += value
+                row, edge_arrays, gram = _measure_layer(item, index, samples, target, budget, settings)
                 del item
-                folder.write_layer(row, edge_arrays)
-                stored[index] = row
+                if index == last:
+                    grams[last] = gram
+                if waiting is not None:  # points are measured from the last: this one is the waiting one's previous
+                    finish(*waiting, gram)
+                previous = grams.get(index - 1)
+                waiting = (row, edge_arrays, gram) if index > 0 and previous is None else None
+                if waiting is None:
+                    finish(row, edge_arrays, gram, previous)
                 bar.set_postfix_str(f"{row.name} M={row.M:.4f}")
                 bar.update()
                 tick = time.perf_counter()
@@ -177,45 +194,112 @@ def _rows(unit: torch.Tensor, positions: np.ndarray) -> torch.Tensor:
     return unit[torch.as_tensor(positions, device=unit.device)]
 
 
+def _with_cka(row: LayerRow, gram: CenteredGram, previous: CenteredGram | SepgraphError | None,
+              last: CenteredGram | SepgraphError) -> LayerRow:
+    """``row`` with its CKA to the previous (None at the first point) and to the last point (SPEC 15)."""
+    tick = time.perf_counter()
+    for reference in (previous, last):
+        if isinstance(reference, SepgraphError):
+            raise reference
+    cka_prev = gram.cka(previous) if previous is not None else None
+    seconds = row.seconds | {"peers": row.seconds["peers"] + time.perf_counter() - tick}
+    return replace(row, cka_prev=cka_prev, cka_last=gram.cka(last), seconds=seconds)
+
+
 def _reference_grams(model: nn.Module, points: list, missing: list[int], dataset: ImageDataset,
                      samples: SampleSets, normalize: str, run: RunSettings, target: torch.device, budget: int,
                      progress: bool) -> dict[int, CenteredGram | SepgraphError]:
-    """Centered vertex Grams (SPEC 15) that the missing points compare with but will not compute themselves:
-    the last point's (for ``cka_last``) and, when resuming, the point before each first missing one (for
-    ``cka_prev``), from one extraction of those points on the vertices alone."""
-    if not missing:
-        return {}
+    """Centered vertex Grams (SPEC 15) that the missing points compare with but will not compute themselves,
+    when resuming: the last point's (for ``cka_last``) and the point before each first missing one (for
+    ``cka_prev``), from one extraction of those points on the vertices alone (in the batches of the full
+    extraction, so their features are the same numbers)."""
     last = len(points) - 1
-    wanted = sorted({last} | {m - 1 for m in missing if m > 0 and m - 1 not in missing})
+    wanted = sorted(({last} if last not in missing else set())
+                    | {m - 1 for m in missing if m > 0 and m - 1 not in missing})
+    if not missing or not wanted:
+        return {}
+    vertices = len(samples.vertices)
+    batched = samples.order[:min(len(samples.order), -(-vertices // run.batch_size) * run.batch_size)]
     grams = {}
-    for item in extract_features(model, [points[i] for i in wanted], dataset, samples.vertices, normalize=normalize,
+    for item in extract_features(model, [points[i] for i in wanted], dataset, batched, normalize=normalize,
                                  batch_size=run.batch_size, device=run.device, max_memory=budget, progress=progress):
-        norms = exact_row_norms(item.features)
+        graph = item.features[:vertices]
+        norms = exact_row_norms(graph)
         try:
-            unit, _ = unit_rows(item.features, inplace=True)
+            unit, _ = unit_rows(graph, inplace=True)
         except SepgraphError as error:  # raised where a point needs this Gram, after any earlier point's own error
             grams[wanted[item.index]] = SepgraphError(f"layer point {item.point.name!r}: {error}")
             continue
-        grams[wanted[item.index]] = CenteredGram.of(pair_similarities(unit.to(target), max(budget // 4, 1)), norms)
-        del item, unit
+        grams[wanted[item.index]] = CenteredGram.of(pair_similarities(unit.to(target), max(budget // 4, 1)), norms,
+                                                    inplace=True)
+        del item, unit, graph
     return grams
 
 
-def _measure_layer(item: PointFeatures, index: int, samples: SampleSets, target: torch.device, budget: int,
-                   settings: GraphSettings, previous: CenteredGram | SepgraphError | None,
-                   last: CenteredGram | SepgraphError) -> tuple[LayerRow, dict, CenteredGram]:
-    """All measurements of one layer point; returns its row, its edge arrays and its centered vertex Gram.
+@dataclass
+class PointGraph:
+    """One layer point's graphs from one scan of its unit rows (SPEC 4-7).
 
-    When the histogram counts every extracted sample (``hist_samples`` "all"), one scan of the
-    similarity blocks feeds the histogram, the subgraph and the vertices' similarity block (the vertices
-    are the leading rows) and Lu et al.'s batches; otherwise the histogram's samples are scanned apart
-    from the vertices and batches. ``previous`` and ``last`` are the centered Grams of the previous and
-    the last point (SPEC 15; ``previous`` None at the first point).
+    Attributes:
+        histogram: over the histogram samples' pairs; None when not asked for.
+        subgraph: the top-|E| pairs among the vertices.
+        vertex_similarity: (N, N) float32 cosine similarity of the vertices (diagonal 0).
+        paper: the subgraph's r, AQ, EQ and M.
+        lu_q: Lu et al.'s Q of each batch, in batch order.
+        seconds: "similarity" (the scan) and "modularity".
     """
-    seconds = {}
+
+    histogram: Histogram | None
+    subgraph: Subgraph
+    vertex_similarity: torch.Tensor
+    paper: PaperModularity
+    lu_q: list[float]
+    seconds: dict[str, float]
+
+
+def point_graph(unit: torch.Tensor, samples: SampleSets, settings: GraphSettings, block_memory: int,
+                zero_vectors: int = 0, histogram: bool = True) -> PointGraph:
+    """Scan one point's (len(samples.order), D) float32 unit rows (vertices first) for its graphs (SPEC 4-7).
+
+    When the histogram counts every extracted sample (``samples.hist_is_union``) or none is asked for, one
+    scan of the similarity blocks feeds the histogram, the subgraph, the vertices' similarity block (the
+    vertices are the leading rows) and Lu et al.'s batches; otherwise the histogram's samples are scanned apart
+    from the vertices and batches.
+    """
     tick = time.perf_counter()
     vertices = len(samples.vertices)
+    all_vertices = np.arange(vertices, dtype=np.int64)
+    counted = None
+    if samples.hist_is_union or not histogram:
+        batches = [samples.positions(batch) for batch in samples.batches]
+        scan = scan_pairs(unit, bins=settings.bins if histogram else 0, edges=settings.edges, vertices=vertices,
+                          batches=[all_vertices, *batches], max_memory=block_memory, zero_vectors=zero_vectors)
+        counted, subgraph = scan.histogram, scan.subgraph
+        vertex_similarity, *batch_similarities = scan.batch_similarities
+    else:
+        counted = similarity_histogram(_rows(unit, samples.positions(samples.hist)), settings.bins, block_memory,
+                                       zero_vectors)
+        scan = scan_pairs(unit[:vertices], bins=0, edges=settings.edges, vertices=vertices, batches=[all_vertices],
+                          max_memory=block_memory)
+        subgraph, vertex_similarity = scan.subgraph, scan.batch_similarities[0]
+        batch_similarities = [pair_similarities(_rows(unit, samples.positions(batch)), block_memory)
+                              for batch in samples.batches]
+    seconds = {"similarity": time.perf_counter() - tick}
+    tick = time.perf_counter()
+    lu = [lu_modularity_of_similarity(similarity, samples.labels[batch], settings.lu_k)
+          for similarity, batch in zip(batch_similarities, samples.batches, strict=True)]
+    paper = paper_modularity(subgraph.i, subgraph.j, subgraph.w, samples.labels[samples.vertices])
+    seconds["modularity"] = time.perf_counter() - tick
+    return PointGraph(counted, subgraph, vertex_similarity, paper, lu, seconds)
+
+
+def _measure_layer(item: PointFeatures, index: int, samples: SampleSets, target: torch.device, budget: int,
+                   settings: GraphSettings) -> tuple[LayerRow, dict, CenteredGram]:
+    """All measurements of one layer point but its CKAs (filled by :func:`_with_cka` once the Grams they
+    compare with are known); returns its row, its edge arrays and its centered vertex Gram (SPEC 15)."""
+    vertices = len(samples.vertices)
     vertex_norms = exact_row_norms(item.features[:vertices])  # before the features become unit rows in place
+    tick = time.perf_counter()
     try:
         unit, zero = unit_rows(item.features, inplace=True)
     except SepgraphError as error:
@@ -225,53 +309,29 @@ def _measure_layer(item: PointFeatures, index: int, samples: SampleSets, target:
             f"layer point {item.point.name!r}: every feature vector is zero (dead units, or weights that zero the "
             "output?), so cosine similarity is undefined there; check the weights or leave the point out with --points"
         )
-    unit = unit.to(target)
-    block_memory = max(budget // 4, 1)
-    hist_positions = samples.positions(samples.hist)
-    zero_vectors = int(zero[torch.as_tensor(hist_positions)].sum())
-    all_vertices = np.arange(vertices, dtype=np.int64)
-    batch_labels = [samples.labels[batch] for batch in samples.batches]
-    if samples.hist_is_union:
-        batches = [samples.positions(batch) for batch in samples.batches]
-        scan = scan_pairs(unit, bins=settings.bins, edges=settings.edges, vertices=vertices,
-                          batches=[all_vertices, *batches], max_memory=block_memory, zero_vectors=zero_vectors)
-        histogram, subgraph = scan.histogram, scan.subgraph
-        vertex_similarity, *batch_similarities = scan.batch_similarities
-    else:
-        histogram = similarity_histogram(_rows(unit, hist_positions), settings.bins, block_memory, zero_vectors)
-        scan = scan_pairs(unit[:vertices], bins=0, edges=settings.edges, vertices=vertices, batches=[all_vertices],
-                          max_memory=block_memory)
-        subgraph, vertex_similarity = scan.subgraph, scan.batch_similarities[0]
-        batch_similarities = [pair_similarities(_rows(unit, samples.positions(batch)), block_memory)
-                              for batch in samples.batches]
-    seconds["similarity"] = time.perf_counter() - tick
+    zero_vectors = int(zero[torch.as_tensor(samples.positions(samples.hist))].sum())
+    normalised = time.perf_counter() - tick
+    graph = point_graph(unit.to(target), samples, settings, max(budget // 4, 1), zero_vectors)
+    seconds = graph.seconds | {"similarity": graph.seconds["similarity"] + normalised}
     tick = time.perf_counter()
-    lu = [lu_modularity_of_similarity(similarity, labels, settings.lu_k)
-          for similarity, labels in zip(batch_similarities, batch_labels, strict=True)]
     vertex_labels = samples.labels[samples.vertices]
-    paper = paper_modularity(subgraph.i, subgraph.j, subgraph.w, vertex_labels)
+    subgraph = graph.subgraph
     newman_q = newman_modularity(subgraph.i, subgraph.j, subgraph.w, vertex_labels)
-    seconds["modularity"] = time.perf_counter() - tick
+    seconds["modularity"] += time.perf_counter() - tick
     tick = time.perf_counter()
-    knn_acc = knn_accuracy(vertex_similarity, vertex_labels, settings.knn_k)
-    probe_acc = probe_accuracy(vertex_similarity, vertex_labels, zero[:vertices], settings.probe_ridge,
+    knn_acc = knn_accuracy(graph.vertex_similarity, vertex_labels, settings.knn_k)
+    probe_acc = probe_accuracy(graph.vertex_similarity, vertex_labels, zero[:vertices], settings.probe_ridge,
                                seed=settings.seed)
-    gram = CenteredGram.of(vertex_similarity, vertex_norms)
-    del vertex_similarity
-    for reference in (previous, last):
-        if isinstance(reference, SepgraphError):
-            raise reference
-    cka_prev = gram.cka(previous) if previous is not None else None
-    cka_last = gram.cka(last)
+    gram = CenteredGram.of(graph.vertex_similarity, vertex_norms, inplace=True)
     seconds["peers"] = time.perf_counter() - tick
-
+    histogram, paper, lu = graph.histogram, graph.paper, graph.lu_q
     row = LayerRow(
         index=index, name=item.point.name, dim=int(np.prod(item.shape)),
         hist=tuple(int(count) for count in histogram.counts), below_zero=histogram.below_zero,
         mean_sim=histogram.mean, share_below_0_1=histogram.share_below_0_1, r=paper.r, AQ=paper.AQ, EQ=paper.EQ,
         M=paper.M, newman_q=newman_q, lu_q_mean=float(np.mean(lu)),
         lu_q_std=float(np.std(lu, ddof=1)) if len(lu) > 1 else 0.0, lu_q_batches=tuple(float(q) for q in lu),
-        knn_acc=knn_acc, probe_acc=probe_acc, cka_prev=cka_prev, cka_last=cka_last,
+        knn_acc=knn_acc, probe_acc=probe_acc, cka_prev=None, cka_last=None,
         shape=tuple(item.shape), zero_vectors=zero_vectors, seconds=seconds,
     )
     edge_arrays = {"i": subgraph.i, "j": subgraph.j, "w": subgraph.w, "vertices": samples.vertices,

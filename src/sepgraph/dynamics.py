@@ -19,17 +19,18 @@ import numpy as np
 import torch
 from torch import nn
 
+from .analysis import point_graph
 from .data import ImageDataset, to_tensor
 from .devices import ieee_float32_matmul
 from .errors import SepgraphError
 from .features import extract_features
 from .files import atomic_text
-from .modularity import lu_modularity_of_similarity, paper_modularity
+from .layer_row import csv_cell
 from .peer_metrics import knn_accuracy
 from .points import layer_points
 from .samples import SampleSets
 from .settings import GraphSettings
-from .similarity import scan_pairs, unit_rows
+from .similarity import unit_rows
 
 COLUMNS = ("epoch", "index", "name", "M", "lu_q_mean", "knn_acc")
 """The columns of dynamics.csv: one row per measured epoch and layer point (epoch 0: before training)."""
@@ -67,23 +68,15 @@ def measure_dynamics(model: nn.Module, data: ImageDataset, settings: GraphSettin
     samples = SampleSets.choose(data.labels, data.num_classes, replace(settings, hist_samples=settings.vertices))
     example = to_tensor(data.read(samples.order[:1]), normalize).to(next(model.parameters()).device)
     found = layer_points(model, points, example_input=example)
-    vertices = len(samples.vertices)
     vertex_labels = samples.labels[samples.vertices]
-    batches = [samples.positions(batch) for batch in samples.batches]
     rows = []
     for item in extract_features(model, found, data, samples.order, normalize=normalize, batch_size=batch_size,
                                  device=device, progress=False):
         unit, _ = unit_rows(item.features, inplace=True)
-        scan = scan_pairs(unit, bins=0, edges=settings.edges, vertices=vertices,
-                          batches=[np.arange(vertices), *batches])
-        vertex_similarity, *batch_similarities = scan.batch_similarities
-        subgraph = scan.subgraph
-        lu = [lu_modularity_of_similarity(similarity, samples.labels[batch], settings.lu_k)
-              for similarity, batch in zip(batch_similarities, samples.batches, strict=True)]
-        rows.append(DynamicsRow(epoch, item.index, item.point.name,
-                                paper_modularity(subgraph.i, subgraph.j, subgraph.w, vertex_labels).M,
-                                float(np.mean(lu)), knn_accuracy(vertex_similarity, vertex_labels, settings.knn_k)))
-        del item, unit, scan
+        graph = point_graph(unit, samples, settings, block_memory=1 << 30, histogram=False)
+        rows.append(DynamicsRow(epoch, item.index, item.point.name, graph.paper.M, float(np.mean(graph.lu_q)),
+                                knn_accuracy(graph.vertex_similarity, vertex_labels, settings.knn_k)))
+        del item, unit, graph
     return rows
 
 
@@ -137,8 +130,7 @@ def write_dynamics(path: Path, rows: list[DynamicsRow]) -> None:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(COLUMNS)
-    writer.writerows([getattr(row, c) if not isinstance(getattr(row, c), float) else repr(getattr(row, c))
-                      for c in COLUMNS] for row in rows)
+    writer.writerows([csv_cell(getattr(row, column)) for column in COLUMNS] for row in rows)
     atomic_text(path, buffer.getvalue())
 
 

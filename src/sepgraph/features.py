@@ -125,7 +125,8 @@ def point_shapes(
 ) -> list[tuple[int, ...]]:
     """Per-sample output shape of each point, from one forward pass on ``example`` (1, C, H, W).
 
-    Also checks that the model accepts such inputs and that every point runs. The pass runs in eval mode
+    Also checks that the model accepts such inputs, that every point runs and that its output on
+    ``example`` is finite (naming the first point that is not). The pass runs in eval mode
     on the device of the model's parameters; every module's training mode is restored afterwards.
     """
     capture = _Capture(model, points, stop_early=True)
@@ -137,6 +138,11 @@ def point_shapes(
         raise input_shape_error(example.shape[1:], error) from error
     finally:
         capture.remove()
+    for position, point in enumerate(points):  # the first point where the features break, before any work
+        output = capture.outputs[position]
+        if not output.is_meta and not bool(torch.isfinite(output).all()):
+            raise SepgraphError(f"layer point {point.name!r}: features contain NaN or Inf (did the model diverge, "
+                                "or the input overflow?)")
     return [tuple(capture.outputs[i].shape[1:]) for i in range(len(points))]
 
 
@@ -178,9 +184,11 @@ def extract_features(
     max_memory: int | None = None,
     spill_dir: str | Path | None = None,
     progress: bool = True,
+    reverse: bool = False,
 ) -> Iterator[PointFeatures]:
-    """Yield each point's features for ``dataset[indices]``, in point order, never holding
-    more than ``max_memory`` bytes of features (default: :func:`~sepgraph.devices.default_max_memory`).
+    """Yield each point's features for ``dataset[indices]``, in point order (``reverse``: from the last
+    point to the first, at the same cost), never holding more than ``max_memory`` bytes of features
+    (default: :func:`~sepgraph.devices.default_max_memory`).
 
     With ``spill_dir``, a single forward pass writes every point's features to a temporary
     folder there (it needs disk for all of them) and each point is read back, then deleted,
@@ -201,14 +209,14 @@ def extract_features(
         groups = plan_groups(dims, len(indices), feature_budget(len(indices), dims, max_memory))
         run = _Pass(model, dataset, indices, normalize, batch_size, target, progress)
         if spill_dir is not None:
-            yield from _spilled(run, points, shapes, dims, Path(spill_dir))
+            yield from _spilled(run, points, shapes, dims, Path(spill_dir), reverse)
             return
         log.info("extracting %d points in %d pass(es) over %d samples", len(points), len(groups), len(indices))
-        for number, group in enumerate(groups, 1):
+        for number, group in enumerate(groups[::-1] if reverse else groups, 1):
             arrays = {p: np.empty((len(indices), dims[p]), dtype=np.float32) for p in group}
             run([points[p] for p in group], _into_arrays([arrays[p] for p in group]),
                 desc=f"features {number}/{len(groups)}" if len(groups) > 1 else "features")
-            for position in group:
+            for position in group[::-1] if reverse else group:
                 yield PointFeatures(position, points[position], shapes[position], arrays.pop(position))
 
 
@@ -255,8 +263,9 @@ def _into_files(handles: list[BinaryIO]) -> Callable[[int, int], Sink]:
 
 
 def _spilled(run: _Pass, points: Sequence[LayerPoint], shapes: list[tuple[int, ...]], dims: list[int],
-             spill_dir: Path) -> Iterator[PointFeatures]:
-    """All points in one pass, each point's rows appended to its own file; then read back one by one."""
+             spill_dir: Path, reverse: bool) -> Iterator[PointFeatures]:
+    """All points in one pass, each point's rows appended to its own file; then read back one by one
+    (from the last with ``reverse``)."""
     samples = len(run.indices)
     needed = samples * sum(dims) * 4
     if not spill_dir.is_dir():
@@ -277,9 +286,10 @@ def _spilled(run: _Pass, points: Sequence[LayerPoint], shapes: list[tuple[int, .
         finally:
             for handle in handles:
                 handle.close()
-        for position, path in enumerate(paths):  # no local may hold a point while the next one is read
+        positions = range(len(points) - 1, -1, -1) if reverse else range(len(points))
+        for position in positions:  # no local may hold a point while the next one is read
             yield PointFeatures(position, points[position], shapes[position],
-                                _read_back(path, (samples, dims[position])))
+                                _read_back(paths[position], (samples, dims[position])))
 
 
 def _read_back(path: Path, shape: tuple[int, int]) -> np.ndarray:

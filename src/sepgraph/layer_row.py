@@ -17,6 +17,11 @@ PEER_COLUMNS = ("knn_acc", "probe_acc", "cka_prev", "cka_last")
 """The field's measures beside M (SPEC 13-15), added in results format 3."""
 
 
+def csv_cell(value: object) -> object:
+    """A value as sepgraph's CSV files write it: floats in shortest round-trip form, None empty, others as they are."""
+    return repr(value) if isinstance(value, float) else "" if value is None else value
+
+
 @dataclass(frozen=True)
 class LayerRow:
     """What one layer point measured.
@@ -75,9 +80,7 @@ class LayerRow:
 
     def csv_values(self) -> list[int | str]:
         """The row of layers.csv: integers as they are, floats in shortest round-trip form, None empty."""
-        scalars = [getattr(self, column) for column in SCALAR_COLUMNS]
-        return [self.index, self.name, self.dim, *self.hist,
-                *(repr(value) if isinstance(value, float) else "" if value is None else value for value in scalars)]
+        return [self.index, self.name, self.dim, *self.hist, *(csv_cell(getattr(self, c)) for c in SCALAR_COLUMNS)]
 
     def as_record(self) -> dict[str, object]:
         """The CSV columns by name, numbers as numbers (for pandas and tables)."""
