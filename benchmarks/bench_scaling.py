@@ -22,7 +22,7 @@ import time
 
 import torch
 
-from sepgraph.similarity import BYTES_PER_BLOCK_ENTRY, block_rows, similarity_histogram, unit_rows
+from sepgraph.similarity import BYTES_PER_BLOCK_ENTRY, similarity_histogram, tile_rows, unit_rows
 
 BUDGET = 1 << 30
 
@@ -34,10 +34,10 @@ def measure(samples: int, dims: int) -> dict:
     start = time.perf_counter()
     similarity_histogram(unit, 10, BUDGET)
     seconds = time.perf_counter() - start
-    rows = block_rows(samples, BUDGET)
+    rows = tile_rows(BUDGET)
     multiply_adds = samples * (samples - 1) / 2 * dims
     return {"N": samples, "D": dims, "seconds": seconds, "ns_per_multiply_add": 1e9 * seconds / multiply_adds,
-            "held_mib": (samples * dims * 4 + rows * samples * BYTES_PER_BLOCK_ENTRY) / 2**20,
+            "held_mib": (samples * dims * 4 + rows * rows * BYTES_PER_BLOCK_ENTRY) / 2**20,
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 

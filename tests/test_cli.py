@@ -74,6 +74,7 @@ BAD_FLAGS = [
     (["analyze", "--model", "resnet20", "--lu-batch-size", "1"], "batches of at least 2 samples"),
     (["analyze", "--model", "resnet20", "--lu-batches", "0"], "--lu-batches 0"),
     (["analyze", "--model", "resnet20", "--batch-size", "0"], "--batch-size must be at least 1"),
+    (["analyze", "--model", "resnet20", "--tile-rows", "0"], "--tile-rows must be at least 1"),
     (["analyze", "--model", "resnet20", "--dpi", "0"], "--dpi must be at least 1"),
     (["analyze", "--model", "resnet20", "--ring-edges", "0"], "--ring-edges must be at least 1"),
     (["analyze", "--model", "resnet20", "--image-size", "0"], "--image-size must be at least 1"),
@@ -105,6 +106,7 @@ def test_every_bad_flag_value_is_one_line(capsys, tmp_path, monkeypatch, argv, m
 @pytest.mark.parametrize("argv", [["analyze", "--model", "resnet20", "--max-memory", "lots"],
                                   ["analyze", "--model", "resnet20", "--max-memory", "-2G"],
                                   ["analyze", "--model", "resnet20", "--vertices", "many"],
+                                  ["analyze", "--model", "resnet20", "--timeout", "0"],
                                   ["prune", "f", "--train-data", "digits", "--rule", "plateau=-1"],
                                   ["prune", "f", "--train-data", "digits", "--rule", "knee"]])
 def test_unreadable_flag_values_are_argparse_errors_without_traceback(capsys, argv):

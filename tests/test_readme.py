@@ -15,7 +15,10 @@ def readme_commands() -> list[str]:
     blocks = re.findall(r"```([a-z]*)\n(.*?)```", README.read_text(), flags=re.S)
     blocks = [body for language, body in blocks if language in ("", "sh", "bash")]
     text = "\n".join(blocks).replace("\\\n", " ")
-    return [line.split("#")[0].strip() for line in text.splitlines() if line.strip().startswith("sepgraph ")]
+    lines = [line.split("#")[0].strip() for line in text.splitlines()]
+    launched = ["sepgraph " + line.split(" -m sepgraph ", 1)[1] for line in lines
+                if line.startswith("torchrun ") and " -m sepgraph " in line]  # torchrun ... -m sepgraph ARGS
+    return [line for line in lines if line.startswith("sepgraph ")] + launched
 
 
 def test_readme_has_the_workflows():

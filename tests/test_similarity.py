@@ -6,10 +6,10 @@ from hypothesis import strategies as st
 
 from sepgraph import SepgraphError
 from sepgraph.similarity import (
-    block_rows,
     mean_pair_similarity,
     scan_pairs,
     similarity_histogram,
+    tile_rows,
     top_edges,
     unit_rows,
 )
@@ -149,9 +149,9 @@ def test_edges_larger_than_pairs_and_tiny_budgets():
         top_edges(unit, 0)
     with pytest.raises(SepgraphError, match="--bins must be at least 1, got 0"):
         similarity_histogram(unit, 0)
-    with pytest.raises(SepgraphError, match="too small for one block row"):
+    with pytest.raises(SepgraphError, match="too small for one similarity tile"):
         similarity_histogram(unit, 10, max_memory=10)
-    assert block_rows(10_000, 1 << 30) == 512 and block_rows(10_000, 10_000 * 16 * 3) == 3
+    assert tile_rows(1 << 30) == 512 and tile_rows(16 * 9) == 3 and tile_rows(1 << 30, torch.device("cuda")) == 4096
 
 
 def test_symmetry_nothing_depends_on_row_order():

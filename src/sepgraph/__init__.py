@@ -5,7 +5,13 @@ The data's way through the package: model (:mod:`sepgraph.models`) -> layer poin
 and modularity -> where to cut -> pruning -> results and report.
 """
 
-from ._version import __version__
+import os
+
+# Intel MKL's strict reproducible mode: matrix products give the same floats whatever the number of threads, so one
+# process and K processes of one thread each compute the same similarities (SPEC 18). Read at MKL's first product.
+os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
+
+from ._version import __version__  # noqa: E402
 from .analysis import Analysis, analyze
 from .checkpoints import load_weights, read_state_dict, save_weights
 from .data import DataSource, ImageDataset, load_dataset

@@ -10,7 +10,7 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 from ._version import __version__
@@ -19,6 +19,7 @@ from .criterion import CURVES, PAPER_CURVES, RULES, check_curves, check_rule
 from .data import NORMALIZATIONS, DataSource
 from .demo import run_demo
 from .devices import parse_memory
+from .distributed import start, stop
 from .errors import SepgraphError
 from .jobs import analyze_and_report, evaluate_checkpoint, point_table, prune, train_model, zoo
 from .points import CONVENTIONS
@@ -96,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true", help="continue an interrupted analysis in --out")
     run.add_argument("--overwrite", action="store_true", help="replace what --out holds")
     run.add_argument("--no-report", action="store_true", help="skip the figures and report.html")
+    run.add_argument("--timeout", type=_positive_seconds, default=600.0,
+                     help="under torchrun: seconds a collective operation waits for the other processes before the "
+                          "job stops (default: 600)")
     _add_report_options(analysis)
     analysis.set_defaults(run=run_analyze)
 
@@ -194,6 +198,8 @@ def _add_run_options(parser: argparse.ArgumentParser, batch_size: bool) -> argpa
     run.add_argument("--spill-dir", help="one forward pass for all points, their features streamed to a temporary "
                      "folder here and read back one point at a time (needs disk for all of them; default: one pass "
                      "per group of points that fits --max-memory)")
+    run.add_argument("--tile-rows", type=int, help="rows of a similarity tile (default: 512 on the CPU, 4096 on "
+                     "CUDA); runs across any number of processes give the same bytes at the same tile rows")
     if batch_size:
         run.add_argument("--batch-size", dest="forward_batch_size", type=int, default=RunSettings.batch_size,
                          help=f"images per forward pass (default: {RunSettings.batch_size})")
@@ -214,6 +220,16 @@ def _memory(text: str) -> int:
         return parse_memory(text)
     except SepgraphError as error:
         raise argparse.ArgumentTypeError(str(error)) from error
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")
+    if not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return seconds
 
 
 def _add_recipe_options(parser: argparse.ArgumentParser, epochs: int) -> None:
@@ -313,7 +329,7 @@ def _graph_settings(args: argparse.Namespace) -> GraphSettings:
 
 def _run_settings(args: argparse.Namespace) -> RunSettings:
     return RunSettings(device=args.device, max_memory=args.max_memory, spill_dir=args.spill_dir,
-                       batch_size=args.forward_batch_size)
+                       batch_size=args.forward_batch_size, tile_rows=args.tile_rows)
 
 
 def _report_settings(args: argparse.Namespace) -> ReportSettings:
@@ -364,10 +380,17 @@ def run_eval(args: argparse.Namespace) -> None:
 
 
 def run_analyze(args: argparse.Namespace) -> None:
-    result, report = analyze_and_report(
-        args.model, _data(args), _graph_settings(args), weights=args.weights, num_classes=args.num_classes,
-        normalize=args.normalize, points=_points(args), run=_run_settings(args), out=args.out, resume=args.resume,
-        overwrite=args.overwrite, report=None if args.no_report else _report_settings(args))
+    workers, device = start(args.device, args.timeout)  # one process, or one rank of a torchrun job (SPEC 18)
+    try:
+        result, report = analyze_and_report(
+            args.model, _data(args), _graph_settings(args), weights=args.weights, num_classes=args.num_classes,
+            normalize=args.normalize, points=_points(args), run=replace(_run_settings(args), device=device),
+            out=args.out, resume=args.resume, overwrite=args.overwrite,
+            report=None if args.no_report or not workers.leader else _report_settings(args))
+    finally:
+        stop()
+    if not workers.leader:
+        return
     print(f"{'index':>5}  {'name':<24}{'mean_sim':>9}{'<0.1':>7}{'r':>8}{'M':>9}{'newman_q':>9}{'lu_q':>15}"
           f"{'knn':>7}{'probe':>7}{'cka_last':>9}")
     for row in result.rows:

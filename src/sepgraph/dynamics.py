@@ -22,6 +22,7 @@ from torch import nn
 from .analysis import point_graph
 from .data import ImageDataset, to_tensor
 from .devices import ieee_float32_matmul
+from .distributed import TileLayout
 from .errors import SepgraphError
 from .features import extract_features
 from .files import atomic_text
@@ -30,7 +31,7 @@ from .peer_metrics import knn_accuracy
 from .points import layer_points
 from .samples import SampleSets
 from .settings import GraphSettings
-from .similarity import unit_rows
+from .similarity import tile_rows, unit_rows
 
 COLUMNS = ("epoch", "index", "name", "M", "lu_q_mean", "knn_acc")
 """The columns of dynamics.csv: one row per measured epoch and layer point (epoch 0: before training)."""
@@ -73,7 +74,8 @@ def measure_dynamics(model: nn.Module, data: ImageDataset, settings: GraphSettin
     for item in extract_features(model, found, data, samples.order, normalize=normalize, batch_size=batch_size,
                                  device=device, progress=False):
         unit, _ = unit_rows(item.features, inplace=True)
-        graph = point_graph(unit, samples, settings, block_memory=1 << 30, histogram=False)
+        layout = TileLayout(len(samples.order), tile_rows(1 << 30, unit.device))
+        graph = point_graph(unit, samples, settings, layout, histogram=False)
         rows.append(DynamicsRow(epoch, item.index, item.point.name, graph.paper.M, float(np.mean(graph.lu_q)),
                                 knn_accuracy(graph.vertex_similarity, vertex_labels, settings.knn_k)))
         del item, unit, graph

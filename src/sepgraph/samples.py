@@ -116,6 +116,13 @@ class SampleSets:
         row_of[self.order] = np.arange(len(self.order))
         return row_of
 
+    @cached_property
+    def hist_rows(self) -> np.ndarray:
+        """(len(order),) bool: the rows of ``order`` whose pairs the histogram counts."""
+        rows = np.zeros(len(self.order), dtype=bool)
+        rows[self.positions(self.hist)] = True
+        return rows
+
     def positions(self, indices: np.ndarray) -> np.ndarray:
         """Rows of ``indices`` within ``order``."""
         return self._row_of[indices]

@@ -92,15 +92,20 @@ class RunSettings:
         spill_dir: one forward pass for all points, features streamed to files here (see
             :func:`sepgraph.features.extract_features`).
         batch_size: images per forward pass.
+        tile_rows: rows of a similarity tile (SPEC 3); None: 512 on the CPU, 4,096 on CUDA. Runs with other
+            numbers of processes give the same bytes at the same tile rows (SPEC 18).
     """
 
     device: str = "auto"
     max_memory: int | None = None
     spill_dir: str | Path | None = None
     batch_size: int = 256
+    tile_rows: int | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise SepgraphError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.tile_rows is not None and self.tile_rows < 1:
+            raise SepgraphError(f"--tile-rows must be at least 1, got {self.tile_rows}")
         if self.max_memory is not None and self.max_memory < 1:
             raise SepgraphError(f"--max-memory must be a positive size such as 512M or 2G, got {self.max_memory}")

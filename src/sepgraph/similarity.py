@@ -1,15 +1,17 @@
-"""Exact cosine similarity in upper-triangle blocks, full-set histograms and top-|E| subgraphs
+"""Exact cosine similarity in tiles of the upper triangle, full-set histograms and top-|E| subgraphs
 (SPEC 3, 4, 5).
 
-The N x N similarity matrix is never held: rows are normalised once, then one
-block row ``U[a:b] @ U[a:].T`` at a time is computed (one GEMM, the upper triangle
-only, plus the lower half of its diagonal square) and folded into the histogram
-and the running top-|E| set. Products run in full float32, never TF32 (see
-:func:`sepgraph.devices.ieee_float32_matmul`).
+The N x N similarity matrix is never held: rows are normalised once, then one tile
+``U[I] @ U[J].T`` of tile rows I <= J at a time is computed (one GEMM; on the diagonal, the
+lower half of the square is computed too and left out) and folded into the histogram, the
+running top-|E| set and the batches' matrices. The tiles are the same whatever the number of
+processes sharing them (:mod:`sepgraph.distributed`), so every similarity is the same float.
+Products run in full float32, never TF32 (see :func:`sepgraph.devices.ieee_float32_matmul`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -26,8 +28,11 @@ SMALLEST_FLOAT32_NORM = 1e-12
 """Rows with a smaller (or non-finite) float32 norm are normalised in float64. Entries whose squares underflow
 (below 1e-19) add at most D x 1.2e-38 to a squared norm of at least 1e-24: under 1e-7 relative for D <= 1e7."""
 
-MAX_BLOCK_ROWS = 512
-"""Rows per block at most: larger blocks waste more of the diagonal square and gain no GEMM speed."""
+CPU_TILE_ROWS = 512
+"""Rows of a similarity tile on the CPU: larger tiles waste more of the diagonal squares and gain no GEMM speed."""
+
+CUDA_TILE_ROWS = 4096
+"""Rows of a similarity tile on CUDA, where larger products run faster."""
 
 
 def unit_rows(features: torch.Tensor | np.ndarray, inplace: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,31 +89,31 @@ def exact_row_norms(features: torch.Tensor | np.ndarray) -> torch.Tensor:
     return norms
 
 
-def block_rows(samples: int, max_memory: int, device: torch.device | None = None) -> int:
-    """Rows per block so that one block row (rows x samples entries) fits ``max_memory``."""
-    rows = max_memory // (samples * BYTES_PER_BLOCK_ENTRY)
+def tile_rows(max_memory: int, device: torch.device | None = None, requested: int | None = None) -> int:
+    """Rows (and columns) of one similarity tile: ``requested``, else :data:`CPU_TILE_ROWS` on the CPU and
+    :data:`CUDA_TILE_ROWS` on CUDA; fewer only when ``max_memory`` cannot hold one tile. Never depends on the
+    number of processes."""
+    cap = requested or (CUDA_TILE_ROWS if device is not None and device.type == "cuda" else CPU_TILE_ROWS)
+    rows = min(cap, math.isqrt(max(max_memory, 0) // BYTES_PER_BLOCK_ENTRY))
     if rows < 1:
         raise SepgraphError(
-            f"--max-memory {max_memory / 2**20:.1f} MiB is too small for one block row of {samples} similarities "
-            f"(needs {samples * BYTES_PER_BLOCK_ENTRY / 2**20:.1f} MiB); raise --max-memory"
+            f"--max-memory {max_memory / 2**20:.1f} MiB is too small for one similarity tile "
+            f"(needs {BYTES_PER_BLOCK_ENTRY / 2**20:.1f} MiB at least); raise --max-memory"
         )
-    cap = samples if device is not None and device.type == "cuda" else MAX_BLOCK_ROWS
-    return int(min(rows, cap, samples))
+    return rows
 
 
-def upper_blocks(unit: torch.Tensor, rows: int) -> Iterator[tuple[int, torch.Tensor]]:
-    """Yield ``(start, S)`` with ``S = unit[start:start+rows] @ unit[start:].T`` of shape (r, N - start).
-
-    Entry (a, c) of S is the similarity of samples ``start + a`` and ``start + c``; only
-    entries with c > a are pairs of the upper triangle.
-    """
-    samples = unit.shape[0]
-    for start in range(0, samples, rows):
-        yield start, unit[start:start + rows] @ unit[start:].T
+def own_tiles(starts: Sequence[int], samples: int) -> Iterator[tuple[int, int, int, int]]:
+    """The tiles (row start, row stop, column start, column stop) of the upper triangle over ``samples`` rows cut at
+    ``starts``: every pair of tile rows I <= J once, in row-major order (one process's whole schedule)."""
+    bounds = [*starts, samples]
+    for first in range(len(starts)):
+        for second in range(first, len(starts)):
+            yield bounds[first], bounds[first + 1], bounds[second], bounds[second + 1]
 
 
 def _lower_mask(rows: int, device: torch.device) -> torch.Tensor:
-    """(rows, rows) True on and below the diagonal: the entries of a block's diagonal square that are not pairs."""
+    """(rows, rows) True on and below the diagonal: the entries of a diagonal tile that are not pairs."""
     return torch.ones(rows, rows, dtype=torch.bool, device=device).tril_()
 
 
@@ -154,36 +159,41 @@ class Subgraph:
 
 
 class _TopPairs:
-    """Running top-|E| set of (weight, i, j), ties to the smaller (i, j): blocks arrive in row order."""
+    """Running top-|E| set of (weight, i, j) under SPEC 5's order (weight descending, then (i, j) ascending):
+    tiles may arrive in any order, so merges compare (i, j) explicitly."""
 
-    def __init__(self, edges: int, device: torch.device):
-        self.edges = edges
+    def __init__(self, edges: int, vertices: int, device: torch.device):
+        self.edges, self.vertices = edges, vertices
         self.w = torch.empty(0, dtype=torch.float32, device=device)
         self.i = torch.empty(0, dtype=torch.int64, device=device)
         self.j = torch.empty(0, dtype=torch.int64, device=device)
 
-    def add(self, start: int, block: torch.Tensor) -> None:
-        """Fold in a block whose non-pair entries are already -inf."""
-        flat = block.reshape(-1)
+    def add(self, row_start: int, column_start: int, tile: torch.Tensor) -> None:
+        """Fold in a tile whose entries that are not pairs are already -inf (row-major order is (i, j) order)."""
+        flat = tile.reshape(-1)
         if len(self.w) < self.edges:
             valid = int(torch.isfinite(flat).sum())
             if valid == 0:
                 return
-            k = min(self.edges, valid)
-            kth = torch.topk(flat, k, sorted=False).values.min()
-            above = torch.nonzero(flat > kth).squeeze(1)
-            ties = torch.nonzero(flat == kth).squeeze(1)[: k - len(above)]
-            chosen = torch.cat([above, ties]).sort().values
+            kth = torch.topk(flat, min(self.edges, valid), sorted=False).values.min()
         else:
-            chosen = torch.nonzero(flat > self.w[-1]).squeeze(1)
-            if len(chosen) == 0:
-                return
-        columns = block.shape[1]
-        w = torch.cat([self.w, flat[chosen]])
-        i = torch.cat([self.i, start + chosen // columns])
-        j = torch.cat([self.j, start + chosen % columns])
+            kth = self.w[-1]
+        chosen = torch.cat([torch.nonzero(flat > kth).squeeze(1),
+                            torch.nonzero(flat == kth).squeeze(1)[: self.edges]])  # the smallest (i, j) of the ties
+        if len(chosen):
+            columns = tile.shape[1]
+            self.merge(flat[chosen], row_start + chosen // columns, column_start + chosen % columns)
+
+    def merge(self, w: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> None:
+        """Keep the top |E| of the current set and the candidates (w, i, j)."""
+        w, i, j = torch.cat([self.w, w]), torch.cat([self.i, i]), torch.cat([self.j, j])
+        by_pair = torch.argsort(i * self.vertices + j, stable=True)
+        w, i, j = w[by_pair], i[by_pair], j[by_pair]
         order = torch.sort(w, descending=True, stable=True).indices[: self.edges]
         self.w, self.i, self.j = w[order], i[order], j[order]
+
+    def subgraph(self) -> Subgraph:
+        return Subgraph(self.i.cpu().numpy(), self.j.cpu().numpy(), self.w.cpu().numpy(), self.vertices)
 
 
 def similarity_histogram(
@@ -194,7 +204,7 @@ def similarity_histogram(
     Args:
         unit: (N, D) float32 unit rows from :func:`unit_rows`, on the compute device.
         bins: equal bins over [0, 1]; similarities are clamped into [-1, 1] first.
-        max_memory: bytes for one block row.
+        max_memory: bytes for one tile.
         zero_vectors: number of zero rows, recorded in the result.
     """
     if bins < 1:
@@ -203,14 +213,14 @@ def similarity_histogram(
 
 
 def top_edges(unit: torch.Tensor, edges: int, max_memory: int = 1 << 30) -> Subgraph:
-    """The ``edges`` most similar pairs among the rows of ``unit`` (SPEC 5), in O(edges + block) memory."""
+    """The ``edges`` most similar pairs among the rows of ``unit`` (SPEC 5), in O(edges + tile) memory."""
     if edges < 1:
         raise SepgraphError(f"--edges must be at least 1, got {edges}")
     return scan_pairs(unit, bins=0, edges=edges, vertices=unit.shape[0], max_memory=max_memory).subgraph
 
 
 def pair_similarities(unit: torch.Tensor, max_memory: int = 1 << 30) -> torch.Tensor:
-    """(N, N) float32 similarity of all rows of ``unit``, from the same upper-triangle scan as every other
+    """(N, N) float32 similarity of all rows of ``unit``, from the same tiles as every other
     measurement (symmetric, diagonal 0); for small batches such as Lu et al.'s (SPEC 7)."""
     rows = np.arange(unit.shape[0], dtype=np.int64)
     return scan_pairs(unit, bins=0, batches=[rows], max_memory=max_memory).batch_similarities[0]
@@ -221,7 +231,7 @@ class PairScan:
     """What one pass over the pairs of a layer point's samples found (see :func:`scan_pairs`).
 
     Attributes:
-        histogram: over all pairs of the scanned rows; None when ``bins`` was 0.
+        histogram: over all pairs of the histogram's rows; None when ``bins`` was 0.
         subgraph: the top-|E| pairs among the leading ``vertices`` rows; None when ``edges`` was 0.
         batch_similarities: per batch, its (n, n) float32 similarity matrix (symmetric, diagonal 0).
     """
@@ -231,66 +241,109 @@ class PairScan:
     batch_similarities: list[torch.Tensor]
 
 
+class PairAccumulator:
+    """Folds similarity tiles into every measurement of a layer point (SPEC 4, 5, 7): the histogram's integer
+    counts, the running top-|E| set of the vertices and Lu et al.'s batch matrices. Each pair is counted once,
+    from the tile that holds it above the diagonal, whatever order the tiles come in; partial accumulators of
+    several processes merge exactly (:mod:`sepgraph.distributed`).
+
+    Args:
+        samples: N, the rows of the whole scan.
+        bins: histogram bins over [0, 1]; 0: no histogram.
+        hist: (N,) bool, the rows whose pairs the histogram counts; None: all rows.
+        edges: |E| among rows ``0..vertices-1`` (the vertices come first); 0: no subgraph.
+        batches: Lu et al.'s batches as (n,) int64 row positions, in any order.
+    """
+
+    def __init__(self, samples: int, *, bins: int = 10, hist: torch.Tensor | None = None, edges: int = 0,
+                 vertices: int = 0, batches: Sequence[np.ndarray] = (), device: torch.device):
+        if samples < 2:
+            raise SepgraphError(f"similarity needs at least 2 samples, got {samples}")
+        if bins < 0 or edges < 0:
+            raise SepgraphError(f"bins and edges must be 0 (not measured) or more, got {bins} and {edges}")
+        if edges:
+            pairs = vertices * (vertices - 1) // 2
+            if not 2 <= vertices <= samples:
+                raise SepgraphError(f"the subgraph needs between 2 and {samples} vertices, got {vertices}")
+            if not 1 <= edges <= pairs:
+                raise SepgraphError(
+                    f"--edges {edges} must be between 1 and the {pairs} pairs among {vertices} vertices"
+                )
+        self.samples, self.vertices, self.hist = samples, vertices, hist
+        self.tally = _Tally(bins, device) if bins else None
+        self.top = _TopPairs(edges, vertices, device) if edges else None
+        self.gathers = [_BatchGather(torch.as_tensor(batch, device=device)) for batch in batches]
+
+    def add(self, rows: tuple[int, int], columns: tuple[int, int], tile: torch.Tensor) -> None:
+        """Fold in tile ``U[rows] @ U[columns].T`` (clamped into [-1, 1]; overwritten here), rows[0] <= columns[0].
+        On a diagonal tile (rows == columns) only the entries above the diagonal are pairs."""
+        diagonal = rows == columns
+        if self.tally is not None:
+            counted = tile
+            if self.hist is not None:
+                counted = tile[self.hist[rows[0]:rows[1]]][:, self.hist[columns[0]:columns[1]]]
+            self.tally.add(counted, sign=1)
+            if diagonal:
+                self.tally.add(counted[_lower_mask(counted.shape[0], tile.device)], sign=-1)
+        for gather in self.gathers:
+            gather.add(rows, columns, tile)
+        if self.top is not None and columns[0] < self.vertices:
+            block = tile[: self.vertices - rows[0], : self.vertices - columns[0]]
+            if diagonal:
+                block.masked_fill_(_lower_mask(block.shape[0], tile.device), float("-inf"))
+            self.top.add(rows[0], columns[0], block)
+
+    def result(self, mean: float, zero_vectors: int = 0) -> PairScan:
+        """The finished scan; ``mean`` from :func:`pair_mean` over the same histogram rows."""
+        histogram = None
+        if self.tally is not None:
+            counted = self.samples if self.hist is None else int(self.hist.sum())
+            histogram = self.tally.result(counted * (counted - 1) // 2, mean, zero_vectors)
+        return PairScan(histogram, self.top.subgraph() if self.top is not None else None,
+                        [gather.result() for gather in self.gathers])
+
+
 def scan_pairs(
-    unit: torch.Tensor, *, bins: int = 10, edges: int = 0, vertices: int = 0,
+    unit: torch.Tensor, *, bins: int = 10, hist: np.ndarray | None = None, edges: int = 0, vertices: int = 0,
     batches: Sequence[np.ndarray] = (), max_memory: int = 1 << 30, zero_vectors: int = 0,
 ) -> PairScan:
     """One pass over the upper triangle of ``unit @ unit.T`` feeding every measurement of a layer point
-    (SPEC 4, 5, 7): each similarity is computed once, in full float32, and clamped into [-1, 1].
+    (SPEC 3, 4, 5, 7) in one process: each similarity is computed once, in full float32, in the tiles of
+    :func:`tile_rows` (the same tiles any number of processes computes), and clamped into [-1, 1].
 
     Args:
         unit: (N, D) float32 unit rows on the compute device.
-        bins: histogram bins over all N(N-1)/2 pairs; 0: no histogram.
+        bins: histogram bins; 0: no histogram.
+        hist: (H,) int64 row positions whose pairs the histogram counts; None: all N(N-1)/2 pairs.
         edges: |E| of the subgraph among rows ``0..vertices-1`` (the vertices come first); 0: no subgraph.
         vertices: how many leading rows are the subgraph's vertices.
         batches: Lu et al.'s batches as (n,) int64 row positions, in any order; their pairs are read from
-            the same blocks.
-        max_memory: bytes for one block row.
-        zero_vectors: number of zero rows, recorded in the histogram.
+            the same tiles.
+        max_memory: bytes for one tile.
+        zero_vectors: number of zero rows among the histogram's, recorded in the histogram.
     """
     samples = unit.shape[0]
-    if samples < 2:
-        raise SepgraphError(f"similarity needs at least 2 samples, got {samples}")
-    if bins < 0 or edges < 0:
-        raise SepgraphError(f"bins and edges must be 0 (not measured) or more, got {bins} and {edges}")
-    if edges:
-        pairs = vertices * (vertices - 1) // 2
-        if not 2 <= vertices <= samples:
-            raise SepgraphError(f"the subgraph needs between 2 and {samples} vertices, got {vertices}")
-        if not 1 <= edges <= pairs:
-            raise SepgraphError(
-                f"--edges {edges} must be between 1 and the {pairs} pairs among {vertices} vertices"
-            )
     device = unit.device
-    rows = block_rows(samples, max_memory, device)
-    lower = _lower_mask(rows, device)
-    tally = _Tally(bins, device) if bins else None
-    top = _TopPairs(edges, device) if edges else None
-    gathers = [_BatchGather(torch.as_tensor(batch, device=device)) for batch in batches]
+    mask = None
+    if hist is not None:
+        mask = torch.zeros(samples, dtype=torch.bool, device=device)
+        mask[torch.as_tensor(hist, device=device)] = True
+    accumulator = PairAccumulator(samples, bins=bins, hist=mask, edges=edges, vertices=vertices, batches=batches,
+                                  device=device)
+    starts = list(range(0, samples, tile_rows(max_memory, device)))
     with ieee_float32_matmul():
-        for start, block in upper_blocks(unit, rows):
-            block.clamp_(-1.0, 1.0)
-            height = block.shape[0]
-            not_pairs = lower[:height, :height]
-            if tally is not None:
-                tally.add(block, sign=1)
-                tally.add(block[:, :height][not_pairs], sign=-1)
-            for gather in gathers:
-                gather.add(start, block)
-            if top is not None and start < vertices:
-                block[:, :height].masked_fill_(not_pairs, float("-inf"))
-                top.add(start, block[: vertices - start, : vertices - start])
-    histogram = tally.result(samples * (samples - 1) // 2, mean_pair_similarity(unit), zero_vectors) if tally else None
-    subgraph = None
-    if top is not None:
-        subgraph = Subgraph(top.i.cpu().numpy(), top.j.cpu().numpy(), top.w.cpu().numpy(), vertices)
-    return PairScan(histogram, subgraph, [gather.result() for gather in gathers])
+        for row_start, row_stop, column_start, column_stop in own_tiles(starts, samples):
+            tile = unit[row_start:row_stop] @ unit[column_start:column_stop].T
+            accumulator.add((row_start, row_stop), (column_start, column_stop), tile.clamp_(-1.0, 1.0))
+    mean = pair_mean(*mean_parts(unit, starts, mask)) if bins else 0.0
+    return accumulator.result(mean, zero_vectors)
 
 
 class _BatchGather:
-    """Collects the pairs of one batch from the block rows. With the batch's rows in ascending order, entry
-    (a, c), a < c, is written once, from the block holding the row of a; the matrix is mirrored and put back
-    into the batch's own order at the end."""
+    """Collects the pairs of one batch from the tiles. With the batch's rows in ascending order, entry (a, c),
+    a < c, is written from the tile holding it above the diagonal; the matrix is mirrored and put back into the
+    batch's own order at the end. Partial gathers of several processes add up exactly (each entry is written by
+    one of them, the others hold 0 there)."""
 
     def __init__(self, batch: torch.Tensor):
         self.rows, self.order = torch.sort(batch)
@@ -299,23 +352,23 @@ class _BatchGather:
         contiguous = torch.equal(batch, torch.arange(first, first + len(batch), device=batch.device))
         self.offset = first if contiguous else None  # an ascending run of rows (the vertices): copied by slices
 
-    def add(self, start: int, block: torch.Tensor) -> None:
+    def add(self, rows: tuple[int, int], columns: tuple[int, int], tile: torch.Tensor) -> None:
         if self.offset is not None:
             end = self.offset + len(self.rows)
-            low, high = max(start, self.offset), min(start + block.shape[0], end)
-            if low < high:
-                self.matrix[low - self.offset:high - self.offset, low - self.offset:] = \
-                    block[low - start:high - start, low - start:end - start]
+            low, high = max(rows[0], self.offset), min(rows[1], end)
+            left, right = max(columns[0], self.offset), min(columns[1], end)
+            if low < high and left < right:
+                self.matrix[low - self.offset:high - self.offset, left - self.offset:right - self.offset] = \
+                    tile[low - rows[0]:high - rows[0], left - columns[0]:right - columns[0]]
             return
-        members = torch.nonzero((self.rows >= start) & (self.rows < start + block.shape[0])).squeeze(1)
-        if len(members) == 0:
-            return
-        later = torch.arange(int(members[0]), len(self.rows), device=self.rows.device)
-        values = block[self.rows[members] - start][:, self.rows[later] - start]
-        self.matrix[members.unsqueeze(1), later.unsqueeze(0)] = values
+        down = torch.nonzero((self.rows >= rows[0]) & (self.rows < rows[1])).squeeze(1)
+        across = torch.nonzero((self.rows >= columns[0]) & (self.rows < columns[1])).squeeze(1)
+        if len(down) and len(across):
+            values = tile[self.rows[down] - rows[0]][:, self.rows[across] - columns[0]]
+            self.matrix[down.unsqueeze(1), across.unsqueeze(0)] = values
 
     def result(self) -> torch.Tensor:
-        upper = self.matrix.triu_(1)
+        upper = self.matrix.triu_(1)  # entries below it came from the lower half of diagonal tiles: not pairs
         symmetric = upper.add_(upper.T.clone())
         if self.offset is not None:  # a run of rows is already in its own order
             return symmetric
@@ -333,7 +386,7 @@ class _Tally:
     def __init__(self, bins: int, device: torch.device):
         self.bins = bins
         self.counts = torch.zeros(bins + 1, dtype=torch.int64, device=device)
-        self.below_0_1 = torch.zeros((), dtype=torch.int64, device=device)
+        self.below_0_1 = torch.zeros(1, dtype=torch.int64, device=device)
 
     def add(self, values: torch.Tensor, sign: int) -> None:
         slots = (values * self.bins).floor_().clamp_(-1, self.bins - 1).add_(1).to(torch.int64)
@@ -350,12 +403,38 @@ class _Tally:
         return histogram
 
 
-def mean_pair_similarity(unit: torch.Tensor) -> float:
-    """Mean of u_i . u_j over pairs i < j from (|sum u|^2 - sum |u_i|^2) / 2, with no pairwise work.
+def mean_parts(unit: torch.Tensor, starts: Sequence[int], hist: torch.Tensor | None = None
+               ) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """The pieces of :func:`pair_mean` from rows ``unit`` cut at tile starts ``starts`` (relative to ``unit``):
+    per tile row, the (D,) float32 column sum of its histogram rows as float64, and the (H,) float64 squared norms
+    of those rows, in row order. ``hist``: (N,) bool, None: all. The sums run on one CPU thread, whose order of
+    additions is fixed, so they are the same floats whatever the threads of the process."""
+    bounds = [*starts, unit.shape[0]]
+    sums, squares = [], []
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+            rows = unit[start:stop] if hist is None else unit[start:stop][hist[start:stop]]
+            sums.append(rows.sum(0).double())
+            squares.append(torch.linalg.vector_norm(rows, dim=1).double().pow(2))
+    finally:
+        torch.set_num_threads(threads)
+    return sums, torch.cat(squares) if squares else unit.new_zeros(0, dtype=torch.float64)
 
-    Sums run in float32 over chunks of 1024 rows and in float64 across chunks.
-    """
-    samples = unit.shape[0]
-    column_sums = sum(chunk.sum(0).double() for chunk in unit.split(1024))
-    squares = torch.linalg.vector_norm(unit, dim=1).double().pow(2).sum()
-    return float((column_sums @ column_sums - squares) / 2) / (samples * (samples - 1) // 2)
+
+def pair_mean(sums: Sequence[torch.Tensor], squares: torch.Tensor) -> float:
+    """Mean of u_i . u_j over pairs i < j from (|sum u|^2 - sum |u_i|^2) / 2, with no pairwise work (SPEC 4):
+    the column sums of :func:`mean_parts` are added in tile-row order, the two sums of squares are exactly
+    rounded (``math.fsum``), so the mean does not depend on how the rows were shared out."""
+    samples = len(squares)
+    column_sums = torch.zeros_like(sums[0])
+    for part in sums:
+        column_sums += part
+    total = math.fsum(column_sums.square().cpu().numpy()) - math.fsum(squares.cpu().numpy())
+    return total / 2 / (samples * (samples - 1) // 2)
+
+
+def mean_pair_similarity(unit: torch.Tensor) -> float:
+    """Mean similarity over all pairs of rows of ``unit`` (:func:`pair_mean` in CPU tiles)."""
+    return pair_mean(*mean_parts(unit, list(range(0, unit.shape[0], CPU_TILE_ROWS))))
