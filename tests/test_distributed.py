@@ -16,7 +16,7 @@ from sepgraph.cli import main
 from sepgraph.distributed import TileLayout, ring_schedule
 
 ARGS = ["analyze", "--model", "resnet20", "--data", "digits:all", "--normalize", "none", "--vertices", "300",
-        "--edges", "1500", "--lu-batch-size", "100", "--lu-batches", "3", "--no-report"]
+        "--edges", "1500", "--lu-batch-size", "100", "--lu-batches", "3", "--tile-rows", "256", "--no-report"]
 
 
 @pytest.mark.parametrize("world", [1, 2, 3, 4, 5, 6])

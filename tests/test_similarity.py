@@ -151,7 +151,8 @@ def test_edges_larger_than_pairs_and_tiny_budgets():
         similarity_histogram(unit, 0)
     with pytest.raises(SepgraphError, match="too small for one similarity tile"):
         similarity_histogram(unit, 10, max_memory=10)
-    assert tile_rows(1 << 30) == 512 and tile_rows(16 * 9) == 3 and tile_rows(1 << 30, torch.device("cuda")) == 4096
+    assert tile_rows(1 << 30) == 1024 and tile_rows(1 << 30, requested=256) == 256 and tile_rows(16 * 9) == 3
+    assert tile_rows(1 << 30, torch.device("cuda")) == 4096
 
 
 def test_symmetry_nothing_depends_on_row_order():

@@ -198,7 +198,7 @@ def _add_run_options(parser: argparse.ArgumentParser, batch_size: bool) -> argpa
     run.add_argument("--spill-dir", help="one forward pass for all points, their features streamed to a temporary "
                      "folder here and read back one point at a time (needs disk for all of them; default: one pass "
                      "per group of points that fits --max-memory)")
-    run.add_argument("--tile-rows", type=int, help="rows of a similarity tile (default: 512 on the CPU, 4096 on "
+    run.add_argument("--tile-rows", type=int, help="rows of a similarity tile (default: 1024 on the CPU, 4096 on "
                      "CUDA); runs across any number of processes give the same bytes at the same tile rows")
     if batch_size:
         run.add_argument("--batch-size", dest="forward_batch_size", type=int, default=RunSettings.batch_size,

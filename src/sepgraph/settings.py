@@ -92,7 +92,7 @@ class RunSettings:
         spill_dir: one forward pass for all points, features streamed to files here (see
             :func:`sepgraph.features.extract_features`).
         batch_size: images per forward pass.
-        tile_rows: rows of a similarity tile (SPEC 3); None: 512 on the CPU, 4,096 on CUDA. Runs with other
+        tile_rows: rows of a similarity tile (SPEC 3); None: 1,024 on the CPU, 4,096 on CUDA. Runs with other
             numbers of processes give the same bytes at the same tile rows (SPEC 18).
     """
 
