@@ -63,6 +63,18 @@ def ieee_float32_matmul() -> Iterator[None]:
         setattr(matmul, name, saved)
 
 
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """torch on one CPU thread while the block is active: for the few operations whose floats depend on the number
+    of threads (reductions, MKL's Cholesky factorisation), so K processes of any thread count agree (SPEC 18)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def parse_memory(text: str) -> int:
     """``'2G'``, ``'512M'``, ``'300000000'`` -> bytes (binary units)."""
     units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .devices import one_thread
 from .errors import SepgraphError
 
 
@@ -136,7 +137,8 @@ def held_out_residuals(matrix: torch.Tensor, targets: torch.Tensor, bounds: list
     first, second = slice(0, cut), slice(cut, None)
     residuals = []
     for keep, other, inner in ((first, second, bounds[:middle + 1]), (second, first, bounds[middle:])):
-        factor, info = torch.linalg.cholesky_ex(matrix[other, other])
+        with one_thread():  # MKL's factorisation is the one step here whose floats depend on the threads
+            factor, info = torch.linalg.cholesky_ex(matrix[other, other])
         if int(info):
             raise SepgraphError("the probe's kernel matrix is not positive definite; raise --probe-ridge")
         if len(inner) == 2:  # one fold: its right-hand side is all it needs

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .devices import ieee_float32_matmul
+from .devices import ieee_float32_matmul, one_thread
 from .errors import SepgraphError
 
 BYTES_PER_BLOCK_ENTRY = 16
@@ -412,15 +412,11 @@ def mean_parts(unit: torch.Tensor, starts: Sequence[int], hist: torch.Tensor | N
     additions is fixed, so they are the same floats whatever the threads of the process."""
     bounds = [*starts, unit.shape[0]]
     sums, squares = [], []
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
             rows = unit[start:stop] if hist is None else unit[start:stop][hist[start:stop]]
             sums.append(rows.sum(0).double())
             squares.append(torch.linalg.vector_norm(rows, dim=1).double().pow(2))
-    finally:
-        torch.set_num_threads(threads)
     return sums, torch.cat(squares) if squares else unit.new_zeros(0, dtype=torch.float64)
 
 
