@@ -138,17 +138,16 @@ def analyze(
                      "networkx": networkx.__version__},
     }
     with ExitStack() as stack:
-        folder = None
+        folder, stored = None, []
 
         def open_folder() -> list[int]:
-            nonlocal folder
+            nonlocal folder, stored
             folder = stack.enter_context(ResultsFolder(out, manifest, resume=resume, overwrite=overwrite))
-            return [i for i, p in enumerate(point_list) if folder.completed_row(i, p.name) is None]
+            stored = [folder.completed_row(i, p.name) for i, p in enumerate(point_list)]
+            return [i for i, row in enumerate(stored) if row is None]
 
         missing = workers.agree(open_folder, who="leader")  # rank 0 alone writes the folder
         stack.enter_context(workers.watch())  # a rank that stops: a clear error, recorded by the folder
-        stored = [folder.completed_row(i, p.name) if i not in missing else None
-                  for i, p in enumerate(point_list)] if folder else []
         if len(missing) < len(point_list) and workers.leader:
             log.info("resuming: %d of %d layer points are already complete", len(point_list) - len(missing),
                      len(point_list))

@@ -24,9 +24,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .devices import ieee_float32_matmul
 from .errors import SepgraphError
-from .similarity import PairAccumulator, PairScan, mean_parts, own_tiles, pair_mean
+from .similarity import PairAccumulator, PairScan, fold_tiles, own_tiles, pair_mean
 
 Value = TypeVar("Value")
 
@@ -230,19 +229,9 @@ def scan_layer(own: torch.Tensor, layout: TileLayout, workers: Workers, *, bins:
         hist: (H,) int64 rows whose pairs the histogram counts; None: all.
         Others as for :func:`~sepgraph.similarity.scan_pairs`.
     """
-    device = own.device
-    mask = None
-    if hist is not None:
-        mask = torch.zeros(layout.samples, dtype=torch.bool, device=device)
-        mask[torch.as_tensor(hist, device=device)] = True
-    accumulator = PairAccumulator(layout.samples, bins=bins, hist=mask, edges=edges, vertices=vertices,
-                                  batches=batches, device=device)
-    with ieee_float32_matmul():
-        for (row_start, row_stop, column_start, column_stop), tile in ring_tiles(own, layout, workers):
-            accumulator.add((row_start, row_stop), (column_start, column_stop), tile.clamp_(-1.0, 1.0))
-    start, stop = layout.slice_of(workers.rank)
-    starts = [first - start for first in layout.starts if start <= first < stop]
-    sums, squares = mean_parts(own, starts, mask[start:stop] if mask is not None else None)
+    accumulator, sums, squares = fold_tiles(ring_tiles(own, layout, workers), own, layout.slice_of(workers.rank)[0],
+                                            layout.samples, layout.starts, bins=bins, hist=hist, edges=edges,
+                                            vertices=vertices, batches=batches)
     return merge_scan(accumulator, sums, squares, zero_vectors, workers, own.shape[1])
 
 

@@ -12,7 +12,7 @@ Products run in full float32, never TF32 (see :func:`sepgraph.devices.ieee_float
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -324,20 +324,41 @@ def scan_pairs(
         zero_vectors: number of zero rows among the histogram's, recorded in the histogram.
     """
     samples = unit.shape[0]
-    device = unit.device
+    starts = list(range(0, samples, tile_rows(max_memory, unit.device)))
+    tiles = (((a, b, c, d), unit[a:b] @ unit[c:d].T) for a, b, c, d in own_tiles(starts, samples))
+    accumulator, sums, squares = fold_tiles(tiles, unit, 0, samples, starts, bins=bins, hist=hist, edges=edges,
+                                            vertices=vertices, batches=batches)
+    return accumulator.result(pair_mean(sums, squares) if bins else 0.0, zero_vectors)
+
+
+def fold_tiles(
+    tiles: Iterable[tuple[tuple[int, int, int, int], torch.Tensor]], own: torch.Tensor, own_start: int,
+    samples: int, starts: Sequence[int], *, bins: int, hist: np.ndarray | None, edges: int, vertices: int,
+    batches: Sequence[np.ndarray],
+) -> tuple[PairAccumulator, list[torch.Tensor], torch.Tensor]:
+    """Fold ``tiles`` (bounds and the product ``U[rows] @ U[columns].T``, computed as they are drawn, in full
+    float32) into a :class:`PairAccumulator` over ``samples`` rows cut at ``starts``, and take
+    :func:`mean_parts` of the rows ``own`` (rows ``own_start ..``) when a histogram is counted: the body of
+    :func:`scan_pairs` (one process) and of :func:`sepgraph.distributed.scan_layer` (one rank).
+
+    ``hist``: (H,) int64 rows whose pairs the histogram counts; None: all. Others as for :func:`scan_pairs`.
+    """
+    device = own.device
     mask = None
     if hist is not None:
         mask = torch.zeros(samples, dtype=torch.bool, device=device)
         mask[torch.as_tensor(hist, device=device)] = True
     accumulator = PairAccumulator(samples, bins=bins, hist=mask, edges=edges, vertices=vertices, batches=batches,
                                   device=device)
-    starts = list(range(0, samples, tile_rows(max_memory, device)))
     with ieee_float32_matmul():
-        for row_start, row_stop, column_start, column_stop in own_tiles(starts, samples):
-            tile = unit[row_start:row_stop] @ unit[column_start:column_stop].T
+        for (row_start, row_stop, column_start, column_stop), tile in tiles:
             accumulator.add((row_start, row_stop), (column_start, column_stop), tile.clamp_(-1.0, 1.0))
-    mean = pair_mean(*mean_parts(unit, starts, mask)) if bins else 0.0
-    return accumulator.result(mean, zero_vectors)
+    if not bins:
+        return accumulator, [], own.new_zeros(0, dtype=torch.float64)
+    stop = own_start + own.shape[0]
+    local = [first - own_start for first in starts if own_start <= first < stop]
+    sums, squares = mean_parts(own, local, mask[own_start:stop] if mask is not None else None)
+    return accumulator, sums, squares
 
 
 class _BatchGather:
