@@ -44,10 +44,10 @@ import torch
 from common import add_model_options, model_and_data
 
 from sepgraph import GraphSettings, RunSettings, analyze
+from sepgraph.analysis.features import plan_groups
+from sepgraph.data.samples import SampleSets
 from sepgraph.devices import physical_memory
-from sepgraph.features import plan_groups
-from sepgraph.samples import SampleSets
-from sepgraph.similarity import unit_rows
+from sepgraph.graph.rows import unit_rows
 
 
 def cpu_name() -> str:
@@ -109,12 +109,12 @@ def main() -> None:
     seconds = manifest["seconds"]
 
     model, dataset = model_and_data(args)
-    samples = SampleSets.choose(dataset.labels, dataset.num_classes, settings)
-    groups = plan_groups([row.dim for row in rows], len(samples.order), manifest["run"]["max_memory"])
+    sample_sets = SampleSets.choose(dataset.labels, dataset.num_classes, settings)
+    groups = plan_groups([row.dim for row in rows], len(sample_sets.order), manifest["run"]["max_memory"])
     passes = 1 if args.spill_dir else len(groups)
-    one_pass = forward_seconds(args, model, dataset, samples.order)
+    one_pass = forward_seconds(args, model, dataset, sample_sets.order)
 
-    hist = len(samples.hist)
+    hist = len(sample_sets.hist_indices)
     dims = sorted({row.dim for row in rows})
     mm = {(hist, d): mm_gflops(hist, d) for d in dims}
     flops = [2 * hist * (hist - 1) / 2 * row.dim for row in rows]  # one upper triangle: every pair once
@@ -134,7 +134,7 @@ def main() -> None:
         "machine": {"cpu": cpu_name(), "threads": torch.get_num_threads(),
                     "ram_gib": physical_memory() / 2**30, "torch": torch.__version__},
         "analysis": {"model": args.model, "weights": args.weights, "data": manifest["data_description"],
-                     "points": len(rows), "hist_samples": len(samples.hist), "vertices": args.vertices,
+                     "points": len(rows), "hist_samples": len(sample_sets.hist_indices), "vertices": args.vertices,
                      "edges": args.edges, "max_memory": manifest["run"]["max_memory"], "spill_dir": args.spill_dir},
         "stages": stages,
         "similarity": {"seconds": similarity, "torch_mm_seconds": similarity_mm,

@@ -22,9 +22,12 @@ import time
 
 import torch
 
-from sepgraph.similarity import BYTES_PER_BLOCK_ENTRY, similarity_histogram, tile_rows, unit_rows
+from sepgraph.graph.rows import unit_rows
+from sepgraph.graph.scan import similarity_histogram
+from sepgraph.graph.tiles import BYTES_PER_BLOCK_ENTRY, TilePlan
 
-BUDGET = 1 << 30
+BUDGET = 4 << 30
+"""The scan's memory budget: tiles of up to 1 GiB of working memory (1,024 rows on the CPU)."""
 
 
 def measure(samples: int, dims: int) -> dict:
@@ -34,7 +37,7 @@ def measure(samples: int, dims: int) -> dict:
     start = time.perf_counter()
     similarity_histogram(unit, 10, BUDGET)
     seconds = time.perf_counter() - start
-    rows = tile_rows(BUDGET)
+    rows = TilePlan.create(samples, BUDGET).tile_rows
     multiply_adds = samples * (samples - 1) / 2 * dims
     return {"N": samples, "D": dims, "seconds": seconds, "ns_per_multiply_add": 1e9 * seconds / multiply_adds,
             "held_mib": (samples * dims * 4 + rows * rows * BYTES_PER_BLOCK_ENTRY) / 2**20,

@@ -24,8 +24,8 @@ import torch
 from common import add_model_options, model_and_data
 
 from sepgraph import extract_features, layer_points, select_vertices
-from sepgraph.modularity import knn_edges, newman_modularity, paper_modularity
-from sepgraph.samples import lu_batch_indices
+from sepgraph.data.samples import lu_batch_indices
+from sepgraph.graph.modularity import knn_edges, newman_modularity, paper_modularity
 
 
 def tf32(unit: torch.Tensor) -> torch.Tensor:

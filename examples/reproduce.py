@@ -20,13 +20,13 @@ from pathlib import Path
 import numpy as np
 
 from sepgraph import GraphSettings, RunSettings, analyze, build_model, evaluate, load_dataset
-from sepgraph.comparison import load_pruning
-from sepgraph.criterion import PAPER_CURVES, curve_values, recommend
 from sepgraph.files import atomic_text
-from sepgraph.report import render_report
+from sepgraph.pruning.criterion import PAPER_CURVES, curve_values, recommend
+from sepgraph.pruning.table import load_pruning
+from sepgraph.report.html import render_report
 from sepgraph.reproduction.claims import evaluate_claims, findings_markdown, peer_sentences
 from sepgraph.reproduction.seed_bands import seed_bands
-from sepgraph.results import is_complete, load_results
+from sepgraph.results.folder import is_complete, load_results
 
 WEIGHTS = {"resnet20": "resnet20-12fca82f.th", "resnet56": "resnet56-4bfd9763.th"}
 

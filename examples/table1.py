@@ -26,14 +26,16 @@ from pathlib import Path
 import torch
 
 from sepgraph import GraphSettings, RunSettings, analyze, load_dataset
-from sepgraph.comparison import change_label, compare_pruning, differences, rule_label
-from sepgraph.criterion import CURVES, PAPER_CURVES, recommend
 from sepgraph.devices import resolve_device
 from sepgraph.files import atomic_text
-from sepgraph.layer_row import LayerRow
-from sepgraph.report import ReportSettings, render_report
-from sepgraph.results import FORMAT_VERSION, load_results, removable_units_of
-from sepgraph.training import Recipe
+from sepgraph.pruning.criterion import CURVES, PAPER_CURVES, recommend
+from sepgraph.pruning.rows import compare_pruning
+from sepgraph.pruning.table import change_label, differences, rule_label
+from sepgraph.report.html import ReportSettings, render_report
+from sepgraph.results.folder import load_results, removable_units_of
+from sepgraph.results.formats import FORMAT_VERSION
+from sepgraph.results.layer_row import LayerRow
+from sepgraph.training.recipe import Recipe
 
 WEIGHTS = {"resnet20": "resnet20-12fca82f.th", "resnet56": "resnet56-4bfd9763.th"}
 LU_RESNET56 = "resnet56+remove=" + ",".join(
@@ -122,7 +124,7 @@ def _machine(device: str) -> str:
 def _section(name: str, folder: Path, table: list[dict], recipe: Recipe, timings: Path) -> str:
     manifest, rows = load_results(folder)
     lines = [f"## {name}", "",
-             f"Original accuracy {table[0]['accuracy_original']:.2f}% on this data; {table[0]['params_original']:,} "
+             f"Original accuracy {table[0].accuracy_original:.2f}% on this data; {table[0].params_original:,} "
              f"parameters. Every row: 1 head-only epoch, then {recipe.epochs} fine-tuning epochs (SGD lr "
              f"{recipe.lr}, momentum {recipe.momentum}, weight decay {recipe.weight_decay}, batch "
              f"{recipe.batch_size}, lr x {recipe.gamma} after epoch {list(recipe.milestones)}, crop + flip), seed "
@@ -133,15 +135,15 @@ def _section(name: str, folder: Path, table: list[dict], recipe: Recipe, timings
     seen = set()
     for row in table:
         label = {"control": "**unpruned (control)**", "reference": "Lu et al.'s published cut"}.get(
-            row["kind"], row["curve"] + (" at equal units" if row["kind"] == "equal-units" else ""))
+            row.kind, row.curve + (" at equal units" if row.kind == "equal-units" else ""))
         rule, change = rule_label(row), change_label(row)
-        trained = "same model as above" if row["weights"] in seen else f"{row['train_seconds'] / 60:.1f} min"
-        seen.add(row["weights"])
+        trained = "same model as above" if row.weights in seen else f"{row.train_seconds / 60:.1f} min"
+        seen.add(row.weights)
         lines.append(
-            f"| {label} | {rule} | {_short(row['cut'])} | {row['units_removed']} / {row['points_removed']} | "
-            f"{row['params_saved_pct']:.2f}% | {row['flops_saved_pct']:.2f}% | {row['accuracy_original']:.2f} / "
-            f"{row['accuracy_head_refit']:.2f} / {row['accuracy_finetuned']:.2f} | {change} | {trained} |")
-    distinct = {row["weights"]: row["train_seconds"] for row in table}
+            f"| {label} | {rule} | {_short(row.cut)} | {row.units_removed} / {row.points_removed} | "
+            f"{row.params_saved_pct:.2f}% | {row.flops_saved_pct:.2f}% | {row.accuracy_original:.2f} / "
+            f"{row.accuracy_head_refit:.2f} / {row.accuracy_finetuned:.2f} | {change} | {trained} |")
+    distinct = {row.weights: row.train_seconds for row in table}
     logged = json.loads(timings.read_text())
     lines += ["", f"{len(distinct)} distinct models trained, {sum(distinct.values()) / 60:.1f} min of training "
               f"epochs in all. Wall time: the analysis {logged.get('analysis_seconds', 0) / 60:.1f} min, the rows "
@@ -149,7 +151,7 @@ def _section(name: str, folder: Path, table: list[dict], recipe: Recipe, timings
               f"{logged.get('machine', 'this machine')}."]
     lines += ["", "What differs (from the rows above):", ""] + [f"- {sentence}" for sentence in differences(table)]
     lines += ["", f"Results folder: `{folder}` (pruning.csv, report.html).", "",
-              _sensitivity(manifest, rows, table[0]["params_original"])]
+              _sensitivity(manifest, rows, table[0].params_original)]
     return "\n".join(lines)
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from sepgraph.layer_row import LayerRow
+from sepgraph.pruning.table import PruningRow
+from sepgraph.results.layer_row import LayerRow
 
 DEFAULT_SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 SHARED_DATA = Path(os.environ.get("SEPGRAPH_SHARED_DATA", DEFAULT_SHARED_DATA))
@@ -28,3 +29,13 @@ def layer_row(index: int = 0, name: str = "p", **values) -> LayerRow:
                    M=0.0, newman_q=0.0, lu_q_mean=0.0, lu_q_std=0.0, lu_q_batches=(), knn_acc=None, probe_acc=None,
                    cka_prev=None, cka_last=None, shape=(1,), zero_vectors=0, seconds={})
     return LayerRow(index=index, name=name, **(neutral | values))
+
+
+def pruning_row(**values) -> PruningRow:
+    """A :class:`PruningRow` with the given columns and neutral values elsewhere, for tests of what reads tables."""
+    neutral = dict(model="m", curve="unpruned", kind="control", rule="", parameter=None, cut="", pruned_model="m",
+                   points_removed=0, units_removed=0, init="finetune", accuracy_original=0.0,
+                   accuracy_head_refit=0.0, accuracy_finetuned=0.0, accuracy_vs_control=0.0, head_epochs=1,
+                   finetune_epochs=2, seed=0, params_original=1, params_pruned=1, params_saved_pct=0.0,
+                   flops_original=1, flops_pruned=1, flops_saved_pct=0.0, train_seconds=0.0, weights="")
+    return PruningRow(**(neutral | values))

@@ -1,8 +1,9 @@
 """sepgraph: how a trained CNN separates classes, layer by layer.
 
-The data's way through the package: model (:mod:`sepgraph.models`) -> layer points
-(:mod:`sepgraph.points`) -> features (:mod:`sepgraph.features`) -> similarity graphs
-and modularity -> where to cut -> pruning -> results and report.
+The data's way through the package, one floor per folder, each importing only the floors below it:
+the ground floor (errors, devices, files, settings) -> :mod:`.models` -> :mod:`.data` -> :mod:`.graph` ->
+:mod:`.training`, :mod:`.results`, :mod:`.parallel` -> :mod:`.analysis` -> :mod:`.pruning` -> :mod:`.report`
+-> :mod:`.reproduction` -> :mod:`.cli`. The names below are the public API.
 """
 
 import os
@@ -12,21 +13,32 @@ import os
 os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
 from ._version import __version__  # noqa: E402
-from .analysis import Analysis, analyze
-from .checkpoints import load_weights, read_state_dict, save_weights
-from .data import DataSource, ImageDataset, load_dataset
+from .analysis.features import PointFeatures, extract_features
+from .analysis.run import Analysis, analyze
+from .data.dataset import ImageDataset
+from .data.samples import select_vertices
+from .data.sources import DataSource, load_dataset
 from .errors import SepgraphError
-from .evaluation import Evaluation, evaluate
-from .features import PointFeatures, extract_features
-from .layer_row import LayerRow
-from .models import BuiltModel, build_model, create_model, list_models, parameter_count
-from .points import LayerPoint, layer_points
-from .samples import select_vertices
+from .models import (
+                     BuiltModel,
+                     LayerPoint,
+                     PruningSpec,
+                     ZooModel,
+                     build_model,
+                     create_model,
+                     list_models,
+                     parameter_count,
+)
+from .models.checkpoints import load_weights, read_state_dict, save_weights
+from .models.points import layer_points
+from .pruning.table import PruningRow
+from .results.layer_row import LayerRow
 from .settings import GraphSettings, RunSettings
+from .training.evaluation import Evaluation, evaluate
 
 __all__ = [
     "__version__", "Analysis", "BuiltModel", "DataSource", "Evaluation", "GraphSettings", "ImageDataset", "LayerPoint",
-    "LayerRow", "PointFeatures", "RunSettings", "SepgraphError", "analyze", "build_model", "create_model", "evaluate",
-    "extract_features", "layer_points", "list_models", "load_dataset", "load_weights", "parameter_count",
-    "read_state_dict", "save_weights", "select_vertices",
+    "LayerRow", "PointFeatures", "PruningRow", "PruningSpec", "RunSettings", "SepgraphError", "ZooModel", "analyze",
+    "build_model", "create_model", "evaluate", "extract_features", "layer_points", "list_models", "load_dataset",
+    "load_weights", "parameter_count", "read_state_dict", "save_weights", "select_vertices",
 ]

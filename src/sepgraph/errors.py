@@ -4,8 +4,14 @@
 class SepgraphError(Exception):
     """A clear, user-facing error: says what is wrong, with which value, and what to do.
 
-    The command line prints the message alone (no traceback unless ``--debug``).
+    Library functions name their own arguments in the message (``knn_k 0 must be ...``) and list them in
+    ``arguments``; the command line prints the message alone (no traceback unless ``--debug``), with each
+    listed argument written as the flag that sets it (``--knn-k 0 must be ...``).
     """
+
+    def __init__(self, message: str, *, arguments: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.arguments = tuple(arguments)
 
 
 def input_shape_error(shape: tuple[int, ...], error: RuntimeError) -> SepgraphError:

@@ -46,35 +46,33 @@ class GraphSettings:
     def __post_init__(self) -> None:
         pairs = self.vertices * (self.vertices - 1) // 2
         if self.vertices < 2:
-            raise SepgraphError(f"--vertices must be at least 2, got {self.vertices}")
+            raise SepgraphError(f"vertices must be at least 2, got {self.vertices}", arguments=("vertices",))
         if not 1 <= self.edges <= pairs:
-            raise SepgraphError(
-                f"--edges {self.edges} must be between 1 and the {pairs} pairs among --vertices {self.vertices}"
-            )
+            raise SepgraphError(f"edges {self.edges} must be between 1 and the {pairs} pairs among vertices "
+                                f"{self.vertices}", arguments=("edges", "vertices"))
         if self.hist_samples != "all" and (not isinstance(self.hist_samples, int) or self.hist_samples < 2):
-            raise SepgraphError(f"--hist-samples must be 'all' or a number of at least 2, got {self.hist_samples!r}")
+            raise SepgraphError(f"hist_samples must be 'all' or a number of at least 2, got {self.hist_samples!r}",
+                                arguments=("hist_samples",))
         if self.bins < 1:
-            raise SepgraphError(f"--bins must be at least 1, got {self.bins}")
+            raise SepgraphError(f"bins must be at least 1, got {self.bins}", arguments=("bins",))
         if self.vertex_choice not in VERTEX_CHOICES:
-            raise SepgraphError(
-                f"--vertex-choice {self.vertex_choice!r} is unknown; choose one of {', '.join(VERTEX_CHOICES)}"
-            )
+            raise SepgraphError(f"vertex_choice {self.vertex_choice!r} is unknown; choose one of "
+                                f"{', '.join(VERTEX_CHOICES)}", arguments=("vertex_choice",))
         if self.seed < 0:
-            raise SepgraphError(f"--seed must be 0 or more, got {self.seed}")
+            raise SepgraphError(f"seed must be 0 or more, got {self.seed}", arguments=("seed",))
         if self.lu_batch_size < 2 or self.lu_batches < 1:
             raise SepgraphError(
-                f"Lu et al.'s Q needs batches of at least 2 samples, got --lu-batches {self.lu_batches} x "
-                f"--lu-batch-size {self.lu_batch_size}"
-            )
+                f"Lu et al.'s Q needs batches of at least 2 samples, got lu_batches {self.lu_batches} x "
+                f"lu_batch_size {self.lu_batch_size}", arguments=("lu_batches", "lu_batch_size"))
         if not 1 <= self.lu_k < self.lu_batch_size:
-            raise SepgraphError(
-                f"--lu-k {self.lu_k} must be between 1 and --lu-batch-size - 1 ({self.lu_batch_size - 1})"
-            )
-
+            raise SepgraphError(f"lu_k {self.lu_k} must be between 1 and lu_batch_size - 1 ({self.lu_batch_size - 1})",
+                                arguments=("lu_k", "lu_batch_size"))
         if not 1 <= self.knn_k < self.vertices:
-            raise SepgraphError(f"--knn-k {self.knn_k} must be between 1 and --vertices - 1 ({self.vertices - 1})")
+            raise SepgraphError(f"knn_k {self.knn_k} must be between 1 and vertices - 1 ({self.vertices - 1})",
+                                arguments=("knn_k", "vertices"))
         if not 0 < self.probe_ridge < float("inf"):
-            raise SepgraphError(f"--probe-ridge must be a positive number, got {self.probe_ridge}")
+            raise SepgraphError(f"probe_ridge must be a positive number, got {self.probe_ridge}",
+                                arguments=("probe_ridge",))
 
     @classmethod
     def from_parameters(cls, parameters: dict) -> GraphSettings:
@@ -90,7 +88,7 @@ class RunSettings:
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         max_memory: bytes of features held at once; None: :func:`sepgraph.devices.default_max_memory`.
         spill_dir: one forward pass for all points, features streamed to files here (see
-            :func:`sepgraph.features.extract_features`).
+            :func:`sepgraph.analysis.features.extract_features`).
         batch_size: images per forward pass.
         tile_rows: rows of a similarity tile (SPEC 3); None: 1,024 on the CPU, 4,096 on CUDA. Runs with other
             numbers of processes give the same bytes at the same tile rows (SPEC 18).
@@ -104,8 +102,9 @@ class RunSettings:
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
-            raise SepgraphError(f"--batch-size must be at least 1, got {self.batch_size}")
+            raise SepgraphError(f"batch_size must be at least 1, got {self.batch_size}", arguments=("batch_size",))
         if self.tile_rows is not None and self.tile_rows < 1:
-            raise SepgraphError(f"--tile-rows must be at least 1, got {self.tile_rows}")
+            raise SepgraphError(f"tile_rows must be at least 1, got {self.tile_rows}", arguments=("tile_rows",))
         if self.max_memory is not None and self.max_memory < 1:
-            raise SepgraphError(f"--max-memory must be a positive size such as 512M or 2G, got {self.max_memory}")
+            raise SepgraphError(f"max_memory must be a positive size such as 512M or 2G, got {self.max_memory}",
+                                arguments=("max_memory",))

@@ -13,9 +13,9 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from ..checkpoints import load_weights
 from ..errors import SepgraphError
-from ..pruning import apply_spec
+from .checkpoints import load_weights
+from .pruned import PruningSpec, apply_pruning
 from .registry import input_size, model_info
 
 
@@ -52,9 +52,9 @@ def create_model(name: str, num_classes: int = 10) -> nn.Module:
     """
     if num_classes < 1:
         raise SepgraphError(f"num_classes must be at least 1, got {num_classes}")
-    base, plus, pruning = name.partition("+")
-    if plus:
-        return apply_spec(create_model(base, num_classes), pruning, num_classes, input_size(base))
+    spec = PruningSpec.parse(name)
+    if spec.operation is not None:
+        return apply_pruning(create_model(spec.base, num_classes), spec, num_classes, input_size(spec.base))
     library, _, remote = name.partition(":")
     if remote and library == "torchvision":
         import torchvision

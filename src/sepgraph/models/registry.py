@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from ..errors import SepgraphError
+from .pruned import PruningSpec
 
 
 @dataclass(frozen=True)
@@ -53,12 +54,7 @@ def model_info(name: str) -> ModelInfo:
 
 
 def input_size(name: str) -> tuple[int, int, int]:
-    """The (channels, height, width) a model expects: 32x32 for the zoo, 224x224 otherwise."""
+    """The (channels, height, width) a model (pruned or not) expects: 32x32 for the zoo, 224x224 otherwise."""
     if name.startswith(("torchvision:", "timm:")):
         return (3, 224, 224)
-    return model_info(name.partition("+")[0]).input_size
-
-
-def parameter_count(model: nn.Module) -> int:
-    """Number of parameters (trainable or not), as papers report it."""
-    return sum(p.numel() for p in model.parameters())
+    return model_info(PruningSpec.parse(name).base).input_size

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..points import LayerPoint, RemovableUnit
+from .protocol import LayerPoint, RemovableUnit
 from .registry import register_model
 from .surgery import PartialBlock, block_units, without_modules
 

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from ..points import LayerPoint, RemovableUnit
-from .registry import parameter_count
+from .protocol import LayerPoint, RemovableUnit
+from .size import parameter_count
 
 
 class PartialBlock(nn.Sequential):

@@ -12,8 +12,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..points import LayerPoint, RemovableUnit
-from .registry import parameter_count, register_model
+from .protocol import LayerPoint, RemovableUnit
+from .registry import register_model
+from .size import parameter_count
 from .surgery import without_modules
 
 CONFIGS: dict[str, list[int | str]] = {

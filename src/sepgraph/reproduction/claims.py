@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..comparison import curve_pairs
-from ..criterion import plateau_cut
-from ..layer_row import LayerRow
+from ..pruning.criterion import plateau_cut
+from ..pruning.table import PruningRow, curve_pairs
+from ..results.layer_row import LayerRow
 
 ACCURACY_TOLERANCE = 0.5
 """Points of accuracy against the control within which two cuts count as equally accurate (claim e)."""
@@ -62,7 +62,7 @@ def stage_means(curve: Sequence[float]) -> tuple[float, float, float]:
     return tuple(float(part.mean()) for part in thirds)
 
 
-def evaluate_claims(rows: Sequence[LayerRow], pruning: Sequence[dict] | None = None,
+def evaluate_claims(rows: Sequence[LayerRow], pruning: Sequence[PruningRow] | None = None,
                     seed_curves: dict[str, np.ndarray] | None = None) -> list[Claim]:
     """The five claims on one model's layer rows (an analysis's rows).
 
@@ -110,7 +110,7 @@ def evaluate_claims(rows: Sequence[LayerRow], pruning: Sequence[dict] | None = N
     return claims
 
 
-def _pruning_claim(table: Sequence[dict] | None) -> Claim:
+def _pruning_claim(table: Sequence[PruningRow] | None) -> Claim:
     """Claim (e), per rule: M's cut saves more parameters than Q's and is at least as accurate against the
     control (within :data:`ACCURACY_TOLERANCE`); confirmed when that holds under every rule with a cut."""
     text = ("the cut found with M saves more parameters than the cut found with Q, at equal fine-tuning budget and "
@@ -118,16 +118,16 @@ def _pruning_claim(table: Sequence[dict] | None) -> Claim:
     if not table:
         return Claim("e", text, None, "not measured here: needs `sepgraph prune`'s table (examples/table1.py)")
     verdicts, evidence = [], []
-    for name, m, q in curve_pairs([row for row in table if row["kind"] == "criterion"]):
-        if m["pruned_model"] == q["pruned_model"]:
-            evidence.append(f"{name}: the same cut ({m['params_saved_pct']:.2f}% saved)")
+    for name, m, q in curve_pairs([row for row in table if row.kind == "criterion"]):
+        if m.pruned_model == q.pruned_model:
+            evidence.append(f"{name}: the same cut ({m.params_saved_pct:.2f}% saved)")
             continue
-        better = (m["params_saved_pct"] > q["params_saved_pct"]
-                  and m["accuracy_vs_control"] >= q["accuracy_vs_control"] - ACCURACY_TOLERANCE)
+        better = (m.params_saved_pct > q.params_saved_pct
+                  and m.accuracy_vs_control >= q.accuracy_vs_control - ACCURACY_TOLERANCE)
         verdicts.append(better)
-        evidence.append(f"{name}: M saves {m['params_saved_pct']:.2f}% at {m['accuracy_vs_control']:+.2f} vs control, "
-                        f"Q {q['params_saved_pct']:.2f}% at {q['accuracy_vs_control']:+.2f}")
-    epochs = table[0]["finetune_epochs"]
+        evidence.append(f"{name}: M saves {m.params_saved_pct:.2f}% at {m.accuracy_vs_control:+.2f} vs control, "
+                        f"Q {q.params_saved_pct:.2f}% at {q.accuracy_vs_control:+.2f}")
+    epochs = table[0].finetune_epochs
     evidence.append(f"every row fine-tuned {epochs} epochs; equal accuracy = within {ACCURACY_TOLERANCE} points")
     return Claim("e", text, bool(verdicts) and all(verdicts), "; ".join(evidence))
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..figures import LU, OURS
+from ..report.figures import LU, OURS
 
 
 def seed_bands(curves: dict[str, np.ndarray], names: Sequence[str], title: str) -> Figure:

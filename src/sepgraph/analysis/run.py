@@ -1,0 +1,328 @@
+"""One analysis (SPEC 2-7, 12-15, 18): features at every layer point -> one scan each -> the results folder.
+
+:func:`analyze` is what ``sepgraph analyze`` runs, on one process or as every rank of a torchrun job; it
+writes the results folder of SPEC 12 (rank 0 alone) and returns an :class:`Analysis` for notebooks.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import platform
+import resource
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from functools import partial
+from pathlib import Path
+
+import networkx
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .._version import __version__
+from ..data.dataset import ImageDataset, to_tensor
+from ..data.samples import SampleSets
+from ..data.sources import DataSource, as_dataset
+from ..devices import resolve_device
+from ..errors import SepgraphError
+from ..graph.peers import CenteredGram
+from ..graph.rows import exact_row_norms, unit_rows
+from ..graph.scan import ScanRequest
+from ..graph.tiles import TilePlan
+from ..models.capture import point_shapes
+from ..models.checkpoints import load_weights
+from ..models.factory import build_model
+from ..models.points import layer_points, removable_units
+from ..models.protocol import LayerPoint, ZooModel
+from ..parallel.merge import scan_layer
+from ..parallel.workers import Workers, gather_leading
+from ..results.folder import ResultsFolder
+from ..results.layer_row import LayerRow
+from ..settings import GraphSettings, RunSettings
+from .cka import CkaLinks, Reference
+from .features import PointFeatures, extract_features, feature_budget
+from .point import measure_point
+
+log = logging.getLogger(__name__)
+
+STAGES = ("features", "similarity", "modularity", "peers")
+"""The stages whose seconds the manifest records."""
+
+
+@dataclass
+class Analysis:
+    """A finished analysis: its folder, manifest and one :class:`LayerRow` per layer point."""
+
+    path: Path
+    manifest: dict
+    rows: list[LayerRow] = field(default_factory=list)
+
+    def to_pandas(self):
+        """layers.csv as a pandas DataFrame (needs pandas)."""
+        import pandas
+
+        return pandas.DataFrame([row.as_record() for row in self.rows])
+
+
+def analyze(
+    model: str | nn.Module,
+    data: str | DataSource | ImageDataset,
+    settings: GraphSettings | None = None,
+    *,
+    weights: str | Path | None = None,
+    num_classes: int | None = None,
+    normalize: str = "cifar10",
+    points: str | Sequence[str] = "paper",
+    run: RunSettings | None = None,
+    out: str | Path = "results/analysis",
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Analysis:
+    """Measure how every layer point separates the classes (SPEC 2-7) and write the results folder (SPEC 12).
+
+    Args:
+        model: a name for :func:`~sepgraph.models.factory.build_model` (built with ``settings.seed`` and
+            ``weights``) or a module (``weights`` loaded into it when given).
+        data: a dataset spec, a :class:`~sepgraph.data.sources.DataSource` or a loaded dataset.
+        settings: the graph options (default: the paper's, :class:`GraphSettings`).
+        num_classes: head size of a model built by name (default: the dataset's classes); recorded as the
+            manifest's ``num_classes``.
+        normalize: the per-channel normalisation the model was trained with.
+        points: a layer-point convention (SPEC 1) or an explicit list of module names.
+        run: device, memory budget, batch size and tile rows (:class:`RunSettings`); they never change a number.
+        out, resume, overwrite: the results folder, and whether to continue or replace what it holds.
+
+    Per layer point: the similarity histogram over all pairs of ``settings.hist_samples`` samples,
+    the top-|E| subgraph among the vertices with its r, AQ, EQ, M and Newman Q, Lu et al.'s Q
+    over disjoint batches and the vertex measures, all from one scan of the similarity tiles
+    (:func:`~sepgraph.analysis.point.measure_point`). Features of each point are extracted once for the union
+    of those samples, vertices first, in one pass per group of points that fits the memory budget.
+    """
+    started = time.perf_counter()
+    settings, run = settings or GraphSettings(), run or RunSettings()
+    context, manifest = _prepare(model, as_dataset(data), settings, weights, num_classes, normalize, points, run,
+                                 progress)
+    with ExitStack() as stack:
+        folder, stored, missing = _open_folder(stack, context, out, manifest, resume, overwrite)
+        clock = StageClock()
+        links = CkaLinks(len(context.points) - 1, _reference_grams(context, missing))
+        clock.lap("peers")
+        _measure_missing(context, settings, missing, links, clock, folder, stored)
+        peaks = gather_leading(np.array([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024.0]),
+                               context.workers)
+        if not context.workers.leader:
+            return Analysis(Path(out), manifest, [])
+        _write_complete(folder, stored, settings, clock, peaks, started)
+    return Analysis(Path(out), folder.manifest, stored)
+
+
+@dataclass
+class _Context:
+    """What every stage of one analysis on this rank needs: the model and its points, the samples, where and how
+    to run, and the tiles."""
+
+    model: nn.Module
+    dataset: ImageDataset
+    sample_sets: SampleSets
+    points: list[LayerPoint]
+    normalize: str
+    run: RunSettings
+    device: torch.device
+    budget: int
+    plan: TilePlan
+    workers: Workers
+    progress: bool
+
+    def extract(self, points: list[LayerPoint], n_rows: int) -> Iterator[PointFeatures]:
+        """Each point's features (from the last point) for this rank's rows of the first ``n_rows`` rows of
+        the extraction order, run in the batches of a single-process extraction (so the same numbers)."""
+        start, stop = self.plan.over(n_rows).slice_of(self.workers.rank)
+        if start == stop:  # more processes than this scan's tile rows: nothing of it here
+            yield from self._empty(points)
+            return
+        size = self.run.batch_size
+        first, end = start // size * size, min(-(-stop // size) * size, n_rows)
+        for item in extract_features(self.model, points, self.dataset, self.sample_sets.order[first:end],
+                                     normalize=self.normalize, batch_size=size, device=self.run.device,
+                                     max_memory=self.budget, spill_dir=self.run.spill_dir,
+                                     progress=self.progress and self.workers.leader, reverse=True):
+            yield replace(item, features=item.features[start - first:stop - first])
+            del item
+
+    def _empty(self, points: list[LayerPoint]) -> Iterator[PointFeatures]:
+        """No rows of each point (from the last), for a rank that holds none."""
+        example = to_tensor(self.dataset.read(self.sample_sets.order[:1]), self.normalize)
+        shapes = point_shapes(self.model, points, example)
+        for position in range(len(points) - 1, -1, -1):
+            yield PointFeatures(position, points[position], shapes[position],
+                                np.empty((0, math.prod(shapes[position])), dtype=np.float32))
+
+
+def _prepare(model: str | nn.Module, dataset: ImageDataset, settings: GraphSettings, weights: str | Path | None,
+             num_classes: int | None, normalize: str, points: str | Sequence[str], run: RunSettings,
+             progress: bool) -> tuple[_Context, dict]:
+    """The model, its points, the samples and the tiles, checked before anything is written; and the manifest."""
+    classes = dataset.num_classes if num_classes is None else num_classes
+    if isinstance(model, str):
+        model_name = model
+        model, weights_sha256 = build_model(model, classes, weights, settings.seed)
+    else:
+        model_name = type(model).__name__
+        weights_sha256 = load_weights(model, weights) if weights else None
+    device = resolve_device(run.device)
+    convention, names = (points, None) if isinstance(points, str) else ("paper", list(points))
+    sample_sets = SampleSets.choose(dataset.labels, dataset.num_classes, settings)
+    example = to_tensor(dataset.read(sample_sets.order[:1]), normalize)
+    point_list = layer_points(model, convention, names, example_input=example)
+    shapes = point_shapes(model, point_list, example)  # wrong input shapes, missing points fail before any write
+    budget = feature_budget(len(sample_sets.order), [math.prod(shape) for shape in shapes], run.max_memory)
+    workers = Workers.current()
+    plan = TilePlan.create(len(sample_sets.order), budget, device, run.tile_rows, workers.world)
+    plan.check_ranks("the analysis")
+    context = _Context(model, dataset, sample_sets, point_list, normalize, run, device, budget, plan, workers,
+                       progress)
+    parameters = {
+        "model": model_name, "weights": str(weights) if weights else None, "weights_sha256": weights_sha256,
+        "data": dataset.spec, "data_sha256": dataset.sha256, "normalize": normalize,
+        "convention": convention if names is None else "explicit", "points": [p.name for p in point_list],
+        **asdict(settings), "num_classes": classes,  # the model's head (pruning rebuilds it); the data's are "classes"
+    }
+    units = removable_units(model, convention) if names is None and isinstance(model, ZooModel) else None
+    return context, _manifest(context, parameters, units)
+
+
+def _manifest(context: _Context, parameters: dict, units: list | None) -> dict:
+    """The manifest an analysis starts with (SPEC 12): what is measured, on what, how it runs."""
+    hist_count = len(context.sample_sets.hist_indices)
+    run = context.run
+    return {
+        "sepgraph": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "status": "running",
+        "parameters": parameters,
+        "data_description": context.dataset.description,
+        "classes": context.dataset.classes,
+        "removable_units": None if units is None else [asdict(unit) for unit in units],
+        "hist_pairs": hist_count * (hist_count - 1) // 2,
+        "run": {"device": str(context.device), "max_memory": context.budget,
+                "spill_dir": str(run.spill_dir) if run.spill_dir else None, "batch_size": run.batch_size,
+                "torch_threads": torch.get_num_threads(), "processes": context.workers.world,
+                "tile_rows": context.plan.tile_rows},
+        "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
+                     "networkx": networkx.__version__},
+    }
+
+
+def _open_folder(stack: ExitStack, context: _Context, out: str | Path, manifest: dict, resume: bool,
+                 overwrite: bool) -> tuple[ResultsFolder | None, list[LayerRow | None], list[int]]:
+    """Open (or resume) the results folder on rank 0; every rank learns which points are missing."""
+    opened: dict = {}
+
+    def open_on_leader() -> list[int]:
+        opened["folder"] = stack.enter_context(ResultsFolder(out, manifest, resume=resume, overwrite=overwrite))
+        opened["stored"] = [opened["folder"].completed_row(i, p.name) for i, p in enumerate(context.points)]
+        return [i for i, row in enumerate(opened["stored"]) if row is None]
+
+    missing = context.workers.agree(open_on_leader, who="leader")  # rank 0 alone writes the folder
+    stack.enter_context(context.workers.watch())  # a rank that stops: a clear error, recorded by the folder
+    count = len(context.points)
+    if len(missing) < count and context.workers.leader:
+        log.info("resuming: %d of %d layer points are already complete", count - len(missing), count)
+    return opened.get("folder"), opened.get("stored", []), missing
+
+
+class StageClock:
+    """Seconds per stage of :data:`STAGES`: laps of the wall clock, and the points' own stage times."""
+
+    def __init__(self) -> None:
+        self.seconds = dict.fromkeys(STAGES, 0.0)
+        self._tick = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        """Charge the time since the last lap to ``stage``."""
+        now = time.perf_counter()
+        self.seconds[stage] += now - self._tick
+        self._tick = now
+
+    def restart(self) -> None:
+        """Start the next lap now."""
+        self._tick = time.perf_counter()
+
+    def add(self, seconds: dict[str, float]) -> None:
+        """Charge a point's own stage times."""
+        for stage, value in seconds.items():
+            self.seconds[stage] += value
+
+
+def _measure_missing(context: _Context, settings: GraphSettings, missing: list[int], links: CkaLinks,
+                     clock: StageClock, folder: ResultsFolder | None, stored: list[LayerRow | None]) -> None:
+    """Extract and measure every missing point (from the last); rank 0 writes each one once it is complete."""
+    clock.restart()
+    stream = context.extract([context.points[i] for i in missing], len(context.sample_sets.order)) \
+        if missing else iter(())
+    show = context.progress and context.workers.leader
+    with tqdm(total=len(missing), desc="layers", unit="point", disable=not show) as bar:
+        for item in stream:  # not enumerate(): it would hold the last item while the next one is extracted
+            index = missing[item.index]
+            clock.lap("features")
+            measured = measure_point(item, index, context.sample_sets, settings, context.plan, context.workers,
+                                     context.device)
+            del item
+            if measured is not None:  # rank 0
+                for done in links.complete(measured):
+                    clock.add(done.row.seconds)
+                    folder.write_layer(done.row, done.edge_arrays)
+                    stored[done.row.index] = done.row
+                bar.set_postfix_str(f"{measured.row.name} M={measured.row.M:.4f}")
+            bar.update()
+            clock.restart()
+
+
+def _write_complete(folder: ResultsFolder, stored: list[LayerRow], settings: GraphSettings, clock: StageClock,
+                    peaks: np.ndarray, started: float) -> None:
+    """layers.csv and the manifest of a finished analysis (rank 0)."""
+    folder.manifest["run"]["peak_rss_bytes"] = [int(peak) for peak in peaks]  # one per process
+    folder.write_table(stored, settings.bins)
+    folder.manifest.update(
+        status="complete",
+        seconds={**clock.seconds, "total": time.perf_counter() - started},
+        layers=[{"name": row.name, "shape": list(row.shape), "zero_vectors": row.zero_vectors,
+                 "seconds": row.seconds} for row in stored],
+    )
+    folder.write_manifest()
+
+
+def _reference_grams(context: _Context, missing: list[int]) -> dict[int, Reference]:
+    """Centered vertex Grams (SPEC 15) that the missing points compare with but will not compute themselves,
+    when resuming: the last point's (for ``cka_last``) and the point before each first missing one (for
+    ``cka_prev``), from one extraction of those points on the vertices alone (in the batches of the full
+    extraction, so their features are the same numbers). Filled on rank 0."""
+    last = len(context.points) - 1
+    wanted = sorted(({last} if last not in missing else set())
+                    | {m - 1 for m in missing if m > 0 and m - 1 not in missing})
+    if not missing or not wanted:
+        return {}
+    n_vertices = len(context.sample_sets.vertices)
+    plan = context.plan.over(n_vertices)  # with fewer tile rows than ranks, some ranks hold none
+    request = ScanRequest(batches=(np.arange(n_vertices, dtype=np.int64),))
+    grams: dict[int, Reference] = {}
+    for item in context.extract([context.points[i] for i in wanted], n_vertices):
+        norms = gather_leading(exact_row_norms(item.features).numpy(), context.workers)
+        name, position, features = item.point.name, wanted[item.index], item.features
+        del item
+        prepared = context.workers.agree(partial(unit_rows, features, inplace=True), defer=True)
+        del features
+        if isinstance(prepared, SepgraphError):  # raised where a point needs this Gram, after any earlier error
+            grams[position] = SepgraphError(f"layer point {name!r}: {prepared}", arguments=prepared.arguments)
+            continue
+        scan = scan_layer(prepared[0].to(context.device), request, plan, context.workers)
+        if scan is not None:
+            grams[position] = CenteredGram.of(scan.batch_similarities[0], torch.as_tensor(norms), inplace=True)
+        del prepared, scan
+    return grams

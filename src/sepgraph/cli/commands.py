@@ -1,0 +1,177 @@
+"""What each ``sepgraph`` command does, as one library call per command (the CLI only parses and prints).
+
+Every function here composes the stages (models, data, analysis, comparison, report) and decides what
+the command decides: when to analyse before pruning, which rules and tau apply, whether to draw the
+report. A notebook gets the same behaviour by calling them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from ..analysis.dynamics import DynamicsTracker, small_settings
+from ..analysis.run import Analysis, analyze
+from ..data.dataset import ImageDataset
+from ..data.sources import DataSource, as_dataset
+from ..errors import SepgraphError
+from ..models import build_model, input_size, list_models, model_info, parameter_count
+from ..models.capture import point_shapes
+from ..models.points import CONVENTIONS, layer_points
+from ..models.protocol import LayerPoint
+from ..pruning.criterion import PAPER_CURVES
+from ..pruning.rows import check_options, compare_pruning
+from ..pruning.table import PruningRow
+from ..report.figures import dynamics_heatmap
+from ..report.html import ReportSettings, render_report
+from ..results.folder import is_complete
+from ..settings import GraphSettings, RunSettings
+from ..training.evaluation import Evaluation, evaluate
+from ..training.loop import train
+from ..training.recipe import Recipe, TrainingRun
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """One zoo model: its family, parameter count and number of layer points under each convention."""
+
+    name: str
+    family: str
+    parameters: int
+    points: dict[str, int]
+
+
+def zoo(pattern: str = "*") -> list[ZooEntry]:
+    """The zoo models matching a shell-style ``pattern`` (``sepgraph models``)."""
+    entries = []
+    for name in list_models(pattern):
+        model = build_model(name).model
+        entries.append(ZooEntry(name, model_info(name).family, parameter_count(model),
+                                {c: len(layer_points(model, c)) for c in CONVENTIONS}))
+    return entries
+
+
+def point_table(model: str, points: str | Sequence[str] = "paper", num_classes: int = 10, size: int | None = None
+                ) -> tuple[tuple[int, int, int], list[tuple[LayerPoint, tuple[int, ...]]]]:
+    """A model's layer points and each one's per-sample output shape (``sepgraph points``).
+
+    Returns:
+        the input (channels, height, width) used, and (point, shape) per layer point.
+    """
+    if size is not None and size < 1:
+        raise SepgraphError(f"size must be at least 1, got {size}", arguments=("size",))
+    network = build_model(model, num_classes).model
+    channels, height, _ = input_size(model)
+    side = size or height
+    example = torch.zeros(1, channels, side, side)
+    convention, names = (points, None) if isinstance(points, str) else ("paper", list(points))
+    found = layer_points(network, convention, names, example_input=example)
+    return (channels, side, side), list(zip(found, point_shapes(network, found, example), strict=True))
+
+
+def evaluate_checkpoint(model: str, data: str | DataSource, *, weights: str | None = None,
+                        num_classes: int | None = None, normalize: str = "cifar10", batch_size: int = 256,
+                        device: str = "auto") -> tuple[Evaluation, dict]:
+    """Accuracy of a model on a dataset (``sepgraph eval``); returns it and a record of what was measured."""
+    dataset = as_dataset(data)
+    network, sha256 = build_model(model, dataset.num_classes if num_classes is None else num_classes, weights)
+    result = evaluate(network, dataset, normalize=normalize, batch_size=batch_size, device=device)
+    return result, {"model": model, "weights": weights, "weights_sha256": sha256, "data": dataset.spec,
+                    "data_description": dataset.description, "normalize": normalize, **result.as_dict()}
+
+
+def train_model(model: str, data: str | DataSource | ImageDataset, *, out: str | Path,
+                test_data: str | DataSource | ImageDataset | None = None,
+                weights: str | None = None, num_classes: int | None = None, normalize: str = "cifar10",
+                recipe: Recipe | None = None, resume: bool = False, device: str = "auto", track_every: int = 0,
+                track_data: str | DataSource | ImageDataset | None = None, track_vertices: int = 500,
+                progress: bool = True) -> TrainingRun:
+    """Train a model with the recipe (``sepgraph train``); its initial weights come from the recipe's seed.
+
+    With ``track_every`` K > 0, M, Lu et al.'s Q and k-NN accuracy are measured at every layer point before
+    training and every K epochs on ``track_vertices`` vertices of ``track_data`` (default: ``test_data``,
+    else ``data``) into ``out/dynamics.csv``, drawn as ``out/dynamics.png`` (SPEC 17).
+    """
+    recipe = recipe or Recipe()
+    dataset = as_dataset(data)
+    classes = dataset.num_classes if num_classes is None else num_classes
+    network = build_model(model, classes, weights, recipe.seed).model
+    test = as_dataset(test_data) if test_data else None
+    tracker = None
+    if track_data is not None and not track_every:
+        raise SepgraphError("track_data needs track_every K: the epochs between measurements",
+                            arguments=("track_data", "track_every"))
+    if track_every:
+        tracked = as_dataset(track_data) if track_data else test or dataset
+        tracker = DynamicsTracker(out, tracked, small_settings(tracked, track_vertices, recipe.seed),
+                                  every=track_every, epochs=recipe.epochs, normalize=normalize,
+                                  run=RunSettings(device=device))
+    history = train(network, dataset, normalize=normalize, recipe=recipe, out=out, resume=resume, device=device,
+                    test_dataset=test, observer=tracker, progress=progress)
+    if tracker is not None:
+        figure = dynamics_heatmap(tracker.rows, f"{model} on {tracker.data.description}")
+        figure.savefig(Path(out) / "dynamics.png", dpi=150)
+    return history
+
+
+def analyze_and_report(model: str, data: DataSource, settings: GraphSettings, *, out: str | Path,
+                       weights: str | None = None, num_classes: int | None = None, normalize: str = "cifar10",
+                       points: str | Sequence[str] = "paper", run: RunSettings | None = None, resume: bool = False,
+                       overwrite: bool = False, report: ReportSettings | None = None) -> tuple[Analysis, Path | None]:
+    """One analysis, then its figures and report unless ``report`` is None (``sepgraph analyze``)."""
+    result = analyze(model, data, settings, weights=weights, num_classes=num_classes, normalize=normalize,
+                     points=points, run=run, out=out, resume=resume, overwrite=overwrite)
+    return result, render_report(result.path, report) if report is not None else None
+
+
+@dataclass(frozen=True)
+class AnalyseFirst:
+    """The analysis ``prune`` runs when its folder holds no finished one (``sepgraph prune --model``).
+
+    Attributes:
+        model, data, weights, normalize: what to analyse, as for :func:`~sepgraph.analysis.run.analyze`.
+        points: the layer-point convention (SPEC 1).
+        settings: the graph options (None: the paper's).
+        run: how it runs; its device is ``prune``'s.
+    """
+
+    model: str
+    data: DataSource | None
+    weights: str | None = None
+    normalize: str = "cifar10"
+    points: str = "paper"
+    settings: GraphSettings | None = None
+    run: RunSettings | None = None
+
+
+def prune(folder: str | Path, train_data: DataSource, *, test_data: DataSource | None = None,
+          analyse_first: AnalyseFirst | None = None, rules: Sequence[tuple[str, float | None]] = (),
+          tau: float | None = None, curves: Sequence[str] = PAPER_CURVES, equal_units: bool = False,
+          reference_cuts: Sequence[str] = (), init: str = "finetune", head_epochs: int = 1,
+          recipe: Recipe | None = None, device: str = "auto") -> tuple[list[PruningRow], Path]:
+    """Criterion I's cuts beside the unpruned control, trained alike on ``device``, and the report
+    (``sepgraph prune``).
+
+    With ``analyse_first``, ``folder`` is first filled (or completed) by that analysis, unless it already holds
+    a finished one. Rules given without a tau get ``tau`` (None: each rule's default); no rules means ``plateau``.
+
+    Returns:
+        the comparison's rows (the control first) and the path of report.html.
+    """
+    folder = Path(folder)
+    rules = [(rule, tau if parameter is None else parameter) for rule, parameter in rules or [("plateau", None)]]
+    check_options(rules, init, head_epochs, curves)  # before an analysis that may take hours
+    if analyse_first is not None and not is_complete(folder):
+        first = analyse_first
+        if first.data is None:
+            raise SepgraphError("model needs data: the data to analyse it on (e.g. its test set)",
+                                arguments=("model", "data"))
+        analyze(first.model, first.data, first.settings, weights=first.weights, normalize=first.normalize,
+                points=first.points, run=replace(first.run or RunSettings(), device=device), out=folder, resume=True)
+    table = compare_pruning(folder, train_data, test_data=test_data, rules=rules, curves=curves,
+                            equal_units=equal_units, reference_cuts=reference_cuts, init=init,
+                            head_epochs=head_epochs, recipe=recipe, device=device)
+    return table, render_report(folder, ReportSettings(rule=rules[0][0], parameter=rules[0][1]))

@@ -1,0 +1,227 @@
+"""The ``sepgraph`` command line: parse (:mod:`.options`), call one library function per command
+(:mod:`.commands`), print; library errors are printed in one line with their arguments written as flags."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import re
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import fields, replace
+from pathlib import Path
+
+from ..data.sources import DataSource
+from ..errors import SepgraphError
+from ..models.points import CONVENTIONS
+from ..parallel.workers import start, stop
+from ..pruning.table import pruning_markdown
+from ..report.html import ReportSettings, render_report
+from ..settings import GraphSettings, RunSettings
+from ..training.recipe import Recipe
+from .commands import AnalyseFirst, analyze_and_report, evaluate_checkpoint, point_table, prune, train_model, zoo
+from .demo import run_demo
+from .options import build_parser
+
+FLAG_ALIASES = {
+    "train": {"every": "--track-every", "vertices": "--track-vertices"},
+    "points": {"size": "--input-size"},
+    "analyze": {"file_format": "--format"},
+    "report": {"file_format": "--format"},
+}
+"""Library argument names whose flag is not ``--`` plus the name with dashes, per command."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``sepgraph`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(message)s")
+    previous = signal.signal(signal.SIGTERM, _terminated)  # a run told to stop records it, like Ctrl-C
+    try:
+        HANDLERS[args.command](args)
+    except SepgraphError as error:
+        if args.debug:
+            raise
+        print(f"sepgraph: error: {as_flags(error, parser, args.command)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("sepgraph: interrupted; finished work is kept (rerun with --resume)", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return 0
+
+
+def _terminated(_signal: int, _frame) -> None:
+    raise KeyboardInterrupt
+
+
+def as_flags(error: SepgraphError, parser: argparse.ArgumentParser, command: str) -> str:
+    """The error's message with the first mention of each argument it names written as ``command``'s flag."""
+    flags = _flags(parser, command)
+    message = str(error)
+    for name in error.arguments:
+        if name in flags:
+            message = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", flags[name], message, count=1)
+    return message
+
+
+def _flags(parser: argparse.ArgumentParser, command: str) -> dict[str, str]:
+    """Argument name -> flag, for ``command``'s options (``--batch-size`` for ``batch_size``) and its aliases."""
+    subcommands = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
+    flags = {option[2:].replace("-", "_"): option for action in subcommands.choices[command]._actions
+             for option in action.option_strings if option.startswith("--")}
+    return flags | FLAG_ALIASES.get(command, {})
+
+
+def _points(args: argparse.Namespace) -> str | list[str]:
+    """--convention, or the --points list when given."""
+    if args.points is None:
+        return args.convention
+    return [name.strip() for name in args.points.split(",") if name.strip()]
+
+
+def _data(args: argparse.Namespace) -> DataSource:
+    return DataSource(args.data, args.data_root, args.download, args.image_size)
+
+
+def _graph_settings(args: argparse.Namespace) -> GraphSettings:
+    return GraphSettings(**{field.name: getattr(args, field.name) for field in fields(GraphSettings)})
+
+
+def _run_settings(args: argparse.Namespace) -> RunSettings:
+    return RunSettings(device=args.device, max_memory=args.max_memory, spill_dir=args.spill_dir,
+                       batch_size=args.forward_batch_size, tile_rows=args.tile_rows)
+
+
+def _recipe(args: argparse.Namespace) -> Recipe:
+    try:
+        milestones = tuple(int(m) for m in args.milestones.split(",") if m.strip())
+    except ValueError as error:
+        raise SepgraphError(f"--milestones must be comma-separated epochs, got {args.milestones!r}") from error
+    return Recipe(epochs=args.epochs, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
+                  batch_size=args.batch_size, milestones=milestones, gamma=args.gamma,
+                  augment=not args.no_augment, seed=args.seed)
+
+
+def _report_settings(args: argparse.Namespace) -> ReportSettings:
+    return ReportSettings(file_format=args.format, dpi=args.dpi, ring_edges=args.ring_edges, rule=args.rule,
+                          parameter=args.tau)
+
+
+def _demo(args: argparse.Namespace) -> None:
+    started = time.perf_counter()
+    report = run_demo(args.out, device=args.device)
+    print(f"done in {time.perf_counter() - started:.0f} s. Open the report: {report}")
+
+
+def _models(args: argparse.Namespace) -> None:
+    entries = zoo(args.pattern)
+    if not entries:
+        raise SepgraphError(f"no zoo model matches {args.pattern!r}")
+    print(f"{'model':<14}{'family':<14}{'parameters':>13}" + "".join(f"{c:>9}" for c in CONVENTIONS))
+    for entry in entries:
+        counts = "".join(f"{entry.points[c]:>9}" for c in CONVENTIONS)
+        print(f"{entry.name:<14}{entry.family:<14}{entry.parameters:>13,}{counts}")
+    print("\nAlso: torchvision:NAME (any torchvision classifier) and timm:NAME (with timm installed); "
+          "their 'paper' points are discovered from a traced forward pass.")
+
+
+def _list_points(args: argparse.Namespace) -> None:
+    (channels, height, width), table = point_table(args.model, _points(args), args.num_classes, args.input_size)
+    label = "explicit list" if args.points is not None else f"convention {args.convention}"
+    print(f"{args.model}: {len(table)} layer points ({label}), input {channels}x{height}x{width}")
+    print(f"{'index':>5}  {'name':<28}{'module':<28}{'shape':<16}{'dim':>9}")
+    for index, (point, shape) in enumerate(table):
+        module = point.module + (f":{point.call}" if point.call else "")
+        print(f"{index:>5}  {point.name:<28}{module:<28}{'x'.join(map(str, shape)):<16}{math.prod(shape):>9,}")
+
+
+def _eval(args: argparse.Namespace) -> None:
+    result, record = evaluate_checkpoint(args.model, _data(args), weights=args.weights, num_classes=args.num_classes,
+                                         normalize=args.normalize, batch_size=args.batch_size, device=args.device)
+    if args.json:
+        print(json.dumps(record, indent=2))
+        return
+    sha256 = record["weights_sha256"]
+    weights = f"{args.weights} (sha256 {sha256[:12]})" if sha256 else "random initialisation (no --weights)"
+    print(f"model      {args.model}, {weights}")
+    print(f"data       {record['data_description']}, {result.total} images, normalisation {args.normalize}")
+    print(f"accuracy   {result.accuracy:.2f}% ({result.correct}/{result.total}), "
+          f"mean loss {result.loss:.4f}, {result.seconds:.1f} s")
+
+
+def _analyze(args: argparse.Namespace) -> None:
+    workers, device = start(args.device, args.timeout)  # one process, or one rank of a torchrun job (SPEC 18)
+    try:
+        result, report = analyze_and_report(
+            args.model, _data(args), _graph_settings(args), weights=args.weights, num_classes=args.num_classes,
+            normalize=args.normalize, points=_points(args), run=replace(_run_settings(args), device=device),
+            out=args.out, resume=args.resume, overwrite=args.overwrite,
+            report=None if args.no_report or not workers.leader else _report_settings(args))
+    finally:
+        stop()
+    if not workers.leader:
+        return
+    print(f"{'index':>5}  {'name':<24}{'mean_sim':>9}{'<0.1':>7}{'r':>8}{'M':>9}{'newman_q':>9}{'lu_q':>15}"
+          f"{'knn':>7}{'probe':>7}{'cka_last':>9}")
+    for row in result.rows:
+        print(f"{row.index:>5}  {row.name:<24}{row.mean_sim:>9.4f}{row.share_below_0_1:>7.3f}"
+              f"{row.r:>8.4f}{row.M:>9.4f}{row.newman_q:>9.4f}{row.lu_q_mean:>9.4f}±{row.lu_q_std:.3f}"
+              f"{row.knn_acc:>7.3f}{row.probe_acc:>7.3f}{row.cka_last:>9.4f}")
+    seconds = result.manifest["seconds"]
+    print(f"\n{len(result.rows)} layer points in {seconds['total']:.1f} s; results in {result.path}/ "
+          "(manifest.json, layers.csv, edges/)")
+    if report is not None:
+        print(f"figures in {report.parent / 'figures'}/; report: {report}")
+
+
+def _train(args: argparse.Namespace) -> None:
+    test = DataSource(args.test_data, args.data_root, args.download) if args.test_data else None
+    track = DataSource(args.track_data, args.data_root, args.download) if args.track_data else None
+    history = train_model(args.model, DataSource(args.data, args.data_root, args.download), out=args.out,
+                          test_data=test, weights=args.weights, num_classes=args.num_classes,
+                          normalize=args.normalize, recipe=_recipe(args), resume=args.resume, device=args.device,
+                          track_every=args.track_every, track_data=track, track_vertices=args.track_vertices)
+    last = history.metrics[-1] if history.metrics else {}
+    summary = ", ".join(f"{k} {v:.2f}" for k, v in last.items() if k.endswith("accuracy"))
+    print(f"trained {args.model} for {len(history.metrics)} epochs ({summary}); weights: {history.out / 'model.pt'}")
+    if args.track_every:
+        print(f"dynamics: {history.out / 'dynamics.csv'}, {history.out / 'dynamics.png'}")
+
+
+def _prune(args: argparse.Namespace) -> None:
+    recipe = _recipe(args)
+    first = AnalyseFirst(args.model, DataSource(args.data, args.data_root) if args.data else None, args.weights,
+                         args.normalize, args.convention, _graph_settings(args), _run_settings(args)) \
+        if args.model else None
+    table, report = prune(
+        args.folder, DataSource(args.train_data, args.data_root),
+        test_data=DataSource(args.test_data, args.data_root) if args.test_data else None, analyse_first=first,
+        rules=args.rule or (), curves=args.curves, tau=args.tau, equal_units=args.equal_units,
+        reference_cuts=args.reference_cut, init=args.init, head_epochs=args.head_epochs, recipe=recipe,
+        device=args.device)
+    print(pruning_markdown(table, recipe))
+    print(f"table: {Path(args.folder) / 'pruning.csv'}; report: {report}")
+
+
+def _report(args: argparse.Namespace) -> None:
+    report = render_report(args.folder, _report_settings(args))
+    print(f"figures in {report.parent / 'figures'}/; report: {report}")
+
+
+
+
+
+HANDLERS: dict[str, Callable[[argparse.Namespace], None]] = {
+    "demo": _demo, "models": _models, "points": _list_points, "eval": _eval, "analyze": _analyze, "train": _train,
+    "prune": _prune, "report": _report,
+}
+"""What each subcommand of :func:`~sepgraph.cli.options.build_parser` runs."""

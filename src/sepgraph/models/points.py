@@ -1,0 +1,127 @@
+"""Layer points: where features are taken, under the conventions of SPEC 1, and the removable
+units between them (SPEC 8, 9).
+
+A layer point names one module output. Zoo models list their own points
+(``model.layer_points(convention)``); any other model (torchvision, timm) gets
+``paper`` points discovered from one traced forward pass: every activation
+module, in the order it runs (a module that runs twice gives two points, named
+``name`` and ``name:1`` like torchvision's graph node names ``relu`` and ``relu_1``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from ..devices import evaluation_mode
+from ..errors import SepgraphError
+from .protocol import LayerPoint, RemovableUnit, ZooModel
+
+CONVENTIONS = ("paper", "lu2022", "blocks")
+
+ACTIVATIONS = (
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU,
+    nn.Mish, nn.Hardswish, nn.PReLU,
+)
+"""Module types that close a Conv-BN-activation unit (gates such as Sigmoid are excluded)."""
+
+
+def removable_units(model: nn.Module, convention: str = "paper") -> list[RemovableUnit]:
+    """The units of a zoo model that ``remove`` accepts, with their points under ``convention`` (SPEC 8, 9)."""
+    check_convention(convention)
+    if not isinstance(model, ZooModel):
+        raise SepgraphError(f"removing units needs one of sepgraph's zoo models, not {type(model).__name__}; "
+                            "truncation rules (plateau, peak) work on the curve alone")
+    return model.removable_units(convention)
+
+
+def check_convention(convention: str) -> None:
+    """Raise if ``convention`` is not one of SPEC 1's names."""
+    if convention not in CONVENTIONS:
+        raise SepgraphError(
+            f"unknown layer-point convention {convention!r}; choose one of {', '.join(CONVENTIONS)}"
+        )
+
+
+def layer_points(
+    model: nn.Module,
+    convention: str = "paper",
+    modules: Sequence[str] | None = None,
+    example_input: torch.Tensor | None = None,
+) -> list[LayerPoint]:
+    """The ordered layer points of ``model`` (SPEC 1).
+
+    Args:
+        model: a zoo model (it lists its own points) or any ``nn.Module``.
+        convention: ``paper``, ``lu2022`` or ``blocks``.
+        modules: explicit module names (``name`` or ``name:k`` for the k-th call);
+            overrides ``convention``.
+        example_input: a batch the model accepts, shape (B, C, H, W); needed to
+            discover points of models outside the zoo.
+    """
+    if modules is not None:
+        return explicit_points(model, modules)
+    check_convention(convention)
+    if isinstance(model, ZooModel):
+        return model.layer_points(convention)
+    if convention != "paper":
+        raise SepgraphError(
+            f"convention {convention!r} is defined only for sepgraph's zoo models; "
+            "use 'paper' (discovered activations) or pass an explicit list of module names"
+        )
+    if example_input is None:
+        raise SepgraphError("discovering layer points of a model outside the zoo needs an example input")
+    return discover_points(model, example_input)
+
+
+def explicit_points(model: nn.Module, modules: Sequence[str]) -> list[LayerPoint]:
+    """Points from user-given module names, ``name`` or ``name:k`` (k-th call)."""
+    if not modules:
+        raise SepgraphError("the list of layer points is empty; name at least one module")
+    known = dict(model.named_modules())
+    points = []
+    for spec in modules:
+        name, _, call = spec.partition(":")
+        if name not in known or name == "":
+            close = [m for m in known if m and name and name.split(".")[-1] in m][:5]
+            hint = f"; similar names: {', '.join(close)}" if close else ""
+            raise SepgraphError(f"unknown layer {name!r}: the model has no module of that name{hint}")
+        if call and not call.isdigit():
+            raise SepgraphError(f"bad layer point {spec!r}: the part after ':' must be a call number")
+        points.append(LayerPoint(name=spec, module=name, call=int(call or 0)))
+    if len({p.name for p in points}) != len(points):
+        raise SepgraphError("the list of layer points names the same point twice")
+    return points
+
+
+def discover_points(model: nn.Module, example_input: torch.Tensor) -> list[LayerPoint]:
+    """``paper`` points of any model: activation-module calls in execution order.
+
+    Runs one forward pass on ``example_input`` with hooks that only record the
+    order of calls; module registration order is never used.
+    """
+    calls: list[str] = []
+    counts: dict[str, int] = {}
+    handles = []
+    for name, module in model.named_modules():
+        if isinstance(module, ACTIVATIONS):
+            handles.append(module.register_forward_hook(lambda *_, n=name: calls.append(n)))
+    try:
+        with torch.inference_mode(), evaluation_mode(model):
+            model(example_input)
+    finally:
+        for handle in handles:
+            handle.remove()
+    points = []
+    for name in calls:
+        call = counts.get(name, 0)
+        counts[name] = call + 1
+        points.append(LayerPoint(name=name if call == 0 else f"{name}:{call}", module=name, call=call))
+    if not points:
+        raise SepgraphError(
+            "no activation modules ran in the forward pass, so no 'paper' points were found; "
+            "pass an explicit list of module names"
+        )
+    return points

@@ -1,0 +1,108 @@
+"""Which cuts a pruning comparison trains (SPEC 8, 9, 16): the control, each curve's cut under each rule, the
+equal-units rows and any reference cut, each as a :class:`Candidate` that names its pruning."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from torch import nn
+
+from ..errors import SepgraphError
+from ..models.points import layer_points, removable_units
+from ..models.protocol import RemovableUnit
+from ..models.pruned import PruningSpec, apply_pruning
+from ..results.layer_row import LayerRow
+from .criterion import Cut, curve_values, recommend, tau_for_count
+from .table import CONTROL, REFERENCE, curve_label
+
+Rule = tuple[str, float | None]
+"""A Criterion I rule and its tau (None: the rule's default)."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One row to train: which curve and rule chose it, and the pruning it asks for (unpruned: nothing removed)."""
+
+    curve: str
+    kind: str
+    rule: str
+    parameter: float | None
+    cut: str
+    spec: PruningSpec
+    points_removed: int
+    units_removed: int
+
+
+def as_rules(rules: Sequence[str | Rule]) -> list[Rule]:
+    """Rules given by name or as (name, tau), each as (name, tau)."""
+    return [(item, None) if isinstance(item, str) else tuple(item) for item in rules]
+
+
+def candidates(base: str, rows: list[LayerRow], units: Sequence[RemovableUnit] | None,
+               rules: Sequence[str | Rule], curves: Sequence[str], equal_units: bool) -> list[Candidate]:
+    """The control, each curve's cut under each rule, and the equal-units rows, for an analysis of ``base``."""
+    names = [row.name for row in rows]
+    rules = as_rules(rules)
+    found = [Candidate(CONTROL, "control", "", None, "nothing removed (the control)", PruningSpec(base), 0, 0)]
+    for rule, parameter in rules:
+        cuts = recommend(rows, rule, parameter, units, curves)
+        found += [_candidate(base, curve_label(key), "criterion", cut, names) for key, cut in cuts.items()]
+    if equal_units:
+        found += _equal_units(base, rows, units, rules, curves)
+    return found
+
+
+def _equal_units(base: str, rows: list[LayerRow], units: Sequence[RemovableUnit] | None, rules: Sequence[Rule],
+                 curves: Sequence[str]) -> list[Candidate]:
+    """``delta`` rows where each curve removes as many units as the first curve that removes any."""
+    names = [row.name for row in rows]
+    tau = next((parameter for rule, parameter in rules if rule == "delta"), None)
+    delta = recommend(rows, "delta", tau, units, curves)
+    count = next((len(cut.units) for cut in delta.values() if cut.units), 0)
+    if not count:
+        return []
+    taus = {key: delta[key].parameter if len(delta[key].units) == count
+            else tau_for_count(curve_values(rows, key), names, units, count)
+            for key in delta}
+    cuts = recommend(rows, "delta", taus, units, curves)
+    return [_candidate(base, curve_label(key), "equal-units", cut, names) for key, cut in cuts.items()]
+
+
+def _candidate(base: str, curve: str, kind: str, cut: Cut, names: list[str]) -> Candidate:
+    """The pruning a cut asks for: ``truncate=POINT``, ``remove=UNIT,...`` or nothing."""
+    if not cut.removed:
+        text = "no cut: the curve still rises" if cut.cut_index is not None else "no unit at or below the threshold"
+        return Candidate(curve, kind, cut.rule, cut.parameter, text, PruningSpec(base), 0, 0)
+    if cut.cut_index is not None:
+        kept = names[cut.cut_index]
+        return Candidate(curve, kind, cut.rule, cut.parameter, f"keep up to {kept}",
+                         PruningSpec(base, "truncate", (kept,)), len(cut.removed), 0)
+    return Candidate(curve, kind, cut.rule, cut.parameter, "remove " + ", ".join(cut.units),
+                     PruningSpec(base, "remove", tuple(cut.units)), len(cut.removed), len(cut.units))
+
+
+def reference_candidate(original: nn.Module, text: str, base: str, convention: str, classes: int,
+                        size: tuple[int, int, int]) -> Candidate:
+    """A published or hand-picked cut (``BASE+remove=...``, ``BASE+truncate=...`` or the part after the ``+``),
+    checked by building it; ``remove=`` units in network order."""
+    try:
+        spec = PruningSpec.parse(text) if "+" in text else PruningSpec.of(base, text)
+    except SepgraphError as error:
+        raise SepgraphError(f"reference_cut {text!r}: write {base}+remove=UNIT,UNIT or {base}+truncate=POINT",
+                            arguments=("reference_cut",)) from error
+    if spec.base != base:
+        raise SepgraphError(f"reference_cut {text!r} names model {spec.base!r}, but the analysis is of {base!r}",
+                            arguments=("reference_cut",))
+    if spec.operation == "remove":
+        known = [unit.name for unit in removable_units(original)]
+        unknown = [unit for unit in spec.targets if unit not in known]
+        if unknown:
+            raise SepgraphError(f"reference_cut {text!r}: cannot remove {', '.join(unknown)}; the removable units "
+                                f"are {', '.join(known) or 'none'}", arguments=("reference_cut",))
+        spec = PruningSpec(base, "remove", tuple(unit for unit in known if unit in spec.targets))
+    pruned = apply_pruning(original, spec, classes, size)
+    points = len(layer_points(original, convention)) - len(layer_points(pruned, convention))
+    units = len(spec.targets) if spec.operation == "remove" else 0
+    cut = f"{spec.operation} {', '.join(spec.targets)}"
+    return Candidate(REFERENCE, "reference", "", None, cut, spec, points, units)

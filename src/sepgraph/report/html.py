@@ -1,0 +1,267 @@
+"""Figures and ``report.html`` of a results folder, re-rendered without recomputing anything."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from .._version import __version__
+from ..errors import SepgraphError
+from ..files import atomic_text, atomic_write, file_sha256
+from ..pruning.criterion import Cut, check_rule, recommend
+from ..pruning.table import change_label, load_pruning, rule_label
+from ..results.dynamics_table import load_dynamics
+from ..results.folder import edges_path, load_results, removable_units_of
+from ..results.layer_row import LayerRow
+from ..settings import GraphSettings
+from .figures import dynamics_heatmap, histogram_grid, histogram_heatmap, modularity_curves, ring_graphs
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("png", "pdf", "svg")
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    """How figures are drawn and which Criterion I rule the report shows (SPEC 8); checked at construction.
+
+    Attributes:
+        file_format: figure files, one of :data:`FORMATS` (the report embeds PNG whatever this is).
+        dpi: figure resolution.
+        ring_edges: draw only the strongest K edges per ring panel (None: all).
+        rule, parameter: the rule and its tau (None: the rule's default).
+    """
+
+    file_format: str = "png"
+    dpi: int = 150
+    ring_edges: int | None = None
+    rule: str = "plateau"
+    parameter: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.file_format not in FORMATS:
+            raise SepgraphError(f"unknown figure format {self.file_format!r}; choose one of {', '.join(FORMATS)}",
+                                arguments=("file_format",))
+        if self.dpi < 1:
+            raise SepgraphError(f"dpi must be at least 1, got {self.dpi}", arguments=("dpi",))
+        if self.ring_edges is not None and self.ring_edges < 1:
+            raise SepgraphError(f"ring_edges must be at least 1, got {self.ring_edges}", arguments=("ring_edges",))
+        check_rule(self.rule, self.parameter)
+
+
+def render_report(path: str | Path, settings: ReportSettings | None = None) -> Path:
+    """Write ``figures/*``, ``recommendation.json`` and ``report.html`` for a complete results folder.
+
+    Returns:
+        the path of report.html.
+    """
+    settings = settings or ReportSettings()
+    file_format, dpi, ring_edges = settings.file_format, settings.dpi, settings.ring_edges
+    rule, parameter = settings.rule, settings.parameter
+    path = Path(path)
+    manifest, rows = load_results(path)
+    parameters = manifest["parameters"]
+    title = f"{parameters['model']} on {manifest['data_description']}"
+    cuts = recommend(rows, rule, parameter, removable_units_of(manifest))
+    figures_dir = path / "figures"
+    figures_dir.mkdir(exist_ok=True)
+
+    def load_edges(index: int, name: str) -> dict:
+        with np.load(edges_path(path, index, name)) as archive:
+            return {key: archive[key] for key in archive.files}
+
+    figures = {
+        "modularity": ("Modularity curves", lambda: modularity_curves(rows, cuts, title)),
+        "histograms": ("Similarity histograms", lambda: histogram_grid(rows, title)),
+        "histogram_heatmap": ("Similarity histograms as a heatmap", lambda: histogram_heatmap(rows, title)),
+        "rings": ("Ring dynamic graphs", lambda: ring_graphs(rows, load_edges, manifest["classes"], title,
+                                                            ring_edges)),
+    }
+    dynamics = dynamics_of(manifest)
+    if dynamics is not None:
+        figures["dynamics"] = ("During training: M, Lu et al.'s Q and k-NN accuracy every few epochs (SPEC 17; "
+                               f"{dynamics})", lambda: dynamics_heatmap(load_dynamics(dynamics), title))
+    embedded = {}
+    for name, (caption, build) in figures.items():
+        start = time.perf_counter()
+        figure = build()
+        png = _render(figure, "png", dpi)
+        data = png if file_format == "png" else _render(figure, file_format, dpi)
+        atomic_write(figures_dir / f"{name}.{file_format}", lambda handle, d=data: handle.write(d))
+        embedded[name] = (caption, base64.b64encode(png).decode())
+        log.info("figure %s in %.1f s", name, time.perf_counter() - start)
+    recommendation = {key: cut.as_dict() | {"kept_until": rows[cut.cut_index].name if cut.cut_index is not None
+                                            else None} for key, cut in cuts.items()}
+    atomic_text(path / "recommendation.json", json.dumps(recommendation, indent=2) + "\n")
+    report = path / "report.html"
+    atomic_text(report, _html(manifest, rows, cuts, embedded, path))
+    return report
+
+
+def dynamics_of(manifest: dict) -> Path | None:
+    """The dynamics.csv of the training run whose ``model.pt`` the analysis measured (``sepgraph train
+    --track-every``): beside the weights file (a relative path read from the current folder), and only while
+    that folder's ``model.pt`` still has the analysed weights' sha256."""
+    parameters = manifest["parameters"]
+    if not parameters.get("weights"):
+        return None
+    folder = Path(parameters["weights"]).parent
+    path, model = folder / "dynamics.csv", folder / "model.pt"
+    if path.is_file() and model.is_file() and file_sha256(model) == parameters["weights_sha256"]:
+        return path
+    return None
+
+
+def _render(figure: Figure, file_format: str, dpi: int) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format=file_format, dpi=dpi)
+    return buffer.getvalue()
+
+
+def _recommendation_html(rows: list[LayerRow], cuts: dict[str, Cut]) -> str:
+    items = []
+    for key, label in (("M", "the paper's M"), ("lu_q", "Lu et al.'s Q")):
+        cut = cuts[key]
+        if cut.cut_index is None:
+            items.append(f"<li>By {label}: remove <b>{len(cut.units)}</b> of {len(cut.contributions)} removable units "
+                         f"(contribution at most {cut.threshold:.4g}): {html.escape(', '.join(cut.units) or 'none')}."
+                         f"</li>")
+        elif not cut.removed:
+            items.append(f"<li>By {label}: the curve still rises at the last point; nothing to cut.</li>")
+        else:
+            items.append(
+                f"<li>By {label}: keep up to <b>{html.escape(rows[cut.cut_index].name)}</b> "
+                f"(point {cut.cut_index}), remove the {len(cut.removed)} of {len(rows)} points after it.</li>")
+    rule = cuts["M"]
+    if rule.cut_index is None:
+        text = (f"Criterion I, <code>{rule.rule}</code> rule, parameter {rule.parameter} (SPEC 8): remove each "
+                "removable unit whose contribution, the curve at its output point minus the curve at its input "
+                "point, is at most the threshold" + (" (tau x the curve's range, so M and Q are judged on the same "
+                                                     "relative scale)" if rule.rule == "delta" else "") + ".")
+        return f"<p>{text}</p><ul>{''.join(items)}</ul>{_contributions_html(cuts)}"
+    return (f"<p>Criterion I, <code>{rule.rule}</code> rule, parameter {rule.parameter} (SPEC 8): "
+            "cut the layers after the point where the curve reaches its maximum, a plateau or starts to "
+            "decline, then attach a new head and fine-tune.</p><ul>" + "".join(items) + "</ul>")
+
+
+def _contributions_html(cuts: dict[str, Cut]) -> str:
+    """Every removable unit's contribution to M and to Q, and whether each rule removes it."""
+    head = ("<tr><th>unit</th><th>input point</th><th>output point</th><th>contribution to M</th><th>removed by M</th>"
+            "<th>contribution to Q</th><th>removed by Q</th></tr>")
+    body = []
+    for by_m, by_q in zip(cuts["M"].contributions, cuts["lu_q"].contributions, strict=True):
+        cells = [by_m.unit, by_m.input_point or "-", by_m.output_point or "-"]
+        for item in (by_m, by_q):
+            cells += ["not judged" if item.value is None else f"{item.value:+.4f}", "yes" if item.removed else ""]
+        body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+    return f"<table class='facts'><thead>{head}</thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _pruning_html(results: Path) -> str:
+    """The Table-1 comparison written by ``sepgraph prune``, when there is one."""
+    try:
+        rows = load_pruning(results)
+    except SepgraphError:
+        return ("<h2>Pruning</h2><p>pruning.csv was written by an older sepgraph without the unpruned control; "
+                "run <code>sepgraph prune</code> again to compare against it.</p>")
+    if not rows:
+        return ""
+    head = ("<tr><th>curve</th><th>rule (tau)</th><th>cut</th><th>accuracy original</th><th>after head refit</th>"
+            "<th>after fine-tuning</th><th>vs control</th><th>parameters</th><th>parameters saved</th>"
+            "<th>FLOPs saved</th><th>pruned model</th></tr>")
+    body = []
+    for r in rows:
+        control = r.kind == "control"
+        curve = html.escape(r.curve) + (" <b>(control)</b>" if control else
+                                           " at equal units" if r.kind == "equal-units" else "")
+        rule, change = html.escape(rule_label(r)), html.escape(change_label(r))
+        body.append(
+            f"<tr><td>{curve}</td><td>{rule}</td><td>{html.escape(r.cut)}</td>"
+            f"<td>{r.accuracy_original:.2f}%</td><td>{r.accuracy_head_refit:.2f}%</td>"
+            f"<td>{r.accuracy_finetuned:.2f}%</td><td>{change}</td>"
+            f"<td>{r.params_original:,} &rarr; {r.params_pruned:,}</td>"
+            f"<td>{r.params_saved_pct:.2f}%</td><td>{r.flops_saved_pct:.2f}%</td>"
+            f"<td><code>{html.escape(r.pruned_model)}</code></td></tr>")
+    first = rows[0]
+    return (f"<h2>Pruning</h2><p>Every row, the control included, got {first.head_epochs} head-only and "
+            f"{first.finetune_epochs} fine-tuning epochs with seed {first.seed}, init "
+            f"{html.escape(first.init)} (SPEC 9). The <b>control</b> is the unpruned model trained with that same "
+            "budget; <i>vs control</i> is each row's fine-tuned accuracy minus the control's.</p>"
+            f"<table class='facts'><thead>{head}</thead><tbody>{''.join(body)}</tbody></table>")
+
+
+def _table(rows: list[LayerRow]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in rows[0].as_record())
+    body = []
+    for row in rows:
+        cells = []
+        for value in row.as_record().values():
+            text = (f"{value:.4f}" if isinstance(value, float) else f"{value:,}" if isinstance(value, int)
+                    else "" if value is None else value)
+            cells.append(f"<td>{html.escape(str(text))}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table class='layers'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _manifest_html(manifest: dict) -> str:
+    parameters = manifest["parameters"]
+    graph = GraphSettings.from_parameters(parameters)
+    facts = [
+        ("model", parameters["model"]),
+        ("weights", f"{parameters['weights']} (sha256 {parameters['weights_sha256']})" if parameters["weights"]
+         else f"random initialisation, seed {graph.seed}"),
+        ("data", f"{manifest['data_description']} ({parameters['data']}"
+         + (f", sha256 {parameters['data_sha256']})" if parameters.get("data_sha256") else ")")),
+        ("normalisation", parameters["normalize"]),
+        ("layer points", f"{len(parameters['points'])} ({parameters['convention']} convention)"),
+        ("histograms", f"{manifest['hist_pairs']:,} pairs of {graph.hist_samples} samples, {graph.bins} bins"),
+        ("subgraph", f"N = {graph.vertices:,} {graph.vertex_choice} vertices (seed {graph.seed}), "
+                     f"|E| = {graph.edges:,}"),
+        ("Lu et al.'s Q", f"k = {graph.lu_k}, {graph.lu_batches} batches of {graph.lu_batch_size}"),
+        ("run", ", ".join(f"{k} {v}" for k, v in manifest["run"].items())),
+        ("timings (s)", ", ".join(f"{k} {v:.1f}" for k, v in manifest.get("seconds", {}).items())),
+        ("versions", ", ".join(f"{k} {v}" for k, v in manifest["versions"].items()) + f", sepgraph {__version__}"),
+        ("created", manifest["created"]),
+    ]
+    return "<table class='facts'>" + "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in facts) + "</table>"
+
+
+def _html(manifest: dict, rows: list[LayerRow], cuts: dict[str, Cut], embedded: dict, path: Path) -> str:
+    parameters = manifest["parameters"]
+    title = f"sepgraph: {parameters['model']} on {manifest['data_description']}"
+    pruning_html = _pruning_html(path)
+    images = "".join(
+        f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>"
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        for caption, data in embedded.values())
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1400px; color: #222; padding: 0 1em; }}
+h1 {{ font-size: 1.5em; }} h2 {{ border-bottom: 1px solid #ccc; padding-bottom: .2em; }}
+table {{ border-collapse: collapse; font-size: 12px; }}
+th, td {{ border: 1px solid #ddd; padding: 2px 6px; text-align: right; }}
+table.facts th, table.facts td {{ text-align: left; }}
+.scroll {{ overflow-x: auto; }}
+figure {{ margin: 1em 0; }} img {{ max-width: 100%; border: 1px solid #eee; }}
+figcaption {{ font-size: 13px; color: #555; }}
+</style></head><body>
+<h1>{html.escape(title)}</h1>
+<h2>Recommendation</h2>{_recommendation_html(rows, cuts)}
+{pruning_html}
+<h2>Figures</h2>{images}
+<h2>Per layer point</h2><div class="scroll">{_table(rows)}</div>
+<h2>Run</h2>{_manifest_html(manifest)}
+<p><small>Generated by sepgraph {__version__}. Definitions: SPEC sections 2-8.</small></p>
+</body></html>
+"""

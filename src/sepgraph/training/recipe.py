@@ -1,0 +1,52 @@
+"""The paper's training recipe (SPEC 10) as one record that checks itself, and what a training run left behind."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import SepgraphError
+
+
+@dataclass
+class Recipe:
+    """SPEC 10's hyper-parameters; ``augment`` is RandomCrop(size, padding 4) plus horizontal flip."""
+
+    epochs: int = 150
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 0.005
+    batch_size: int = 256
+    milestones: Sequence[int] = (50, 100)
+    gamma: float = 0.1
+    augment: bool = True
+    padding: int = 4
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        problems = [name for name, fine in (
+            ("epochs", self.epochs >= 0), ("lr", math.isfinite(self.lr) and self.lr > 0),
+            ("momentum", 0 <= self.momentum < math.inf), ("weight_decay", 0 <= self.weight_decay < math.inf),
+            ("batch_size", self.batch_size >= 1), ("gamma", 0 < self.gamma < math.inf), ("seed", self.seed >= 0),
+            ("milestones", all(m >= 0 for m in self.milestones)), ("padding", self.padding >= 0)) if not fine]
+        if problems:
+            values = ", ".join(f"{name} {getattr(self, name)!r}" if name != "milestones"
+                               else f"milestones {list(self.milestones)}" for name in problems)
+            raise SepgraphError(f"training recipe: {values} out of range (epochs and milestones 0 or more, lr and "
+                                "gamma positive, momentum and weight decay 0 or more, batch size 1 or more, seed 0 "
+                                "or more)", arguments=tuple(problems))
+
+    def check(self) -> None:
+        """A recipe that trains: at least one epoch."""
+        if self.epochs < 1:
+            raise SepgraphError(f"epochs must be at least 1 to train, got {self.epochs}", arguments=("epochs",))
+
+
+@dataclass
+class TrainingRun:
+    """What a training run left behind: one metrics dict per epoch and where the files are."""
+
+    out: Path
+    metrics: list[dict] = field(default_factory=list)

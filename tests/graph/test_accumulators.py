@@ -1,0 +1,98 @@
+"""Each accumulator's ``reduce`` (SPEC 18): ranks that fold their share of the tiles and merge give exactly what one
+process folding every tile gives, here with 1 and 3 ranks simulated in one process."""
+
+import numpy as np
+import pytest
+import torch
+
+from sepgraph.graph.accumulators import Alone
+from sepgraph.graph.rows import unit_rows
+from sepgraph.graph.scan import PairAccumulator, ScanRequest, fold_tiles, scan_pairs
+from sepgraph.graph.tiles import TilePlan
+from sepgraph.parallel.ring import ring_schedule
+
+
+class Recording:
+    """A rank other than 0: hands its states to the collective operations, which are recorded in call order."""
+
+    leader = False
+
+    def __init__(self):
+        self.calls: list[torch.Tensor] = []
+
+    def sum(self, tensor):
+        self.calls.append(tensor.clone())
+        return tensor
+
+    def gather(self, rows):
+        self.calls.append(rows.clone())
+        return [rows]
+
+
+class Replaying:
+    """Rank 0: each collective operation combines its own state with the other ranks' recorded ones."""
+
+    leader = True
+
+    def __init__(self, others: list[Recording]):
+        self.others, self.call = others, 0
+
+    def _theirs(self) -> list[torch.Tensor]:
+        theirs = [other.calls[self.call] for other in self.others]
+        self.call += 1
+        return theirs
+
+    def sum(self, tensor):
+        total = tensor.clone()
+        for part in self._theirs():
+            total += part
+        return total
+
+    def gather(self, rows):
+        return [rows, *self._theirs()]
+
+
+def rank_fold(normed: torch.Tensor, request: ScanRequest, plan: TilePlan, rank: int) -> PairAccumulator:
+    """What one rank folds: its tiles of the ring and its own rows."""
+    tiles = [tile for step in ring_schedule(plan, rank) for tile in step]
+    products = ((tile, normed[tile[0]:tile[1]] @ normed[tile[2]:tile[3]].T) for tile in tiles)
+    start, stop = plan.slice_of(rank)
+    return fold_tiles(products, request, plan, normed[start:stop], start)
+
+
+REQUESTS = {
+    "histogram": dict(bins=10),
+    "histogram of a subset": dict(bins=7, hist_positions=np.arange(3, 50, 2)),
+    "subgraph": dict(edges=40, vertices=30),
+    "batches": dict(batches=(np.arange(0, 25), np.array([44, 3, 17, 60, 8]))),
+    "everything": dict(bins=10, edges=60, vertices=40, batches=(np.arange(40), np.array([61, 2, 33, 9]))),
+}
+
+
+@pytest.mark.parametrize("world", [1, 3])
+@pytest.mark.parametrize("what", list(REQUESTS))
+def test_reduce_over_ranks_equals_one_process(world, what):
+    rng = np.random.default_rng(7)
+    features = np.maximum(rng.standard_normal((67, 9)), 0).astype(np.float32)
+    features[5] = 0  # a zero row
+    features[11] = features[12]  # a duplicate: an exact tie
+    normed = unit_rows(features)[0]
+    request = ScanRequest(**REQUESTS[what])
+    plan = TilePlan(n_rows=len(normed), tile_rows=8, world=world)
+    alone = scan_pairs(normed, request, max_memory=4 * 16 * 8 * 8)  # the same 8-row tiles, one process
+    others = [Recording() for _ in range(1, world)]
+    for rank, recording in enumerate(others, 1):
+        rank_fold(normed, request, plan, rank).reduce(recording)
+    leader = rank_fold(normed, request, plan, 0)
+    leader.reduce(Replaying(others) if others else Alone())
+    merged = leader.result()
+    if request.bins:
+        assert np.array_equal(merged.histogram.counts, alone.histogram.counts)
+        assert (merged.histogram.below_zero, merged.histogram.below_0_1, merged.histogram.pairs) == \
+            (alone.histogram.below_zero, alone.histogram.below_0_1, alone.histogram.pairs)
+        assert merged.histogram.mean == alone.histogram.mean  # bit for bit
+    if request.edges:
+        for name in ("i", "j", "w"):
+            assert np.array_equal(getattr(merged.subgraph, name), getattr(alone.subgraph, name))
+    for ours, theirs in zip(merged.batch_similarities, alone.batch_similarities, strict=True):
+        assert torch.equal(ours, theirs)

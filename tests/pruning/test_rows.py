@@ -1,0 +1,186 @@
+import csv
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import layer_row
+from sepgraph import GraphSettings, ImageDataset, SepgraphError, analyze, create_model, load_dataset, load_weights
+from sepgraph.cli import main
+from sepgraph.models.checkpoints import save_weights
+from sepgraph.pruning.rows import compare_pruning
+from sepgraph.pruning.table import PruningRow
+from sepgraph.training.loop import train
+from sepgraph.training.recipe import Recipe
+
+
+def subset(spec: str, count: int) -> ImageDataset:
+    full = load_dataset(spec)
+    keep = np.arange(0, len(full), max(1, len(full) // count))[:count]
+    return ImageDataset.from_arrays(full.read(keep), full.labels[keep], full.classes, description=full.description,
+                                     spec=f"{spec}[:{count}]")
+
+
+@pytest.fixture(scope="module")
+def trained_analysis(tmp_path_factory):
+    """train -> analyze on the embedded digits, a few seconds on two cores."""
+    root = tmp_path_factory.mktemp("pipeline")
+    torch.manual_seed(0)
+    model = create_model("resnet20")
+    train_set = subset("digits:train", 400)
+    train(model, train_set, normalize="none", recipe=Recipe(epochs=2, lr=0.05, batch_size=100), out=root / "train",
+          progress=False)
+    save_weights(model, root / "model.pt")
+    analyze("resnet20", "digits:test", GraphSettings(vertices=200, edges=800, lu_batch_size=50, lu_batches=2),
+            weights=root / "model.pt", normalize="none", points="lu2022", out=root / "analysis", progress=False)
+    return root, train_set
+
+
+def test_train_analyze_prune_end_to_end(trained_analysis):
+    root, train_set = trained_analysis
+    table = compare_pruning(root / "analysis", train_set, rules=["peak"], head_epochs=1,
+                            recipe=Recipe(epochs=1, lr=0.02, batch_size=100), progress=False)
+    assert [row.curve for row in table] == ["unpruned", "M (ours)", "Lu et al.'s Q"]
+    with open(root / "analysis" / "pruning.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == PruningRow.columns() and len(rows) == 3
+    control = table[0]
+    assert (control.kind, control.pruned_model, control.params_saved_pct) == ("control", "resnet20", 0.0)
+    assert control.accuracy_vs_control == 0.0 and control.finetune_epochs == 1
+    for row in table:
+        assert 0 <= row.accuracy_head_refit <= 100 and 0 <= row.accuracy_finetuned <= 100
+        assert row.accuracy_vs_control == pytest.approx(row.accuracy_finetuned - control.accuracy_finetuned)
+        assert row.params_saved_pct == pytest.approx(100 * (1 - row.params_pruned / row.params_original))
+        assert (row.head_epochs, row.finetune_epochs, row.seed) == (1, 1, 0)  # every row trained alike
+        rebuilt = create_model(row.pruned_model)
+        load_weights(rebuilt, root / "analysis" / row.weights)
+        if row.points_removed:
+            assert row.params_pruned < row.params_original and row.flops_pruned < row.flops_original
+            assert row.pruned_model.startswith("resnet20+truncate=")
+        elif row.kind != "control":
+            assert row.cut.startswith("no cut") and row.weights == control.weights
+    markdown = (root / "analysis" / "pruning.md").read_text()
+    assert "| **unpruned** (control) |" in markdown and "| M (ours) |" in markdown and "vs control" in markdown
+
+
+def test_rows_are_reused_and_the_control_is_trained_once(trained_analysis):
+    root, train_set = trained_analysis
+    recipe = Recipe(epochs=1, lr=0.02, batch_size=100)
+    first = compare_pruning(root / "analysis", train_set, rules=["peak"], head_epochs=1, recipe=recipe,
+                            progress=False)
+    finished = {row.weights: (root / "analysis" / row.weights).with_name("row.json").stat().st_mtime_ns
+                for row in first}
+    again = compare_pruning(root / "analysis", train_set, rules=["peak", "plateau"], head_epochs=1, recipe=recipe,
+                            progress=False)
+    assert again[: len(first)] == first  # the same rows, read back rather than trained again
+    assert all((root / "analysis" / w).with_name("row.json").stat().st_mtime_ns == t for w, t in finished.items())
+    other_seed = compare_pruning(root / "analysis", train_set, rules=["peak"], head_epochs=1,
+                                 recipe=Recipe(epochs=1, lr=0.02, batch_size=100, seed=1), progress=False)
+    assert other_seed[0].weights != first[0].weights  # another setting is another model
+
+
+def test_delta_rule_removes_blocks_and_equal_units_and_references(trained_analysis):
+    root, train_set = trained_analysis
+    table = compare_pruning(root / "analysis", train_set, rules=[("delta", 1.0)], equal_units=True,
+                            reference_cuts=["resnet20+remove=layer1.1", "remove=layer3.2"], head_epochs=0,
+                            recipe=Recipe(epochs=0), progress=False)
+    assert [row.kind for row in table] == ["control", "criterion", "criterion", "equal-units", "equal-units",
+                                              "reference", "reference"]
+    # tau 1.0 is the whole range: every removable block goes, under either curve
+    everything = "resnet20+remove=" + ",".join(
+        f"layer{s}.{b}" for s in (1, 2, 3) for b in range(3) if not (s > 1 and b == 0))
+    assert table[1].pruned_model == everything and table[1].units_removed == 7
+    assert table[1].accuracy_finetuned == table[1].accuracy_head_refit
+    assert table[3].units_removed == table[4].units_removed  # the equal-units pair removes as many units
+    assert (table[5].pruned_model, table[6].pruned_model) == ("resnet20+remove=layer1.1",
+                                                                    "resnet20+remove=layer3.2")
+    assert (table[5].units_removed, table[5].points_removed) == (1, 1)  # lu2022: one point per block
+    with pytest.raises(SepgraphError, match="names model 'resnet56'"):
+        compare_pruning(root / "analysis", train_set, reference_cuts=["resnet56+remove=layer1.1"], progress=False)
+    with pytest.raises(SepgraphError, match="cannot remove layer2.0; the removable units are layer1.0"):
+        compare_pruning(root / "analysis", train_set, reference_cuts=["remove=layer1.1,layer2.0"], progress=False)
+
+
+def test_prune_command_and_bad_init(trained_analysis, capsys):
+    root, _ = trained_analysis
+    with pytest.raises(SepgraphError, match="init must be"):
+        compare_pruning(root / "analysis", "digits:train", init="random")
+    code = main(["prune", str(root / "analysis"), "--train-data", "digits:train", "--epochs", "0",
+                 "--head-epochs", "0", "--rule", "delta=0.5", "--rule", "peak", "--reference-cut", "remove=layer1.1"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "| **unpruned** (control) |" in out and "delta (0.5)" in out and "report.html" in out
+    report = (root / "analysis" / "report.html").read_text()
+    assert "Pruning" in report and "(control)" in report and "contribution to M" in report
+    with pytest.raises(SystemExit):
+        main(["prune", str(root / "analysis"), "--train-data", "digits:train", "--rule", "delta=x"])
+    assert "expected RULE=NUMBER" in capsys.readouterr().err
+
+
+def test_prune_runs_the_analysis_first_when_asked(trained_analysis, tmp_path, capsys):
+    root, _ = trained_analysis
+    out = tmp_path / "fresh"
+    code = main(["prune", str(out), "--model", "resnet20", "--weights", str(root / "model.pt"), "--data",
+                 "digits:test", "--normalize", "none", "--train-data", "digits:train", "--epochs", "0",
+                 "--head-epochs", "0", "--rule", "peak", "--vertices", "100", "--edges", "300",
+                 "--lu-batch-size", "40", "--lu-batches", "2"])
+    assert code == 0 and (out / "layers.csv").is_file() and (out / "pruning.csv").is_file()
+    assert main(["prune", str(tmp_path / "other"), "--model", "resnet20", "--train-data", "digits:train"]) == 2
+    assert "--model needs --data" in capsys.readouterr().err
+
+
+def test_equal_units_pair_removes_as_many_units_as_m_does():
+    from sepgraph.models.points import removable_units
+    from sepgraph.pruning.candidates import candidates
+
+    model = create_model("resnet20")
+    units = removable_units(model, "blocks")
+    names = ["stem"] + [f"layer{s}.{b}" for s in (1, 2, 3) for b in range(3)]
+    m_rises = [0.1, 0.0, 0.1, 0.1, 0.0, 0.1, 0.1, 0.1, 0.1]  # M: layer1.1 and layer2.1 add nothing
+    q_rises = [0.0, 0.05, 0.01, 0.1, 0.005, 0.02, 0.1, 0.3, 0.03]  # Q: three units at or below 0.02 x range
+    rows = [layer_row(k, n, M=float(np.cumsum([0] + m_rises)[k]), lu_q_mean=float(np.cumsum([0] + q_rises)[k]))
+            for k, n in enumerate(names)]
+    found = candidates("resnet20", rows, units, [("delta", 0.02)], ("M", "lu_q"), True)
+    criterion = {c.curve: c for c in found if c.kind == "criterion"}
+    equal = {c.curve: c for c in found if c.kind == "equal-units"}
+    assert criterion["M (ours)"].spec.pruning == "remove=layer1.1,layer2.1"
+    assert criterion["Lu et al.'s Q"].units_removed == 3
+    assert equal["M (ours)"] == replace_kind(criterion["M (ours)"], "equal-units")
+    assert equal["Lu et al.'s Q"].spec.pruning == "remove=layer1.0,layer2.1"  # Q's two smallest contributions
+
+
+def replace_kind(candidate, kind):
+    from dataclasses import replace
+
+    return replace(candidate, kind=kind)
+
+
+def test_any_curve_gets_its_own_cut_under_the_same_rule():
+    """SPEC 16: one candidate per curve and rule; CKA to the last point is read like any rising curve."""
+    from dataclasses import replace
+
+    from sepgraph.models.points import removable_units
+    from sepgraph.pruning.candidates import candidates
+
+    model = create_model("resnet20")
+    units = removable_units(model, "blocks")
+    names = ["stem"] + [f"layer{s}.{b}" for s in (1, 2, 3) for b in range(3)]
+    rises = {"M": [0.1, 0.0, 0.1, 0.1, 0.0, 0.1, 0.1, 0.1, 0.1], "knn_acc": [0.1] * 9,
+             "probe_acc": [0.2, 0.1, 0.0, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1],
+             "cka_last": [0.3, 0.3, 0.3, 0.05, 0.0, 0.0, 0.0, 0.0, 0.0]}
+    curve = {key: np.cumsum([0] + values) for key, values in rises.items()}
+    rows = [layer_row(k, n, M=curve["M"][k], lu_q_mean=curve["M"][k], knn_acc=curve["knn_acc"][k],
+                      probe_acc=curve["probe_acc"][k], cka_prev=None, cka_last=curve["cka_last"][k])
+            for k, n in enumerate(names)]
+    found = candidates("resnet20", rows, units, ["plateau", ("delta", 0.02)], ("M", "knn_acc", "probe_acc", "cka_last"),
+                       False)
+    by = {(c.curve, c.rule): c for c in found}
+    assert by[("k-NN accuracy", "plateau")].spec.pruning is None  # still rising at the last point
+    assert by[("linear probe", "delta")].spec.pruning == "remove=layer1.2"
+    assert by[("CKA to the last point", "plateau")].spec.pruning == "truncate=layer2.0"  # flat from there on
+    assert by[("M (ours)", "delta")].spec.pruning == "remove=layer1.1,layer2.1"
+    with pytest.raises(SepgraphError, match="has no probe_acc values"):
+        candidates("resnet20", [replace(row, probe_acc=None) for row in rows], units, ["plateau"], ("probe_acc",),
+                   False)
+    with pytest.raises(SepgraphError, match="curves 'M,q'"):
+        candidates("resnet20", rows, units, ["plateau"], ("M", "q"), False)

@@ -1,0 +1,127 @@
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from sepgraph import GraphSettings, SepgraphError
+from sepgraph.analysis.run import analyze
+from sepgraph.cli import main
+from sepgraph.pruning.criterion import apply_rule, recommend
+from sepgraph.report.figures import histogram_grid, histogram_heatmap, modularity_curves, ring_graphs, ring_positions
+from sepgraph.report.html import ReportSettings, render_report
+from sepgraph.results.folder import edges_path, load_results
+
+SMALL = GraphSettings(vertices=120, edges=400, hist_samples=200, lu_batch_size=40, lu_batches=2)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report") / "run"
+    analyze("resnet20", "digits:all", SMALL, points="lu2022", out=out, progress=False)
+    return out
+
+
+def visible_axes(figure):
+    return [axis for axis in figure.axes if axis.get_visible()]
+
+
+def test_figures_have_one_panel_per_layer_point(folder):
+    manifest, rows = load_results(folder)
+    assert len(visible_axes(histogram_grid(rows, "t"))) == len(rows) == 10
+
+    def load(index, name):
+        with np.load(edges_path(folder, index, name)) as archive:
+            return {k: archive[k] for k in archive.files}
+
+    rings = ring_graphs(rows, load, manifest["classes"], "t")
+    assert len(visible_axes(rings)) == 10
+    collections = visible_axes(rings)[-1].collections
+    assert sum(len(c.get_segments()) for c in collections if hasattr(c, "get_segments")) == 400
+    subset = ring_graphs(rows, load, manifest["classes"], "t", max_edges=50)
+    assert "strongest 50 edges drawn" in subset.get_suptitle()
+    heatmap = histogram_heatmap(rows, "t")
+    assert len(heatmap.axes[0].get_yticklabels()) == 10
+    curves = modularity_curves(rows, recommend(rows), "t")
+    assert len(curves.axes) == 5  # M with Q on a twin axis, terms, the field's measures (SPEC 13-15), similarity
+    assert "the field's measures" in curves.axes[2].get_ylabel()
+
+
+def test_ring_positions_keep_classes_contiguous():
+    labels = np.array([2, 0, 1, 0, 2, 1, 0])
+    xy = ring_positions(labels)
+    assert np.allclose(np.hypot(xy[:, 0], xy[:, 1]), 1.0)
+    angle = np.mod(np.arctan2(xy[:, 1], xy[:, 0]), 2 * np.pi)
+    order = np.argsort(angle)
+    assert labels[order].tolist() == sorted(labels.tolist())
+
+
+def test_report_is_self_contained_with_table_and_images(folder):
+    report = render_report(folder)
+    text = report.read_text()
+    assert text.count("data:image/png;base64,") == 4
+    assert "<table class='layers'>" in text and text.count("<tr>") >= 10 + 1
+    assert "layer3.2" in text and "scikit-learn digits" in text
+    assert not re.search(r"(src|href)=['\"]https?://", text)  # nothing to fetch: opens offline
+    for name in ("modularity", "histograms", "histogram_heatmap", "rings"):
+        assert (folder / "figures" / f"{name}.png").stat().st_size > 10_000
+    assert (folder / "recommendation.json").is_file()
+
+
+@pytest.mark.parametrize("file_format, magic", [("svg", b"<?xml"), ("pdf", b"%PDF")])
+def test_other_formats(folder, tmp_path, file_format, magic):
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+    render_report(copy, ReportSettings(file_format=file_format, ring_edges=100))
+    assert (copy / "figures" / f"rings.{file_format}").read_bytes().startswith(magic)
+
+
+def test_report_command_and_errors(folder, tmp_path, capsys):
+    assert main(["report", str(folder), "--rule", "peak"]) == 0
+    assert "report.html" in capsys.readouterr().out
+    with pytest.raises(SepgraphError, match="not a sepgraph results folder"):
+        render_report(tmp_path)
+    with pytest.raises(SepgraphError, match="unknown figure format"):
+        ReportSettings(file_format="jpg")
+    incomplete = tmp_path / "incomplete"
+    shutil.copytree(folder, incomplete)
+    next((incomplete / "rows").glob("003_*")).unlink()
+    with pytest.raises(SepgraphError, match=r"not complete: layer point 3 .*--resume"):
+        render_report(incomplete)
+
+
+def test_recommendation_uses_one_rule_on_both_curves(folder):
+    _, rows = load_results(folder)
+    cuts = recommend(rows, "peak")
+    assert cuts["M"] == apply_rule([r.M for r in rows], "peak")
+    assert cuts["lu_q"] == apply_rule([r.lu_q_mean for r in rows], "peak")
+
+
+def test_report_renders_in_headless_chromium(folder, tmp_path):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if browser is None:
+        pytest.skip("no Chromium on this machine (apt-get install chromium to run this test)")
+    report = render_report(folder)
+    shot = tmp_path / "shot.png"
+    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}",
+                    "--window-size=1200,1600", report.as_uri()], capture_output=True, timeout=120, check=True)
+    from PIL import Image
+
+    with Image.open(shot) as image:
+        pixels = np.asarray(image.convert("L"))
+    assert pixels.shape == (1600, 1200)
+    assert (pixels < 128).mean() > 0.01  # text and figures drawn, not a blank page
+
+
+def test_wrong_edges_stay_distinct_in_grayscale():
+    from matplotlib.colors import to_rgb
+
+    from sepgraph.report.figures import WRONG, class_colours
+
+    def luminance(colour):
+        red, green, blue = to_rgb(colour)
+        return 0.299 * red + 0.587 * green + 0.114 * blue
+
+    assert min(luminance(c) for c in class_colours(12)) - luminance(WRONG) > 0.2

@@ -1,0 +1,115 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from sepgraph import ImageDataset, SepgraphError, create_model, load_dataset
+from sepgraph.cli import main
+from sepgraph.training.augmentation import augment_batch
+from sepgraph.training.loop import train
+from sepgraph.training.recipe import Recipe
+
+QUICK = Recipe(epochs=3, lr=0.02, batch_size=50, milestones=(2,), seed=3)
+
+
+@pytest.fixture(scope="module")
+def digits_train():
+    """400 of the training digits: enough to learn something in two epochs, quick on two cores."""
+    full = load_dataset("digits:train")
+    keep = np.arange(0, len(full), len(full) // 400)[:400]
+    return ImageDataset.from_arrays(full.read(keep), full.labels[keep], full.classes, description=full.description,
+                                     spec="digits:train[:400]")
+
+
+def fresh_model():
+    torch.manual_seed(0)
+    return create_model("resnet20")
+
+
+def test_recipe_defaults_are_the_papers():
+    recipe = Recipe()
+    assert (recipe.lr, recipe.momentum, recipe.weight_decay, recipe.batch_size, recipe.epochs,
+            tuple(recipe.milestones), recipe.gamma, recipe.padding) == (0.01, 0.9, 0.005, 256, 150, (50, 100), 0.1, 4)
+
+
+def test_augmentation_crops_within_padding_and_flips():
+    images = torch.arange(2 * 1 * 6 * 6, dtype=torch.float32).view(2, 1, 6, 6) + 1
+    generator = torch.Generator().manual_seed(0)
+    out = augment_batch(images, generator, padding=2)
+    assert out.shape == images.shape
+    for original, crop in zip(images, out, strict=True):
+        values = set(crop.unique().tolist()) - {0.0}
+        assert values <= set(original.unique().tolist())  # shifted copy plus black padding only
+    batch = torch.rand(64, 3, 5, 5)
+    flipped = augment_batch(batch, torch.Generator().manual_seed(0), padding=0)
+    same = [torch.equal(a, b) for a, b in zip(batch, flipped, strict=True)]
+    mirrored = [torch.equal(a.flip(2), b) for a, b in zip(batch, flipped, strict=True)]
+    assert all(s or m for s, m in zip(same, mirrored, strict=True)) and 10 < sum(mirrored) < 54
+
+
+def test_training_learns_and_writes_checkpoints(tmp_path, digits_train):
+    model = fresh_model()
+    run = train(model, digits_train, normalize="none", recipe=QUICK, out=tmp_path, progress=False)
+    assert [m["epoch"] for m in run.metrics] == [1, 2, 3]
+    assert [m["lr"] for m in run.metrics] == pytest.approx([0.02, 0.02, 0.002])
+    losses = [m["train_loss"] for m in run.metrics]
+    assert losses[0] > losses[1] > losses[2]
+    assert run.metrics[-1]["train_accuracy"] > 30  # measured 40.5%; chance is 10%
+    state = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert set(state) == set(model.state_dict())
+    assert json.loads((tmp_path / "metrics.json").read_text())["recipe"]["lr"] == 0.02
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json", "model.pt", "state.pt"]
+
+
+def test_resume_continues_exactly(tmp_path, digits_train):
+    straight = fresh_model()
+    train(straight, digits_train, normalize="none", recipe=QUICK, out=tmp_path / "straight", progress=False)
+    interrupted = fresh_model()
+    train(interrupted, digits_train, normalize="none", recipe=Recipe(**{**QUICK.__dict__, "epochs": 2}),
+          out=tmp_path / "resumed", progress=False)
+    resumed = fresh_model()
+    run = train(resumed, digits_train, normalize="none", recipe=QUICK, out=tmp_path / "resumed", resume=True,
+                progress=False)
+    assert [m["epoch"] for m in run.metrics] == [1, 2, 3]
+    for key, value in straight.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
+
+
+def test_resume_refuses_a_changed_recipe_and_a_used_folder(tmp_path, digits_train):
+    train(fresh_model(), digits_train, normalize="none", recipe=Recipe(**{**QUICK.__dict__, "epochs": 1}),
+          out=tmp_path, progress=False)
+    with pytest.raises(SepgraphError, match=r"recipe changed \(lr\)"):
+        train(fresh_model(), digits_train, normalize="none", recipe=Recipe(**{**QUICK.__dict__, "lr": 0.1}),
+              out=tmp_path, resume=True, progress=False)
+    with pytest.raises(SepgraphError, match="pass --resume"):
+        train(fresh_model(), digits_train, normalize="none", recipe=QUICK, out=tmp_path, progress=False)
+    with pytest.raises(SepgraphError, match="nothing to resume"):
+        train(fresh_model(), digits_train, normalize="none", recipe=QUICK, out=tmp_path / "new", resume=True,
+              progress=False)
+
+
+def test_head_only_training_leaves_the_body_untouched(tmp_path, digits_train):
+    model = fresh_model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    train(model, digits_train, normalize="none", recipe=Recipe(epochs=1, lr=0.05, batch_size=100),
+          out=tmp_path, parameters=list(model.linear.parameters()), frozen_statistics=True, progress=False)
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed == {"linear.weight", "linear.bias"}
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_train_command(tmp_path, capsys):
+    code = main(["train", "--model", "resnet20", "--data", "digits:train", "--test-data", "digits:test",
+                 "--normalize", "none", "--epochs", "1", "--batch-size", "128", "--lr", "0.05",
+                 "--out", str(tmp_path)])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "trained resnet20 for 1 epochs" in out and "test_accuracy" in out
+    assert np.isfinite(json.loads((tmp_path / "metrics.json").read_text())["epochs"][0]["test_loss"])
+
+
+def test_divergence_is_reported(tmp_path, digits_train):
+    with pytest.raises(SepgraphError, match=r"training diverged at epoch 1, step \d+ \(loss (nan|inf)\); lower --lr"):
+        train(fresh_model(), digits_train, normalize="none", recipe=Recipe(epochs=1, lr=1e12, batch_size=50),
+              out=tmp_path, progress=False)
