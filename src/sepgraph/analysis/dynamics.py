@@ -19,11 +19,12 @@ from torch import nn
 
 from ..data.dataset import ImageDataset, to_tensor
 from ..data.samples import SampleSets
-from ..devices import default_max_memory, ieee_float32_matmul
+from ..devices import ieee_float32_matmul
 from ..errors import SepgraphError
 from ..files import atomic_text
 from ..graph.peers import knn_accuracy
 from ..graph.rows import unit_rows
+from ..graph.scan import DEFAULT_MAX_MEMORY
 from ..graph.tiles import TilePlan
 from ..models.points import layer_points
 from ..results.dynamics_table import DynamicsRow, load_dynamics, write_dynamics
@@ -58,7 +59,7 @@ def measure_dynamics(model: nn.Module, data: ImageDataset, settings: GraphSettin
                                  batch_size=run.batch_size, device=run.device, max_memory=run.max_memory,
                                  progress=False):
         normed, _ = unit_rows(item.features, inplace=True)
-        plan = TilePlan.create(len(sample_sets.order), run.max_memory or default_max_memory(), normed.device,
+        plan = TilePlan.create(len(sample_sets.order), run.max_memory or DEFAULT_MAX_MEMORY, normed.device,
                                run.tile_rows)
         graph = point_graph(normed, sample_sets, settings, plan, histogram=False)
         rows.append(DynamicsRow(epoch, item.index, item.point.name, graph.paper.M, float(np.mean(graph.lu_q)),

@@ -217,9 +217,6 @@ def _report(args: argparse.Namespace) -> None:
     print(f"figures in {report.parent / 'figures'}/; report: {report}")
 
 
-
-
-
 HANDLERS: dict[str, Callable[[argparse.Namespace], None]] = {
     "demo": _demo, "models": _models, "points": _list_points, "eval": _eval, "analyze": _analyze, "train": _train,
     "prune": _prune, "report": _report,

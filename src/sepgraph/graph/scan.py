@@ -79,8 +79,7 @@ class PairAccumulator:
         if n_rows < 2:
             raise SepgraphError(f"similarity needs at least 2 samples, got {n_rows}")
         if request.edges and not 2 <= request.vertices <= n_rows:
-            raise SepgraphError(f"the subgraph needs between 2 and {n_rows} vertices, got {request.vertices}",
-                                arguments=("vertices",))
+            raise SepgraphError(f"the subgraph needs between 2 and {n_rows} vertices, got {request.vertices}")
         self.request, self.n_rows = request, n_rows
         self.hist_mask = None
         if request.hist_positions is not None:

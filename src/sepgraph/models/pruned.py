@@ -52,6 +52,11 @@ class PruningSpec:
             raise SepgraphError(f"unknown pruning {pruning!r}; write MODEL+truncate=POINT or MODEL+remove=UNIT,UNIT")
         return cls(base, operation, targets)
 
+    @staticmethod
+    def names_a_pruning(name: str) -> bool:
+        """Whether a model name carries a pruning (a ``+``), well written or not."""
+        return "+" in name
+
     @property
     def pruning(self) -> str | None:
         """The text after the ``+``; None for the unpruned model."""

@@ -73,9 +73,9 @@ def compare_pruning(
     rules = as_rules(rules)
     check_options(rules, init, head_epochs, curves)
     results = Path(results)
-    comparison = _Comparison.open(results, train_data, test_data, init, head_epochs, recipe or Recipe(), device,
-                                  progress)
     manifest, rows = load_results(results)
+    comparison = _Comparison.open(results, manifest["parameters"], train_data, test_data, init, head_epochs,
+                                  recipe or Recipe(), device, progress)
     found = candidates(comparison.base, rows, removable_units_of(manifest), rules, curves, equal_units)
     found += [reference_candidate(comparison.original, text, comparison.base, manifest["parameters"]["convention"],
                                   comparison.classes, comparison.size) for text in reference_cuts]  # checked first
@@ -114,13 +114,13 @@ class _Comparison:
     progress: bool
 
     @classmethod
-    def open(cls, results: Path, train_data: str | DataSource | ImageDataset,
+    def open(cls, results: Path, parameters: dict, train_data: str | DataSource | ImageDataset,
              test_data: str | DataSource | ImageDataset | None, init: str, head_epochs: int, recipe: Recipe,
              device: str, progress: bool) -> _Comparison:
-        """The comparison of the analysis in ``results``: an unpruned zoo model's convention points."""
-        parameters = load_results(results)[0]["parameters"]
+        """The comparison of the analysis in ``results`` (its manifest's ``parameters``): an unpruned zoo model's
+        convention points."""
         base, normalize, classes = parameters["model"], parameters["normalize"], parameters["num_classes"]
-        if parameters["convention"] == "explicit" or PruningSpec.parse(base).operation is not None:
+        if parameters["convention"] == "explicit" or PruningSpec.names_a_pruning(base):
             raise SepgraphError("pruning needs an analysis of an unpruned zoo model's convention points "
                                 f"(got model {base!r}, convention {parameters['convention']!r})")
         train_set = as_dataset(train_data)

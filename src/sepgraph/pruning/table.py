@@ -20,7 +20,6 @@ CONTROL = "unpruned"
 """The ``curve`` of the control row: the original model trained like every pruned row."""
 REFERENCE = "reference"
 """The ``curve`` of a published or hand-picked cut."""
-KINDS = ("control", "criterion", "equal-units", "reference")
 
 
 @dataclass(frozen=True)
@@ -28,10 +27,10 @@ class PruningRow:
     """One row of ``pruning.csv``: a cut, how it was chosen, and what training it alike gave (SPEC 8, 9).
 
     Attributes:
-        model: the analysed model; curve: ``unpruned``, a curve's label or ``reference``; kind: one of
-            :data:`KINDS`; rule, parameter: Criterion I's rule and tau; cut: what was kept or removed;
-            pruned_model: the spec that rebuilds it; points_removed, units_removed; init: ``finetune`` or
-            ``scratch``.
+        model: the analysed model; curve: ``unpruned``, a curve's label or ``reference``.
+        kind: ``control``, ``criterion``, ``equal-units`` or ``reference``.
+        rule, parameter: Criterion I's rule and tau; cut: what was kept or removed; pruned_model: the spec that
+            rebuilds it; points_removed, units_removed; init: ``finetune`` or ``scratch``.
         accuracy_original, accuracy_head_refit, accuracy_finetuned: percent, before, after head-only training,
             after fine-tuning; accuracy_vs_control: fine-tuned minus the control's.
         head_epochs, finetune_epochs, seed: the training every row shares.

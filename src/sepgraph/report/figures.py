@@ -178,7 +178,7 @@ def modularity_curves(rows: Sequence[LayerRow], cuts: dict[str, Cut], title: str
         if cut is not None and cut.cut_index is None:  # a unit rule: mark the output points of the units it removes
             axis, values = (top, m) if key == "M" else (twin, q)
             axis.plot(cut.removed, values[cut.removed], linestyle="none", marker="x", markersize=8, color=colour,
-                      label=f"points of the {len(cut.units)} units removed by {label}")
+                      label=f"points of the {len(cut.units)} unit{'s' * (len(cut.units) != 1)} removed by {label}")
             continue
         if cut is None:
             continue

@@ -24,6 +24,7 @@ from ..models.protocol import RemovableUnit
 from .formats import FORMAT_VERSION, READABLE_FORMATS, upgraded_row
 from .layer_row import LayerRow
 
+
 def layer_stem(index: int, name: str) -> str:
     """File stem of a layer: ``NNN_<name>`` with characters unsafe in file names replaced."""
     return f"{index:03d}_{re.sub(r'[^A-Za-z0-9._-]', '_', name)}"
