@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 
 import torch
 from torch import nn
@@ -28,6 +29,24 @@ def resolve_device(name: str = "auto") -> torch.device:
     elif device.type != "cpu":
         raise SepgraphError(f"device {name!r} is not supported; use auto, cpu, cuda or cuda:N")
     return device
+
+
+@cache
+def processor() -> tuple[str, frozenset[str]]:
+    """The CPU's vendor (``GenuineIntel``, ``AuthenticAMD``, ...) and instruction-set flags (``avx512f``,
+    ``avx512_bf16``, ...) from ``/proc/cpuinfo``; empty where it cannot be read (not Linux)."""
+    vendor, flags = "", frozenset()
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                key, _, value = line.partition(":")
+                if key.strip() == "vendor_id" and not vendor:
+                    vendor = value.strip()
+                elif key.strip() == "flags" and not flags:
+                    flags = frozenset(value.split())
+    except OSError:
+        pass
+    return vendor, flags
 
 
 def physical_memory() -> int:

@@ -92,6 +92,8 @@ class RunSettings:
         batch_size: images per forward pass.
         tile_rows: rows of a similarity tile (SPEC 3); None: 1,024 on the CPU, 4,096 on CUDA. Runs with other
             numbers of processes give the same bytes at the same tile rows (SPEC 18).
+        gemm: the engine of the tile products, ``auto``, ``torch`` or ``openblas`` (SPEC 3,
+            :mod:`sepgraph.graph.gemm`); recorded, and a resumed folder must use the same one.
     """
 
     device: str = "auto"
@@ -99,6 +101,7 @@ class RunSettings:
     spill_dir: str | Path | None = None
     batch_size: int = 256
     tile_rows: int | None = None
+    gemm: str = "auto"
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:

@@ -9,6 +9,7 @@ import torch
 
 from sepgraph import create_model
 from sepgraph.cli import main
+from sepgraph.graph import gemm
 from sepgraph.models.checkpoints import save_weights
 
 SMALL = ["--data", "digits:all", "--normalize", "none", "--vertices", "100", "--edges", "300",
@@ -155,6 +156,10 @@ def test_resume_refuses_other_versions_and_changed_parameters(tmp_path, capsys):
     assert main(["analyze", "--model", "resnet20", *SMALL, "--convention", "blocks", "--seed", "1", "--out", str(out),
                  "--resume"]) == 2
     assert "parameters changed (seed: 0 -> 1)" in capsys.readouterr().err
+    if manifest["run"]["gemm"] == "torch" and gemm.numpy_openblas() is not None:  # another engine: other floats
+        assert main(["analyze", "--model", "resnet20", *SMALL, "--convention", "blocks", "--gemm", "openblas",
+                     "--out", str(out), "--resume"]) == 2
+        assert "parameters changed (gemm: 'torch" in capsys.readouterr().err
     (out / "manifest.json").write_text(json.dumps({**manifest, "format_version": 0}))
     assert main(["analyze", "--model", "resnet20", *SMALL, "--convention", "blocks", "--out", str(out),
                  "--resume"]) == 2

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sepgraph.errors import SepgraphError
 from sepgraph.graph.modularity import knn_graph, lu_modularity, newman_modularity, paper_modularity
 from sepgraph.graph.rows import unit_rows
 
@@ -96,6 +97,10 @@ def test_lu_q_equals_the_plain_algorithm(seed, samples, k, relu):
     if relu:
         x = np.abs(x)
     labels = rng.integers(0, 3, samples)
+    if not knn_graph(unit_rows(x)[0], k)[2].sum() > 0:  # signed features: Q undefined, a clear error instead
+        with pytest.raises(SepgraphError, match="modularity needs a positive total weight"):
+            lu_modularity(unit_rows(x)[0], labels, k)
+        return
     ours = lu_modularity(unit_rows(x)[0], labels, k)
     assert ours == pytest.approx(lu_reference(x, labels, k), abs=1e-6)
 

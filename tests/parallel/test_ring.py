@@ -52,10 +52,11 @@ def same_results(first: Path, second: Path) -> None:
         assert (first / "edges" / name).read_bytes() == (second / "edges" / name).read_bytes()
 
 
-@pytest.mark.parametrize("hist", ["all", "700"])
-def test_two_processes_write_what_one_writes_byte_for_byte(tmp_path, hist):
-    """hist "all": one scan of every extracted sample; a number: the histogram counts a subset of the rows."""
-    args = [*ARGS, "--hist-samples", hist]
+@pytest.mark.parametrize(("hist", "gemm"), [("all", "torch"), ("700", "torch"), ("all", "openblas")])
+def test_two_processes_write_what_one_writes_byte_for_byte(tmp_path, hist, gemm):
+    """hist "all": one scan of every extracted sample; a number: the histogram counts a subset of the rows. The
+    ranks run one thread each, the one process two: for either engine the threads change no float."""
+    args = [*ARGS, "--hist-samples", hist, "--gemm", gemm]
     job = torchrun(*args, "--out", str(tmp_path / "two"))
     out, err = job.communicate(timeout=600)
     assert job.returncode == 0, err[-3000:]
@@ -63,6 +64,7 @@ def test_two_processes_write_what_one_writes_byte_for_byte(tmp_path, hist):
     same_results(tmp_path / "one", tmp_path / "two")
     manifest = json.loads((tmp_path / "two" / "manifest.json").read_text())
     assert manifest["run"]["processes"] == 2 and manifest["status"] == "complete"
+    assert manifest["run"]["gemm"] == gemm and manifest["parameters"]["gemm"].startswith(gemm)
     assert out.count("layer points in") == 1  # rank 0 alone reports
 
 

@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -46,6 +47,27 @@ def test_augmentation_crops_within_padding_and_flips():
     same = [torch.equal(a, b) for a, b in zip(batch, flipped, strict=True)]
     mirrored = [torch.equal(a.flip(2), b) for a, b in zip(batch, flipped, strict=True)]
     assert all(s or m for s, m in zip(same, mirrored, strict=True)) and 10 < sum(mirrored) < 54
+
+
+def crop_one_by_one(images: torch.Tensor, generator: torch.Generator, padding: int) -> torch.Tensor:
+    """The per-sample loop the batched augmentation replaced: the oracle of its batches."""
+    batch, _, height, width = images.shape
+    padded = torch.nn.functional.pad(images, (padding,) * 4)
+    tops = torch.randint(0, 2 * padding + 1, (batch,), generator=generator)
+    lefts = torch.randint(0, 2 * padding + 1, (batch,), generator=generator)
+    flips = torch.rand(batch, generator=generator) < 0.5
+    crops = torch.stack([padded[b, :, t:t + height, s:s + width] for b, (t, s) in
+                         enumerate(zip(tops.tolist(), lefts.tolist(), strict=True))])
+    return torch.where(flips.view(-1, 1, 1, 1), crops.flip(3), crops)
+
+
+@pytest.mark.parametrize(("shape", "padding"), [((256, 3, 32, 32), 4), ((7, 1, 5, 9), 3), ((1, 3, 4, 4), 0)])
+def test_batched_augmentation_gives_the_loops_batches_and_draws(shape, padding):
+    images = torch.rand(shape)
+    ours, theirs = torch.Generator().manual_seed(11), torch.Generator().manual_seed(11)
+    for _ in range(3):  # the generator advances alike, so a resumed run draws the same batches
+        assert torch.equal(augment_batch(images, ours, padding), crop_one_by_one(images, theirs, padding))
+    assert torch.equal(ours.get_state(), theirs.get_state())
 
 
 def test_training_learns_and_writes_checkpoints(tmp_path, digits_train):
@@ -113,3 +135,31 @@ def test_divergence_is_reported(tmp_path, digits_train):
     with pytest.raises(SepgraphError, match=r"training diverged at epoch 1, step \d+ \(loss (nan|inf)\); lower --lr"):
         train(fresh_model(), digits_train, normalize="none", recipe=Recipe(epochs=1, lr=1e12, batch_size=50),
               out=tmp_path, progress=False)
+
+
+def test_bf16_without_native_bf16_ends_in_one_clear_line(tmp_path, digits_train, monkeypatch):
+    from sepgraph.training import precision
+
+    monkeypatch.setattr(precision, "processor", lambda: ("GenuineIntel", frozenset({"avx512f"})))
+    with pytest.raises(SepgraphError, match=r"precision 'bf16' needs native bf16 arithmetic, which this processor "
+                                            r"\(no avx512_bf16 or amx_bf16 flag\) lacks; use precision fp32"):
+        train(fresh_model(), digits_train, normalize="none", recipe=replace(QUICK, precision="bf16"), out=tmp_path,
+              progress=False, device="cpu")
+    assert not (tmp_path / "state.pt").exists()
+    with pytest.raises(SepgraphError, match="precision 'fp16' is not one of fp32, bf16"):
+        replace(QUICK, precision="fp16")
+
+
+def test_bf16_trains_where_native_and_is_recorded(tmp_path, digits_train, monkeypatch):
+    from sepgraph.training import precision
+
+    monkeypatch.setattr(precision, "processor", lambda: ("AuthenticAMD", frozenset({"avx512_bf16"})))
+    recipe = replace(QUICK, precision="bf16", epochs=1)
+    run = train(fresh_model(), digits_train, normalize="none", recipe=recipe, out=tmp_path, progress=False,
+                device="cpu")
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["recipe"]["precision"] == "bf16" and metrics["memory_format"] == "channels_last"
+    assert run.metrics[0]["train_accuracy"] > 10
+    with pytest.raises(SepgraphError, match=r"the recipe changed \(precision\)"):
+        train(fresh_model(), digits_train, normalize="none", recipe=replace(recipe, precision="fp32", epochs=2),
+              out=tmp_path, resume=True, progress=False, device="cpu")

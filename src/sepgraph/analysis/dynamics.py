@@ -60,7 +60,7 @@ def measure_dynamics(model: nn.Module, data: ImageDataset, settings: GraphSettin
                                  progress=False):
         normed, _ = unit_rows(item.features, inplace=True)
         plan = TilePlan.create(len(sample_sets.order), run.max_memory or DEFAULT_MAX_MEMORY, normed.device,
-                               run.tile_rows)
+                               run.tile_rows, gemm=run.gemm)
         graph = point_graph(normed, sample_sets, settings, plan, histogram=False)
         rows.append(DynamicsRow(epoch, item.index, item.point.name, graph.paper.M, float(np.mean(graph.lu_q)),
                                 knn_accuracy(graph.vertex_similarity, vertex_labels, settings.knn_k)))

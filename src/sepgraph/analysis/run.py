@@ -183,7 +183,7 @@ def _prepare(model: str | nn.Module, dataset: ImageDataset, settings: GraphSetti
     shapes = point_shapes(model, point_list, example)  # wrong input shapes, missing points fail before any write
     budget = feature_budget(len(sample_sets.order), [math.prod(shape) for shape in shapes], run.max_memory)
     workers = Workers.current()
-    plan = TilePlan.create(len(sample_sets.order), budget, device, run.tile_rows, workers.world)
+    plan = TilePlan.create(len(sample_sets.order), budget, device, run.tile_rows, workers.world, run.gemm)
     plan.check_ranks("the analysis")
     context = _Context(model, dataset, sample_sets, point_list, normalize, run, device, budget, plan, workers,
                        progress)
@@ -192,6 +192,7 @@ def _prepare(model: str | nn.Module, dataset: ImageDataset, settings: GraphSetti
         "data": dataset.spec, "data_sha256": dataset.sha256, "normalize": normalize,
         "convention": convention if names is None else "explicit", "points": [p.name for p in point_list],
         **asdict(settings), "num_classes": classes,  # the model's head (pruning rebuilds it); the data's are "classes"
+        "gemm": plan.engine.library,  # another engine computes other floats: a resume must use the same
     }
     units = removable_units(model, convention) if names is None and isinstance(model, ZooModel) else None
     return context, _manifest(context, parameters, units)
@@ -213,7 +214,8 @@ def _manifest(context: _Context, parameters: dict, units: list | None) -> dict:
         "run": {"device": str(context.device), "max_memory": context.budget,
                 "spill_dir": str(run.spill_dir) if run.spill_dir else None, "batch_size": run.batch_size,
                 "torch_threads": torch.get_num_threads(), "processes": context.workers.world,
-                "tile_rows": context.plan.tile_rows},
+                "tile_rows": context.plan.tile_rows, "gemm": context.plan.engine.name,
+                "gemm_threads": context.plan.engine.threads},
         "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
                      "networkx": networkx.__version__},
     }

@@ -24,7 +24,7 @@ from ..report.html import ReportSettings, render_report
 from ..settings import GraphSettings, RunSettings
 from ..training.recipe import Recipe
 from .commands import AnalyseFirst, analyze_and_report, evaluate_checkpoint, point_table, prune, train_model, zoo
-from .demo import run_demo
+from .demo import DEMO_RECIPE, run_demo
 from .options import build_parser
 
 FLAG_ALIASES = {
@@ -98,7 +98,7 @@ def _graph_settings(args: argparse.Namespace) -> GraphSettings:
 
 def _run_settings(args: argparse.Namespace) -> RunSettings:
     return RunSettings(device=args.device, max_memory=args.max_memory, spill_dir=args.spill_dir,
-                       batch_size=args.forward_batch_size, tile_rows=args.tile_rows)
+                       batch_size=args.forward_batch_size, tile_rows=args.tile_rows, gemm=args.gemm)
 
 
 def _recipe(args: argparse.Namespace) -> Recipe:
@@ -108,7 +108,7 @@ def _recipe(args: argparse.Namespace) -> Recipe:
         raise SepgraphError(f"--milestones must be comma-separated epochs, got {args.milestones!r}") from error
     return Recipe(epochs=args.epochs, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
                   batch_size=args.batch_size, milestones=milestones, gamma=args.gamma,
-                  augment=not args.no_augment, seed=args.seed)
+                  augment=not args.no_augment, seed=args.seed, precision=args.precision)
 
 
 def _report_settings(args: argparse.Namespace) -> ReportSettings:
@@ -118,7 +118,7 @@ def _report_settings(args: argparse.Namespace) -> ReportSettings:
 
 def _demo(args: argparse.Namespace) -> None:
     started = time.perf_counter()
-    report = run_demo(args.out, device=args.device)
+    report = run_demo(args.out, device=args.device, recipe=replace(DEMO_RECIPE, precision=args.precision))
     print(f"done in {time.perf_counter() - started:.0f} s. Open the report: {report}")
 
 

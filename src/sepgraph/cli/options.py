@@ -9,10 +9,12 @@ from .._version import __version__
 from ..data.dataset import NORMALIZATIONS
 from ..devices import parse_memory
 from ..errors import SepgraphError
+from ..graph.gemm import GEMM_CHOICES
 from ..models.points import CONVENTIONS
 from ..pruning.criterion import CURVES, PAPER_CURVES, RULES, check_curves, check_rule
 from ..report.html import FORMATS
 from ..settings import VERTEX_CHOICES, GraphSettings, RunSettings
+from ..training.precision import PRECISIONS
 from ..training.recipe import Recipe
 
 
@@ -39,6 +41,8 @@ def _demo_command(commands: argparse._SubParsersAction) -> None:
     demo = commands.add_parser("demo", help="train, analyse, prune and report on embedded digits (no download)")
     demo.add_argument("--out", default="results/demo", help="results folder, replaced (default: results/demo)")
     demo.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    demo.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                      help="arithmetic of the training steps (default: fp32; bf16 where native)")
     demo.set_defaults(command="demo")
 
 
@@ -186,6 +190,9 @@ def _add_run_options(parser: argparse.ArgumentParser, batch_size: bool) -> argpa
                      "per group of points that fits --max-memory)")
     group.add_argument("--tile-rows", type=int, help="rows of a similarity tile (default: 1024 on the CPU, 4096 on "
                      "CUDA); runs across any number of processes give the same bytes at the same tile rows")
+    group.add_argument("--gemm", choices=GEMM_CHOICES, default="auto",
+                       help="engine of the similarity products: torch's BLAS, numpy's OpenBLAS (CPU), or auto, a "
+                            "fixed rule per machine (SPEC 3; default: auto)")
     if batch_size:
         group.add_argument("--batch-size", dest="forward_batch_size", type=int, default=RunSettings.batch_size,
                          help=f"images per forward pass (default: {RunSettings.batch_size})")
@@ -230,6 +237,9 @@ def _add_recipe_options(parser: argparse.ArgumentParser, epochs: int) -> None:
     group.add_argument("--milestones", default="50,100", help="epochs where lr is multiplied by --gamma")
     group.add_argument("--gamma", type=float, default=defaults.gamma, help="lr factor at milestones (default: 0.1)")
     group.add_argument("--no-augment", action="store_true", help="no random crop and flip")
+    group.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                       help="arithmetic of a training step: fp32, or bf16 autocast where the processor or GPU "
+                            "computes bf16 natively (default: fp32)")
     group.add_argument("--seed", type=int, default=0,
                        help="seed of shuffling, augmentation, init and vertex choice (default: 0)")
 

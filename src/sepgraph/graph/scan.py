@@ -2,8 +2,8 @@
 :class:`~sepgraph.graph.tiles.TilePlan`, folded into the full-set histogram, the top-|E| subgraph and the
 batches' similarity matrices.
 
-The N x N similarity matrix is never held: one tile ``U[I] @ U[J].T`` at a time is computed (one GEMM; on the
-diagonal, the lower half of the square is computed too and left out) and folded into a
+The N x N similarity matrix is never held: one tile ``U[I] @ U[J].T`` at a time is computed by the plan's
+:mod:`~sepgraph.graph.gemm` engine (on the diagonal, what lies below it is left out) and folded into a
 :class:`PairAccumulator`. Products run in full float32, never TF32 (see
 :func:`sepgraph.devices.ieee_float32_matmul`).
 """
@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..devices import ieee_float32_matmul
 from ..errors import SepgraphError
 from .accumulators import Alone, BatchGather, BinTally, Histogram, MeanParts, Reducer, Subgraph, TopPairs
 from .tiles import Tile, TilePlan
@@ -150,15 +149,14 @@ def fold_tiles(tiles: Iterable[tuple[Tile, torch.Tensor]], request: ScanRequest,
     :class:`PairAccumulator`: the body of :func:`scan_pairs` (one process) and of
     :func:`sepgraph.parallel.merge.scan_layer` (one rank)."""
     accumulator = PairAccumulator(request, plan.n_rows, rows.shape[1], rows.device)
-    with ieee_float32_matmul():
-        for (row_start, row_stop, column_start, column_stop), tile in tiles:
-            accumulator.add((row_start, row_stop), (column_start, column_stop), tile.clamp_(-1.0, 1.0))
+    for (row_start, row_stop, column_start, column_stop), tile in tiles:
+        accumulator.add((row_start, row_stop), (column_start, column_stop), tile.clamp_(-1.0, 1.0))
     accumulator.add_rows(rows, first_row, plan)
     return accumulator
 
 
 def scan_pairs(normed: torch.Tensor, request: ScanRequest, *, max_memory: int = DEFAULT_MAX_MEMORY,
-               reducer: Reducer | None = None) -> PairScan:
+               reducer: Reducer | None = None, gemm: str = "auto") -> PairScan:
     """One pass over the upper triangle of ``normed @ normed.T`` feeding everything ``request`` asks for, in one
     process (SPEC 3, 4, 5, 7): each similarity is computed once, in full float32, in the tiles of
     :meth:`TilePlan.create` (the same tiles any number of processes computes), and clamped into [-1, 1].
@@ -166,9 +164,10 @@ def scan_pairs(normed: torch.Tensor, request: ScanRequest, *, max_memory: int = 
     Args:
         normed: (N, D) float32 unit rows (:func:`~sepgraph.graph.rows.unit_rows`) on the compute device.
         max_memory: the memory budget (bytes) the tiles are sized from.
+        gemm: the engine of the products (:func:`~sepgraph.graph.gemm.choose_engine`).
     """
-    plan = TilePlan.create(normed.shape[0], max_memory, normed.device)
-    tiles = ((tile, normed[tile[0]:tile[1]] @ normed[tile[2]:tile[3]].T)
+    plan = TilePlan.create(normed.shape[0], max_memory, normed.device, gemm=gemm)
+    tiles = ((tile, plan.product(tile, normed[tile[0]:tile[1]], normed[tile[2]:tile[3]]))
              for tile in plan.tiles_among(range(len(plan.starts))))
     accumulator = fold_tiles(tiles, request, plan, normed, 0)
     accumulator.reduce(reducer or Alone())

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 
 from ..errors import SepgraphError
+from .gemm import GemmEngine, choose_engine
 
 BYTES_PER_BLOCK_ENTRY = 16
 """Working memory per similarity entry of a tile: the float32 value plus bin indices and masks."""
@@ -35,18 +36,20 @@ Tile = tuple[int, int, int, int]
 @dataclass(frozen=True)
 class TilePlan:
     """The tiles of a scan over ``n_rows`` rows: tile rows of ``tile_rows`` rows each (the last one shorter),
-    dealt to ``world`` ranks as contiguous runs of whole tile rows, as equal as the tile count allows."""
+    dealt to ``world`` ranks as contiguous runs of whole tile rows, as equal as the tile count allows; ``engine``
+    computes each tile's product."""
 
     n_rows: int
     tile_rows: int
     world: int = 1
+    engine: GemmEngine = field(default_factory=lambda: choose_engine("torch"))
 
     @classmethod
     def create(cls, n_rows: int, max_memory: int, device: torch.device | None = None,
-               requested: int | None = None, world: int = 1) -> TilePlan:
+               requested: int | None = None, world: int = 1, gemm: str = "auto") -> TilePlan:
         """The plan of every scan (SPEC 3): tile rows ``requested``, else :data:`CPU_TILE_ROWS` on the CPU and
         :data:`CUDA_TILE_ROWS` on CUDA; fewer only when a :data:`TILE_SHARE` of ``max_memory`` (bytes) cannot
-        hold one tile."""
+        hold one tile; products by the engine ``gemm`` chooses (:func:`~sepgraph.graph.gemm.choose_engine`)."""
         cap = requested or (CUDA_TILE_ROWS if device is not None and device.type == "cuda" else CPU_TILE_ROWS)
         tile_rows = min(cap, math.isqrt(max(max_memory, 0) // TILE_SHARE // BYTES_PER_BLOCK_ENTRY))
         if tile_rows < 1:
@@ -54,7 +57,7 @@ class TilePlan:
                 f"max_memory {max_memory / 2**20:.1f} MiB is too small for one similarity tile (a tile takes a "
                 f"1/{TILE_SHARE} share: {TILE_SHARE * BYTES_PER_BLOCK_ENTRY} bytes at least); raise it",
                 arguments=("max_memory",))
-        return cls(n_rows, tile_rows, world)
+        return cls(n_rows, tile_rows, world, choose_engine(gemm, device))
 
     def over(self, n_rows: int) -> TilePlan:
         """The same tiles over the first ``n_rows`` rows."""
@@ -79,6 +82,11 @@ class TilePlan:
         """The tile of tile rows ``first`` and ``second``."""
         bounds = [*self.starts, self.n_rows]
         return bounds[first], bounds[first + 1], bounds[second], bounds[second + 1]
+
+    def product(self, tile: Tile, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+        """The float32 product ``left @ right.T`` of ``tile``'s rows and columns (entries below a diagonal tile's
+        diagonal are not pairs and may be 0)."""
+        return self.engine.product(left, right, diagonal=tile[0] == tile[2])
 
     def tiles_among(self, held: range) -> Iterator[Tile]:
         """Every tile among tile rows ``held``, I <= J, in row-major order (one process: all of them)."""

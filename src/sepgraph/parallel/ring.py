@@ -48,10 +48,10 @@ def ring_tiles(own: torch.Tensor, plan: TilePlan, workers: Workers) -> Iterator[
     for step, tiles in enumerate(ring_schedule(plan, workers.rank)):
         if step:
             held, held_start = _pass_on(held, plan, workers, step)
-        for row_start, row_stop, column_start, column_stop in tiles:
-            left = _rows(own, own_start, held, held_start, row_start, row_stop)
-            right = _rows(own, own_start, held, held_start, column_start, column_stop)
-            yield (row_start, row_stop, column_start, column_stop), left @ right.T
+        for tile in tiles:
+            left = _rows(own, own_start, held, held_start, tile[0], tile[1])
+            right = _rows(own, own_start, held, held_start, tile[2], tile[3])
+            yield tile, plan.product(tile, left, right)
 
 
 def _pass_on(held: torch.Tensor, plan: TilePlan, workers: Workers, step: int) -> tuple[torch.Tensor, int]:

@@ -8,11 +8,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import SepgraphError
+from .precision import PRECISIONS
 
 
 @dataclass
 class Recipe:
-    """SPEC 10's hyper-parameters; ``augment`` is RandomCrop(size, padding 4) plus horizontal flip."""
+    """SPEC 10's hyper-parameters; ``augment`` is RandomCrop(size, padding 4) plus horizontal flip; ``precision``
+    the arithmetic of a step (``fp32``, or ``bf16`` autocast where the device has it natively, see
+    :mod:`sepgraph.training.precision`)."""
 
     epochs: int = 150
     lr: float = 0.01
@@ -24,6 +27,7 @@ class Recipe:
     augment: bool = True
     padding: int = 4
     seed: int = 0
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         problems = [name for name, fine in (
@@ -31,6 +35,9 @@ class Recipe:
             ("momentum", 0 <= self.momentum < math.inf), ("weight_decay", 0 <= self.weight_decay < math.inf),
             ("batch_size", self.batch_size >= 1), ("gamma", 0 < self.gamma < math.inf), ("seed", self.seed >= 0),
             ("milestones", all(m >= 0 for m in self.milestones)), ("padding", self.padding >= 0)) if not fine]
+        if self.precision not in PRECISIONS:
+            raise SepgraphError(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}",
+                                arguments=("precision",))
         if problems:
             values = ", ".join(f"{name} {getattr(self, name)!r}" if name != "milestones"
                                else f"milestones {list(self.milestones)}" for name in problems)

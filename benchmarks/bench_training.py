@@ -1,0 +1,108 @@
+"""Training throughput: images per second of one SGD step (the recipe's, SPEC 10) per model, memory layout and
+precision, on synthetic 32 x 32 images (the speed of a step does not depend on what the pixels show).
+
+Usage (from the repository root)::
+
+    .venv/bin/python benchmarks/bench_training.py --models resnet20,vgg16_bn --json training.json
+
+Each cell: ``--warmup`` steps, then the best of ``--repeats`` runs of ``--steps`` steps at ``--batch-size``
+(forward, cross-entropy, backward, SGD update), plus the recipe's augmentation of one batch timed alone. bf16 is
+measured only where the device computes it natively (:func:`sepgraph.training.precision.native_bf16`). Nothing
+is asserted; it prints one table and writes the same numbers as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+
+import torch
+import torch.nn.functional as F
+
+from sepgraph import create_model
+from sepgraph.devices import resolve_device
+from sepgraph.training.augmentation import augment_batch
+from sepgraph.training.precision import autocast, native_bf16
+
+
+def images_per_second(model_name: str, layout: str, precision: str, args: argparse.Namespace,
+                      device: torch.device) -> float:
+    """Images/s of ``--steps`` SGD steps of ``model_name`` (best of ``--repeats``)."""
+    torch.manual_seed(0)
+    model = create_model(model_name, 10).to(device).train()
+    memory_format = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=0.005)
+    images = torch.rand(args.batch_size, 3, 32, 32, device=device).contiguous(memory_format=memory_format)
+    labels = torch.randint(0, 10, (args.batch_size,), device=device)
+
+    def step() -> None:
+        with autocast(precision, device):
+            loss = F.cross_entropy(model(images), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    for _ in range(args.warmup):
+        step()
+    best = float("inf")
+    for _ in range(args.repeats):
+        _synchronise(device)
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            step()
+        _synchronise(device)
+        best = min(best, time.perf_counter() - start)
+    return args.steps * args.batch_size / best
+
+
+def augmentation_seconds(batch_size: int) -> float:
+    """Seconds to augment one batch of 32 x 32 images on the CPU (best of 5)."""
+    images, generator = torch.rand(batch_size, 3, 32, 32), torch.Generator().manual_seed(0)
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        augment_batch(images, generator, 4)
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def _synchronise(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default="resnet20", help="comma-separated zoo names (default: resnet20)")
+    parser.add_argument("--layouts", default="nchw,channels_last", help="nchw and/or channels_last")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--json", help="also write the numbers here")
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    precisions = ["fp32", "bf16"] if native_bf16(device) else ["fp32"]
+    results = {"device": str(device), "processor": platform.processor() or platform.machine(),
+               "threads": torch.get_num_threads(), "torch": torch.__version__, "batch_size": args.batch_size,
+               "bf16_native": native_bf16(device), "augmentation_seconds_per_batch": augmentation_seconds(
+                   args.batch_size), "images_per_second": {}}
+    print(f"{'model':<14} {'layout':<14} {'precision':<9} {'images/s':>9} {'s per epoch of 50,000':>22}")
+    for model_name in args.models.split(","):
+        for layout in args.layouts.split(","):
+            for precision in precisions:
+                rate = images_per_second(model_name, layout, precision, args, device)
+                results["images_per_second"][f"{model_name}/{layout}/{precision}"] = rate
+                print(f"{model_name:<14} {layout:<14} {precision:<9} {rate:9.0f} {50_000 / rate:22.1f}", flush=True)
+    print(f"augmentation of one batch of {args.batch_size}: {results['augmentation_seconds_per_batch'] * 1e3:.1f} ms")
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(results, handle, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""The engines that compute a scan's tile products ``U[I] @ U[J].T`` in exact float32 (SPEC 3).
+
+``torch``: torch's own BLAS (Intel MKL in x86 builds, in its strict reproducible mode, cuBLAS without TF32 on
+CUDA), one product per tile. ``openblas``: the OpenBLAS that numpy ships, with each tile cut into a fixed
+partition of row strips (:data:`STRIP_ROWS`) that each run on one thread of a pool; numpy releases the GIL, so
+the strips run side by side, and since the partition does not depend on the number of threads, neither do the
+floats. On a diagonal tile each strip computes only the columns from its own first row on (what is left is
+zero: those entries are not pairs, SPEC 3), about 5/8 of the square at 4 strips.
+
+``auto`` is a rule, never a timing: OpenBLAS on a CPU whose vendor is not Intel (where torch's MKL takes a
+path without AVX-512) when numpy's OpenBLAS is a version checked here (:data:`CHECKED_OPENBLAS` or newer, as
+threadpoolctl reports it); torch everywhere else. Every run and every rank of one machine makes the same choice.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+import torch
+from threadpoolctl import ThreadpoolController
+
+from ..devices import ieee_float32_matmul, processor
+from ..errors import SepgraphError
+
+GEMM_CHOICES = ("auto", "torch", "openblas")
+
+CHECKED_OPENBLAS = (0, 3, 31)
+"""The oldest OpenBLAS whose float32 products were checked against float64 here (older builds compute wrong
+results on some processors)."""
+
+STRIP_ROWS = 256
+"""Rows of one strip of a tile on the ``openblas`` engine: one single-threaded product each."""
+
+
+@dataclass(frozen=True)
+class GemmEngine:
+    """How tile products are computed.
+
+    Attributes:
+        name: ``torch`` or ``openblas``.
+        library: what computes them, for the manifest, e.g. ``openblas 0.3.31 SkylakeX``; a different library
+            gives other floats, so resuming a folder under another one is refused.
+        threads: strips computed at once (``openblas``); never changes a float.
+    """
+
+    name: str
+    library: str
+    threads: int = 1
+
+    def product(self, left: torch.Tensor, right: torch.Tensor, diagonal: bool = False) -> torch.Tensor:
+        """(m, n) float32 ``left @ right.T`` of (m, D) and (n, D) rows; with ``diagonal`` (left is right) the
+        entries below the diagonal may be left at zero, and the ``openblas`` engine leaves them so."""
+        if self.name == "torch" or left.device.type != "cpu":
+            with ieee_float32_matmul():
+                return left @ right.T
+        return _strips(left.contiguous().numpy(), right.contiguous().numpy(), diagonal, self.threads)
+
+
+def choose_engine(requested: str = "auto", device: torch.device | None = None) -> GemmEngine:
+    """The engine ``requested`` (``auto``, ``torch`` or ``openblas``) on ``device``; ``openblas`` where numpy has
+    no OpenBLAS, or on CUDA, is a clear error."""
+    if requested not in GEMM_CHOICES:
+        raise SepgraphError(f"gemm {requested!r} is not an engine; use one of {', '.join(GEMM_CHOICES)}",
+                            arguments=("gemm",))
+    on_cpu = device is None or device.type == "cpu"
+    openblas = numpy_openblas()
+    if requested == "openblas":
+        if not on_cpu:
+            raise SepgraphError(f"gemm 'openblas' runs on the CPU only, not on {device}; use gemm auto or torch",
+                                arguments=("gemm",))
+        if openblas is None:
+            raise SepgraphError("gemm 'openblas': numpy here is not built with OpenBLAS (threadpoolctl finds "
+                                "none); use gemm auto or torch", arguments=("gemm",))
+    use_openblas = requested == "openblas" or (requested == "auto" and on_cpu and openblas is not None
+                                                and _openblas_checked(openblas[0]) and not _intel_cpu())
+    if use_openblas:
+        return GemmEngine("openblas", f"openblas {openblas[0]} {openblas[1]}", torch.get_num_threads())
+    return GemmEngine("torch", _torch_library(device))
+
+
+@cache
+def _controller() -> ThreadpoolController:
+    np.ones((2, 2)) @ np.ones((2, 2))  # numpy's BLAS loaded before threadpoolctl looks for it
+    return ThreadpoolController()
+
+
+def numpy_openblas() -> tuple[str, str] | None:
+    """(version, architecture) of numpy's OpenBLAS as threadpoolctl reports it; None where numpy uses another
+    BLAS."""
+    numpy_dir = np.__file__.rsplit("/", 2)[0]
+    for pool in _controller().info():
+        if pool.get("internal_api") == "openblas" and pool["filepath"].startswith(numpy_dir):
+            return str(pool.get("version")), str(pool.get("architecture"))
+    return None
+
+
+def _openblas_checked(version: str) -> bool:
+    """Whether an OpenBLAS ``version`` (e.g. ``0.3.31.188.0``) is :data:`CHECKED_OPENBLAS` or newer."""
+    try:
+        parts = tuple(int(part) for part in version.split(".")[:3])
+    except ValueError:
+        return False
+    return parts >= CHECKED_OPENBLAS
+
+
+def _intel_cpu() -> bool:
+    """Whether the processor is Intel's, where torch's MKL has its AVX-512 path."""
+    return processor()[0] == "GenuineIntel"
+
+
+def _torch_library(device: torch.device | None) -> str:
+    if device is not None and device.type == "cuda":
+        return f"torch {torch.__version__} cublas"
+    blas = "mkl" if torch.backends.mkl.is_available() else "blas"
+    return f"torch {torch.__version__} {blas}"
+
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _strips(left: np.ndarray, right: np.ndarray, diagonal: bool, threads: int) -> torch.Tensor:
+    """``left @ right.T`` as row strips of :data:`STRIP_ROWS`, each one single-threaded OpenBLAS product."""
+    out = np.zeros((left.shape[0], right.shape[0]), dtype=np.float32)
+    starts = range(0, left.shape[0], STRIP_ROWS)
+
+    def strip(start: int) -> None:
+        stop = min(start + STRIP_ROWS, left.shape[0])
+        first = start if diagonal else 0
+        np.matmul(left[start:stop], right[first:].T, out=out[start:stop, first:])
+
+    with _controller().limit(limits=1, user_api="blas"):
+        if threads <= 1 or len(starts) == 1:
+            for start in starts:
+                strip(start)
+        else:
+            pool = _POOLS.setdefault(threads, ThreadPoolExecutor(threads, thread_name_prefix="sepgraph-gemm"))
+            list(pool.map(strip, starts))
+    return torch.from_numpy(out)
