@@ -35,28 +35,19 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import resource
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-from common import add_model_options, model_and_data
+from common import add_model_options, model_and_data, synchronise
 
 from sepgraph import GraphSettings, RunSettings, analyze
 from sepgraph.analysis.features import plan_groups
 from sepgraph.data.samples import SampleSets
-from sepgraph.devices import ieee_float32_matmul, physical_memory, resolve_device
+from sepgraph.devices import ieee_float32_matmul, physical_memory, processor, resolve_device
 from sepgraph.graph.rows import unit_rows
-
-
-def cpu_name() -> str:
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return platform.processor() or platform.machine()
-    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), platform.machine())
 
 
 def mm_gflops(samples: int, dims: int, device: torch.device) -> dict[str, float]:
@@ -79,17 +70,12 @@ def _best_rate(product, samples: int, dims: int, device: torch.device) -> float:
     repeats = 1 if samples * samples * dims > 1e11 else 3
     seconds = math.inf
     for _ in range(repeats):
-        _synchronise(device)
+        synchronise(device)
         start = time.perf_counter()
         product()
-        _synchronise(device)
+        synchronise(device)
         seconds = min(seconds, time.perf_counter() - start)
     return 2 * samples * samples * dims / seconds / 1e9
-
-
-def _synchronise(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def forward_seconds(args: argparse.Namespace, model, dataset, order, device: torch.device) -> float:
@@ -98,7 +84,7 @@ def forward_seconds(args: argparse.Namespace, model, dataset, order, device: tor
     with torch.inference_mode():
         for images, _ in dataset.batches(order, args.batch_size, args.normalize):
             model(images.to(device))
-    _synchronise(device)
+    synchronise(device)
     return time.perf_counter() - start
 
 
@@ -157,7 +143,7 @@ def main() -> None:
     total = seconds["total"]
     other = total - similarity - seconds["features"]
     summary = {
-        "machine": {"cpu": cpu_name(), "threads": torch.get_num_threads(),
+        "machine": {"cpu": processor().model, "threads": torch.get_num_threads(),
                     "ram_gib": physical_memory() / 2**30, "torch": torch.__version__,
                     "gemm": manifest["parameters"]["gemm"]},
         "analysis": {"model": args.model, "weights": args.weights, "data": manifest["data_description"],

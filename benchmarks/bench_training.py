@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 
 import torch
 import torch.nn.functional as F
+from common import synchronise
 
 from sepgraph import create_model
-from sepgraph.devices import resolve_device
+from sepgraph.devices import processor, resolve_device
 from sepgraph.training.augmentation import augment_batch
 from sepgraph.training.precision import autocast, native_bf16
 
@@ -49,11 +49,11 @@ def images_per_second(model_name: str, layout: str, precision: str, args: argpar
         step()
     best = float("inf")
     for _ in range(args.repeats):
-        _synchronise(device)
+        synchronise(device)
         start = time.perf_counter()
         for _ in range(args.steps):
             step()
-        _synchronise(device)
+        synchronise(device)
         best = min(best, time.perf_counter() - start)
     return args.steps * args.batch_size / best
 
@@ -69,11 +69,6 @@ def augmentation_seconds(batch_size: int) -> float:
     return min(times)
 
 
-def _synchronise(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="resnet20", help="comma-separated zoo names (default: resnet20)")
@@ -87,7 +82,7 @@ def main() -> None:
     args = parser.parse_args()
     device = resolve_device(args.device)
     precisions = ["fp32", "bf16"] if native_bf16(device) else ["fp32"]
-    results = {"device": str(device), "processor": platform.processor() or platform.machine(),
+    results = {"device": str(device), "processor": processor().model,
                "threads": torch.get_num_threads(), "torch": torch.__version__, "batch_size": args.batch_size,
                "bf16_native": native_bf16(device), "augmentation_seconds_per_batch": augmentation_seconds(
                    args.batch_size), "images_per_second": {}}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+import torch
 from torch import nn
 
 from sepgraph import ImageDataset, build_model, load_dataset
@@ -22,3 +23,9 @@ def model_and_data(args: argparse.Namespace) -> tuple[nn.Module, ImageDataset]:
     """The dataset of ``--data`` and ``--model`` with ``--weights`` (or seed-0 random weights), in eval mode."""
     dataset = load_dataset(args.data)
     return build_model(args.model, dataset.num_classes, args.weights, seed=0).model.eval(), dataset
+
+
+def synchronise(device: torch.device) -> None:
+    """Wait for ``device``'s queued work (CUDA), so a timer reads the work's end."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

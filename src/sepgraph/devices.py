@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import platform
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -31,22 +33,29 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
+class Processor(NamedTuple):
+    """What ``/proc/cpuinfo`` says of the CPU: vendor (``GenuineIntel``, ``AuthenticAMD``, ...), model name and
+    instruction-set flags (``avx512f``, ``avx512_bf16``, ...)."""
+
+    vendor: str
+    model: str
+    flags: frozenset[str]
+
+
 @cache
-def processor() -> tuple[str, frozenset[str]]:
-    """The CPU's vendor (``GenuineIntel``, ``AuthenticAMD``, ...) and instruction-set flags (``avx512f``,
-    ``avx512_bf16``, ...) from ``/proc/cpuinfo``; empty where it cannot be read (not Linux)."""
-    vendor, flags = "", frozenset()
+def processor() -> Processor:
+    """This machine's :class:`Processor` (its first CPU's entries); vendor and flags empty and the model
+    ``platform``'s where ``/proc/cpuinfo`` cannot be read (not Linux)."""
+    found: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo") as info:
             for line in info:
                 key, _, value = line.partition(":")
-                if key.strip() == "vendor_id" and not vendor:
-                    vendor = value.strip()
-                elif key.strip() == "flags" and not flags:
-                    flags = frozenset(value.split())
+                found.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return vendor, flags
+    return Processor(found.get("vendor_id", ""), found.get("model name", platform.processor() or platform.machine()),
+                     frozenset(found.get("flags", "").split()))
 
 
 def physical_memory() -> int:

@@ -7,6 +7,7 @@ import torch
 
 from sepgraph import ImageDataset, SepgraphError, create_model, load_dataset
 from sepgraph.cli import main
+from sepgraph.devices import Processor
 from sepgraph.training.augmentation import augment_batch
 from sepgraph.training.loop import train
 from sepgraph.training.recipe import Recipe
@@ -140,7 +141,7 @@ def test_divergence_is_reported(tmp_path, digits_train):
 def test_bf16_without_native_bf16_ends_in_one_clear_line(tmp_path, digits_train, monkeypatch):
     from sepgraph.training import precision
 
-    monkeypatch.setattr(precision, "processor", lambda: ("GenuineIntel", frozenset({"avx512f"})))
+    monkeypatch.setattr(precision, "processor", lambda: Processor("GenuineIntel", "Xeon", frozenset({"avx512f"})))
     with pytest.raises(SepgraphError, match=r"precision 'bf16' needs native bf16 arithmetic, which this processor "
                                             r"\(no avx512_bf16 or amx_bf16 flag\) lacks; use precision fp32"):
         train(fresh_model(), digits_train, normalize="none", recipe=replace(QUICK, precision="bf16"), out=tmp_path,
@@ -153,7 +154,7 @@ def test_bf16_without_native_bf16_ends_in_one_clear_line(tmp_path, digits_train,
 def test_bf16_trains_where_native_and_is_recorded(tmp_path, digits_train, monkeypatch):
     from sepgraph.training import precision
 
-    monkeypatch.setattr(precision, "processor", lambda: ("AuthenticAMD", frozenset({"avx512_bf16"})))
+    monkeypatch.setattr(precision, "processor", lambda: Processor("AuthenticAMD", "EPYC", frozenset({"avx512_bf16"})))
     recipe = replace(QUICK, precision="bf16", epochs=1)
     run = train(fresh_model(), digits_train, normalize="none", recipe=recipe, out=tmp_path, progress=False,
                 device="cpu")

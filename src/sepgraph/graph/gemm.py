@@ -66,6 +66,8 @@ def choose_engine(requested: str = "auto", device: torch.device | None = None) -
         raise SepgraphError(f"gemm {requested!r} is not an engine; use one of {', '.join(GEMM_CHOICES)}",
                             arguments=("gemm",))
     on_cpu = device is None or device.type == "cpu"
+    if requested == "torch" or not on_cpu and requested == "auto":
+        return GemmEngine("torch", _torch_library(device))
     openblas = numpy_openblas()
     if requested == "openblas":
         if not on_cpu:
@@ -108,7 +110,7 @@ def _openblas_checked(version: str) -> bool:
 
 def _intel_cpu() -> bool:
     """Whether the processor is Intel's, where torch's MKL has its AVX-512 path."""
-    return processor()[0] == "GenuineIntel"
+    return processor().vendor == "GenuineIntel"
 
 
 def _torch_library(device: torch.device | None) -> str:

@@ -22,14 +22,12 @@ def native_bf16(device: torch.device) -> bool:
     :data:`NATIVE_BF16_FLAGS`."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    return any(flag in processor()[1] for flag in NATIVE_BF16_FLAGS)
+    return any(flag in processor().flags for flag in NATIVE_BF16_FLAGS)
 
 
 def check_precision(precision: str, device: torch.device) -> None:
-    """A precision that runs here, or one clear line naming the value and what to do."""
-    if precision not in PRECISIONS:
-        raise SepgraphError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}",
-                            arguments=("precision",))
+    """A precision (one of :data:`PRECISIONS`, as :class:`~sepgraph.training.recipe.Recipe` checks) that runs on
+    ``device``, or one clear line naming the value and what to do."""
     if precision == "bf16" and not native_bf16(device):
         where = "this GPU" if device.type == "cuda" else "this processor (no avx512_bf16 or amx_bf16 flag)"
         raise SepgraphError(f"precision 'bf16' needs native bf16 arithmetic, which {where} lacks; use precision "
