@@ -151,6 +151,24 @@ def test_bf16_without_native_bf16_ends_in_one_clear_line(tmp_path, digits_train,
         replace(QUICK, precision="fp16")
 
 
+def test_memory_format_is_the_recipes_and_recorded(tmp_path, digits_train):
+    """Either layout trains the same recipe to close numbers (convolution rounding apart); the layout is recorded
+    and a resume in the other one is refused."""
+    runs = {}
+    for layout in ("contiguous", "channels_last"):
+        recipe = replace(QUICK, epochs=1, memory_format=layout)
+        runs[layout] = train(fresh_model(), digits_train, normalize="none", recipe=recipe, out=tmp_path / layout,
+                             progress=False, device="cpu")
+        assert json.loads((tmp_path / layout / "metrics.json").read_text())["memory_format"] == layout
+    assert runs["contiguous"].metrics[0]["train_loss"] == pytest.approx(runs["channels_last"].metrics[0]["train_loss"],
+                                                                        rel=1e-2)
+    with pytest.raises(SepgraphError, match=r"the recipe changed \(memory_format\)"):
+        train(fresh_model(), digits_train, normalize="none", recipe=replace(QUICK, epochs=2),
+              out=tmp_path / "contiguous", resume=True, progress=False, device="cpu")
+    with pytest.raises(SepgraphError, match="memory format 'nhwc' is not one of channels_last, contiguous"):
+        replace(QUICK, memory_format="nhwc")
+
+
 def test_bf16_trains_where_native_and_is_recorded(tmp_path, digits_train, monkeypatch):
     from sepgraph.training import precision
 

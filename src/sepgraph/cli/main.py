@@ -108,7 +108,8 @@ def _recipe(args: argparse.Namespace) -> Recipe:
         raise SepgraphError(f"--milestones must be comma-separated epochs, got {args.milestones!r}") from error
     return Recipe(epochs=args.epochs, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
                   batch_size=args.batch_size, milestones=milestones, gamma=args.gamma,
-                  augment=not args.no_augment, seed=args.seed, precision=args.precision)
+                  augment=not args.no_augment, seed=args.seed, precision=args.precision,
+                  memory_format=args.memory_format)
 
 
 def _report_settings(args: argparse.Namespace) -> ReportSettings:

@@ -14,7 +14,7 @@ from ..models.points import CONVENTIONS
 from ..pruning.criterion import CURVES, PAPER_CURVES, RULES, check_curves, check_rule
 from ..report.html import FORMATS
 from ..settings import VERTEX_CHOICES, GraphSettings, RunSettings
-from ..training.precision import PRECISIONS
+from ..training.precision import MEMORY_FORMATS, PRECISIONS
 from ..training.recipe import Recipe
 
 
@@ -240,6 +240,9 @@ def _add_recipe_options(parser: argparse.ArgumentParser, epochs: int) -> None:
     group.add_argument("--precision", choices=PRECISIONS, default="fp32",
                        help="arithmetic of a training step: fp32, or bf16 autocast where the processor or GPU "
                             "computes bf16 natively (default: fp32)")
+    group.add_argument("--memory-format", choices=tuple(MEMORY_FORMATS), default="channels_last",
+                       help="layout of a training step's tensors; which is faster depends on the model and the "
+                            "processor (default: channels_last)")
     group.add_argument("--seed", type=int, default=0,
                        help="seed of shuffling, augmentation, init and vertex choice (default: 0)")
 

@@ -2,8 +2,8 @@
 
 SGD (lr 0.01, momentum 0.9, weight decay 0.005), batch 256, 150 epochs, lr x 0.1 at
 epochs 50 and 100, RandomCrop(32, padding 4) and horizontal flips; every value is a
-parameter. Steps run in channels-last memory order (faster convolutions on CPUs and GPUs;
-the checkpoints are the same plain state dicts) and in the recipe's precision. Each epoch
+parameter. Steps run in the recipe's memory layout (channels-last by default; the checkpoints
+are the same plain state dicts either way) and precision. Each epoch
 writes, atomically, the plain ``state_dict`` (``model.pt``), the full training state for
 ``resume`` (``state.pt``: model, optimizer, scheduler, random generators; readable with
 ``weights_only=True``) and ``metrics.json``.
@@ -31,7 +31,7 @@ from ..errors import SepgraphError
 from ..files import atomic_text, atomic_write
 from .augmentation import augment_batch
 from .evaluation import evaluate
-from .precision import autocast, check_precision
+from .precision import MEMORY_FORMATS, autocast, check_precision
 from .recipe import Recipe, TrainingRun
 
 
@@ -65,7 +65,8 @@ def train(
     check_precision(recipe.precision, target)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    model.to(target, memory_format=torch.channels_last)
+    layout = MEMORY_FORMATS[recipe.memory_format]
+    model.to(target, memory_format=layout)
     trainable = list(parameters) if parameters is not None else [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(trainable, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(recipe.milestones), recipe.gamma)
@@ -77,7 +78,7 @@ def train(
                        TrainingRun(out))
         start_epoch = _start(state, out, resume)
         steps = _Steps(state, dataset, normalize, target, frozen_statistics, progress)
-        _observe(observer, start_epoch, model)
+        _observe(observer, start_epoch, model, layout)
         for epoch in range(start_epoch, recipe.epochs):
             metrics = steps.epoch(epoch)
             scheduler.step()
@@ -86,17 +87,18 @@ def train(
                 metrics.update(test_accuracy=result.accuracy, test_loss=result.loss)
             state.history.metrics.append(metrics)
             _save(state)
-            _observe(observer, epoch + 1, model)
+            _observe(observer, epoch + 1, model, layout)
         model.to(memory_format=torch.contiguous_format)  # handed back as it came
         return state.history
 
 
-def _observe(observer: Callable[[int, nn.Module], None] | None, epoch: int, model: nn.Module) -> None:
+def _observe(observer: Callable[[int, nn.Module], None] | None, epoch: int, model: nn.Module,
+             layout: torch.memory_format) -> None:
     """``observer(epoch, model)`` with the model in the default memory order, as a loaded checkpoint is (so it
-    measures what the saved model gives), then back in channels-last order for the next steps."""
+    measures what the saved model gives), then back in the steps' ``layout``."""
     if observer is not None:
         observer(epoch, model.to(memory_format=torch.contiguous_format))
-        model.to(memory_format=torch.channels_last)
+        model.to(memory_format=layout)
 
 
 @dataclass
@@ -174,7 +176,8 @@ class _Steps:
         images = scale(self.dataset.read(chosen))
         if recipe.augment:
             images = augment_batch(images, self.state.generator, recipe.padding)
-        images = normalise(images, self.normalize).to(self.device, memory_format=torch.channels_last)
+        layout = MEMORY_FORMATS[recipe.memory_format]
+        images = normalise(images, self.normalize).to(self.device, memory_format=layout)
         labels = torch.from_numpy(self.dataset.labels[chosen]).to(self.device)
         with autocast(recipe.precision, self.device):
             logits = self.state.model(images)
@@ -196,7 +199,8 @@ def _save(state: _State) -> None:
                   "recipe": json.dumps(asdict(state.recipe))}
     for name, content in (("state.pt", checkpoint), ("model.pt", state.model.state_dict())):
         atomic_write(out / name, lambda handle, c=content: torch.save(c, handle))
-    atomic_text(out / "metrics.json", json.dumps({"recipe": asdict(state.recipe), "memory_format": "channels_last",
+    atomic_text(out / "metrics.json", json.dumps({"recipe": asdict(state.recipe),
+                                                  "memory_format": state.recipe.memory_format,
                                                   "epochs": history.metrics}, indent=1) + "\n")
 
 

@@ -1,5 +1,6 @@
-"""The arithmetic of a training step (SPEC 10): float32, or bf16 autocast where the device computes bf16
-natively. Features for the similarity work are always float32; this is for training only."""
+"""The arithmetic and memory layout of a training step (SPEC 10): float32, or bf16 autocast where the device
+computes bf16 natively; channels-last or contiguous (NCHW) tensors. Features for the similarity work are always
+float32; this is for training only."""
 
 from __future__ import annotations
 
@@ -12,6 +13,10 @@ from ..devices import processor
 from ..errors import SepgraphError
 
 PRECISIONS = ("fp32", "bf16")
+
+MEMORY_FORMATS = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
+"""The layouts a training step can run in, by name: which is faster depends on the model and the processor
+(README, *Performance*), so it is the recipe's choice, channels-last by default."""
 
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 """CPU flags of bf16 arithmetic in hardware; without them bf16 is emulated, slower than float32."""

@@ -8,14 +8,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import SepgraphError
-from .precision import PRECISIONS
+from .precision import MEMORY_FORMATS, PRECISIONS
 
 
 @dataclass
 class Recipe:
     """SPEC 10's hyper-parameters; ``augment`` is RandomCrop(size, padding 4) plus horizontal flip; ``precision``
     the arithmetic of a step (``fp32``, or ``bf16`` autocast where the device has it natively, see
-    :mod:`sepgraph.training.precision`)."""
+    :mod:`sepgraph.training.precision`); ``memory_format`` the layout of its tensors (a name of
+    :data:`~sepgraph.training.precision.MEMORY_FORMATS`)."""
 
     epochs: int = 150
     lr: float = 0.01
@@ -28,6 +29,7 @@ class Recipe:
     padding: int = 4
     seed: int = 0
     precision: str = "fp32"
+    memory_format: str = "channels_last"
 
     def __post_init__(self) -> None:
         problems = [name for name, fine in (
@@ -38,6 +40,9 @@ class Recipe:
         if self.precision not in PRECISIONS:
             raise SepgraphError(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}",
                                 arguments=("precision",))
+        if self.memory_format not in MEMORY_FORMATS:
+            raise SepgraphError(f"memory format {self.memory_format!r} is not one of {', '.join(MEMORY_FORMATS)}",
+                                arguments=("memory_format",))
         if problems:
             values = ", ".join(f"{name} {getattr(self, name)!r}" if name != "milestones"
                                else f"milestones {list(self.milestones)}" for name in problems)
