@@ -24,7 +24,7 @@ from common import synchronise
 from sepgraph import create_model
 from sepgraph.devices import processor, resolve_device
 from sepgraph.training.augmentation import augment_batch
-from sepgraph.training.precision import autocast, native_bf16
+from sepgraph.training.precision import MEMORY_FORMATS, autocast, native_bf16
 
 
 def images_per_second(model_name: str, layout: str, precision: str, args: argparse.Namespace,
@@ -32,7 +32,7 @@ def images_per_second(model_name: str, layout: str, precision: str, args: argpar
     """Images/s of ``--steps`` SGD steps of ``model_name`` (best of ``--repeats``)."""
     torch.manual_seed(0)
     model = create_model(model_name, 10).to(device).train()
-    memory_format = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    memory_format = MEMORY_FORMATS[layout]
     model = model.to(memory_format=memory_format)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=0.005)
     images = torch.rand(args.batch_size, 3, 32, 32, device=device).contiguous(memory_format=memory_format)
@@ -72,7 +72,9 @@ def augmentation_seconds(batch_size: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="resnet20", help="comma-separated zoo names (default: resnet20)")
-    parser.add_argument("--layouts", default="nchw,channels_last", help="nchw and/or channels_last")
+    parser.add_argument("--layouts", default="contiguous,channels_last",
+                        help=f"comma-separated memory formats among {', '.join(MEMORY_FORMATS)} (as sepgraph train's "
+                             "--memory-format; default: both)")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
@@ -80,6 +82,9 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", help="also write the numbers here")
     args = parser.parse_args()
+    unknown = [layout for layout in args.layouts.split(",") if layout not in MEMORY_FORMATS]
+    if unknown:
+        parser.error(f"--layouts {', '.join(unknown)}: use {' and/or '.join(MEMORY_FORMATS)}")
     device = resolve_device(args.device)
     precisions = ["fp32", "bf16"] if native_bf16(device) else ["fp32"]
     results = {"device": str(device), "processor": processor().model,

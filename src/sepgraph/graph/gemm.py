@@ -66,7 +66,7 @@ def choose_engine(requested: str = "auto", device: torch.device | None = None) -
         raise SepgraphError(f"gemm {requested!r} is not an engine; use one of {', '.join(GEMM_CHOICES)}",
                             arguments=("gemm",))
     on_cpu = device is None or device.type == "cpu"
-    if requested == "torch" or not on_cpu and requested == "auto":
+    if requested == "torch" or (requested == "auto" and not on_cpu):
         return GemmEngine("torch", _torch_library(device))
     openblas = numpy_openblas()
     if requested == "openblas":
@@ -76,8 +76,8 @@ def choose_engine(requested: str = "auto", device: torch.device | None = None) -
         if openblas is None:
             raise SepgraphError("gemm 'openblas': numpy here is not built with OpenBLAS (threadpoolctl finds "
                                 "none); use gemm auto or torch", arguments=("gemm",))
-    use_openblas = requested == "openblas" or (requested == "auto" and on_cpu and openblas is not None
-                                                and _openblas_checked(openblas[0]) and not _intel_cpu())
+    use_openblas = requested == "openblas" or (openblas is not None and _openblas_checked(openblas[0])
+                                                and not _intel_cpu())
     if use_openblas:
         return GemmEngine("openblas", f"openblas {openblas[0]} {openblas[1]}", torch.get_num_threads())
     return GemmEngine("torch", _torch_library(device))

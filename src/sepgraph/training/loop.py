@@ -31,7 +31,7 @@ from ..errors import SepgraphError
 from ..files import atomic_text, atomic_write
 from .augmentation import augment_batch
 from .evaluation import evaluate
-from .precision import MEMORY_FORMATS, autocast, check_precision
+from .precision import autocast, check_precision
 from .recipe import Recipe, TrainingRun
 
 
@@ -65,8 +65,7 @@ def train(
     check_precision(recipe.precision, target)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    layout = MEMORY_FORMATS[recipe.memory_format]
-    model.to(target, memory_format=layout)
+    model.to(target, memory_format=recipe.layout)
     trainable = list(parameters) if parameters is not None else [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(trainable, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(recipe.milestones), recipe.gamma)
@@ -78,7 +77,7 @@ def train(
                        TrainingRun(out))
         start_epoch = _start(state, out, resume)
         steps = _Steps(state, dataset, normalize, target, frozen_statistics, progress)
-        _observe(observer, start_epoch, model, layout)
+        _observe(observer, start_epoch, model, recipe.layout)
         for epoch in range(start_epoch, recipe.epochs):
             metrics = steps.epoch(epoch)
             scheduler.step()
@@ -87,7 +86,7 @@ def train(
                 metrics.update(test_accuracy=result.accuracy, test_loss=result.loss)
             state.history.metrics.append(metrics)
             _save(state)
-            _observe(observer, epoch + 1, model, layout)
+            _observe(observer, epoch + 1, model, recipe.layout)
         model.to(memory_format=torch.contiguous_format)  # handed back as it came
         return state.history
 
@@ -176,8 +175,7 @@ class _Steps:
         images = scale(self.dataset.read(chosen))
         if recipe.augment:
             images = augment_batch(images, self.state.generator, recipe.padding)
-        layout = MEMORY_FORMATS[recipe.memory_format]
-        images = normalise(images, self.normalize).to(self.device, memory_format=layout)
+        images = normalise(images, self.normalize).to(self.device, memory_format=recipe.layout)
         labels = torch.from_numpy(self.dataset.labels[chosen]).to(self.device)
         with autocast(recipe.precision, self.device):
             logits = self.state.model(images)

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from ..errors import SepgraphError
 from .precision import MEMORY_FORMATS, PRECISIONS
 
@@ -49,6 +51,11 @@ class Recipe:
             raise SepgraphError(f"training recipe: {values} out of range (epochs and milestones 0 or more, lr and "
                                 "gamma positive, momentum and weight decay 0 or more, batch size 1 or more, seed 0 "
                                 "or more)", arguments=tuple(problems))
+
+    @property
+    def layout(self) -> torch.memory_format:
+        """The torch memory format of :attr:`memory_format`."""
+        return MEMORY_FORMATS[self.memory_format]
 
     def check(self) -> None:
         """A recipe that trains: at least one epoch."""
