@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import cache
 from typing import NamedTuple
@@ -89,6 +90,13 @@ def ieee_float32_matmul() -> Iterator[None]:
         yield
     finally:
         setattr(matmul, name, saved)
+
+
+@cache
+def thread_pool(threads: int) -> ThreadPoolExecutor:
+    """One pool of ``threads`` Python threads per size, for pieces of work that release the GIL (numpy's BLAS,
+    torch's single-threaded kernels) and whose results do not depend on which thread ran them."""
+    return ThreadPoolExecutor(threads, thread_name_prefix="sepgraph")
 
 
 @contextmanager

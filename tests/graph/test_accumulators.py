@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from sepgraph.graph.accumulators import Alone
+from sepgraph.graph.accumulators import Alone, _bincount, _mirror_upper
 from sepgraph.graph.rows import unit_rows
 from sepgraph.graph.scan import PairAccumulator, ScanRequest, fold_tiles, scan_pairs
 from sepgraph.graph.tiles import TilePlan
@@ -96,3 +96,25 @@ def test_reduce_over_ranks_equals_one_process(world, what):
             assert np.array_equal(getattr(merged.subgraph, name), getattr(alone.subgraph, name))
     for ours, theirs in zip(merged.batch_similarities, alone.batch_similarities, strict=True):
         assert torch.equal(ours, theirs)
+
+
+@pytest.mark.parametrize("n", [1, 511, 512, 1100])
+def test_a_batch_matrix_is_mirrored_from_its_upper_entries_exactly(n):
+    upper = torch.from_numpy(np.random.default_rng(n).standard_normal((n, n)).astype(np.float32)).triu(1)
+    below = torch.ones(n, n, dtype=torch.bool).tril()
+    matrix = upper.masked_fill(below, float("-inf"))  # what diagonal tiles leave on and below: not pairs
+    assert torch.equal(_mirror_upper(matrix.clone()), upper + upper.T)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_slot_counts_do_not_depend_on_threads(threads):
+    rng = np.random.default_rng(threads)
+    skewed = np.minimum(np.abs(rng.standard_normal(300_001)) * 0.7 + 1, 10).astype(np.uint8)  # most slots equal
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        counts = _bincount(torch.from_numpy(skewed), 11)
+    finally:
+        torch.set_num_threads(saved)
+    assert counts.dtype == torch.int64
+    assert np.array_equal(counts.numpy(), np.bincount(skewed, minlength=11))

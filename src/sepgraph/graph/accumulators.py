@@ -17,7 +17,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from ..devices import one_thread
+from ..devices import one_thread, thread_pool
 
 
 class Reducer(Protocol):
@@ -87,7 +87,7 @@ class Subgraph:
 
 
 class BinTally:
-    """Exact integer bin counts; entries that are not pairs are subtracted back out.
+    """Exact integer bin counts of the pairs.
 
     A value v goes to bin ``floor(v * bins)`` computed in float32 (so a value equal to an
     edge k/bins opens bin k), values of 1 or more to the last bin, negatives to ``below_zero``.
@@ -100,11 +100,13 @@ class BinTally:
         # the narrowest integer that holds a slot: converting to and counting bytes is 2-3x faster than int64
         self.slot_dtype = torch.uint8 if bins < 256 else torch.int32
 
-    def add(self, values: torch.Tensor, sign: int) -> None:
+    def add(self, values: torch.Tensor, not_pairs: int = 0) -> None:
+        """Count ``values``, of which ``not_pairs`` are -inf entries that are not pairs (taken back out)."""
         slots = (values * self.bins).floor_().clamp_(-1, self.bins - 1).add_(1).to(self.slot_dtype)
-        self.counts += sign * torch.bincount(slots.reshape(-1), minlength=self.bins + 1)
+        self.counts += _bincount(slots.reshape(-1), self.bins + 1)
+        self.counts[0] -= not_pairs
         if self.bins % 10:
-            self.below_0_1 += sign * (values < 0.1).sum()
+            self.below_0_1 += (values < 0.1).sum() - not_pairs
 
     def reduce(self, reducer: Reducer) -> None:
         """Integer counts: summed."""
@@ -118,6 +120,15 @@ class BinTally:
         if int(counts.sum()) != pairs:
             raise AssertionError(f"histogram holds {int(counts.sum())} of {pairs} pairs")
         return histogram
+
+
+def _bincount(slots: torch.Tensor, length: int) -> torch.Tensor:
+    """(length,) int64 counts of the 1-D ``slots``; on the CPU in one piece per torch thread, side by side (one
+    bincount runs on one thread, and slowly when most slots are equal: each count waits on the one before)."""
+    threads = torch.get_num_threads() if slots.device.type == "cpu" else 1
+    if threads == 1 or len(slots) < 1 << 16:
+        return torch.bincount(slots, minlength=length)
+    return sum(thread_pool(threads).map(lambda piece: torch.bincount(piece, minlength=length), slots.chunk(threads)))
 
 
 class TopPairs:
@@ -197,12 +208,30 @@ class BatchGather:
         self.matrix = reducer.sum(self.matrix)
 
     def result(self) -> torch.Tensor:
-        upper = self.matrix.triu_(1)  # entries below it came from the lower half of diagonal tiles: not pairs
-        symmetric = upper.add_(upper.T.clone())
+        symmetric = _mirror_upper(self.matrix)
         if self.offset is not None:  # a run of rows is already in its own order
             return symmetric
         rank = torch.argsort(self.order)
         return symmetric[rank.unsqueeze(1), rank.unsqueeze(0)]
+
+
+MIRROR_BLOCK = 512
+"""Rows of the blocks in which a batch matrix is mirrored: a block and its transpose stay in cache."""
+
+
+def _mirror_upper(matrix: torch.Tensor) -> torch.Tensor:
+    """(n, n) ``matrix`` made symmetric with diagonal 0 from the entries above its diagonal, in place (what lies on
+    and below it came from the lower halves of diagonal tiles, which are not pairs): block by block, so each
+    transposed copy reads and writes memory in cache-sized pieces, not with a stride of n across the whole."""
+    n = matrix.shape[0]
+    for low in range(0, n, MIRROR_BLOCK):
+        rows = slice(low, low + MIRROR_BLOCK)
+        upper = matrix[rows, rows].triu(1)
+        matrix[rows, rows] = upper + upper.T
+        for high in range(low + MIRROR_BLOCK, n, MIRROR_BLOCK):
+            columns = slice(high, high + MIRROR_BLOCK)
+            matrix[columns, rows] = matrix[rows, columns].T
+    return matrix
 
 
 class MeanParts:

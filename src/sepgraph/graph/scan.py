@@ -91,23 +91,21 @@ class PairAccumulator:
 
     def add(self, rows: tuple[int, int], columns: tuple[int, int], tile: torch.Tensor) -> None:
         """Fold in tile ``U[rows] @ U[columns].T`` (clamped into [-1, 1]; overwritten here), rows[0] <= columns[0].
-        On a diagonal tile (rows == columns) only the entries above the diagonal are pairs."""
+        On a diagonal tile (rows == columns) only the entries above the diagonal are pairs: the others are set to
+        -inf first, which the subgraph never takes, the batches drop and the histogram subtracts by their count."""
         diagonal = rows == columns
+        if diagonal:
+            tile.masked_fill_(_lower_mask(tile.shape[0], tile.device), float("-inf"))
         if self.tally is not None:
             counted = tile
             if self.hist_mask is not None:
                 counted = tile[self.hist_mask[rows[0]:rows[1]]][:, self.hist_mask[columns[0]:columns[1]]]
-            self.tally.add(counted, sign=1)
-            if diagonal:
-                self.tally.add(counted[_lower_mask(counted.shape[0], tile.device)], sign=-1)
+            self.tally.add(counted, not_pairs=counted.shape[0] * (counted.shape[0] + 1) // 2 if diagonal else 0)
         for gather in self.gathers:
             gather.add(rows, columns, tile)
         vertices = self.request.vertices
         if self.top is not None and columns[0] < vertices:
-            block = tile[: vertices - rows[0], : vertices - columns[0]]
-            if diagonal:
-                block.masked_fill_(_lower_mask(block.shape[0], tile.device), float("-inf"))
-            self.top.add(rows[0], columns[0], block)
+            self.top.add(rows[0], columns[0], tile[: vertices - rows[0], : vertices - columns[0]])
 
     def add_rows(self, rows: torch.Tensor, first_row: int, plan: TilePlan) -> None:
         """The mean's pieces from this process's (n, D) unit rows, rows ``first_row ..`` of the scan."""
