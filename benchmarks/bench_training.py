@@ -1,5 +1,6 @@
 """Training throughput: images per second of one SGD step (the recipe's, SPEC 10) per model, memory layout and
-precision, on synthetic 32 x 32 images (the speed of a step does not depend on what the pixels show).
+precision, on synthetic 32 x 32 images (the speed of a step does not depend on what the pixels show); beside it,
+the float32 forward pass in evaluation mode per layout (what feature extraction runs, SPEC 3).
 
 Usage (from the repository root)::
 
@@ -28,10 +29,11 @@ from sepgraph.training.precision import MEMORY_FORMATS, autocast, native_bf16
 
 
 def images_per_second(model_name: str, layout: str, precision: str, args: argparse.Namespace,
-                      device: torch.device) -> float:
-    """Images/s of ``--steps`` SGD steps of ``model_name`` (best of ``--repeats``)."""
+                      device: torch.device, training: bool = True) -> float:
+    """Images/s of ``--steps`` SGD steps of ``model_name`` (best of ``--repeats``); with ``training`` False, of
+    ``--steps`` forward passes in evaluation mode without gradients."""
     torch.manual_seed(0)
-    model = create_model(model_name, 10).to(device).train()
+    model = create_model(model_name, 10).to(device).train(training)
     memory_format = MEMORY_FORMATS[layout]
     model = model.to(memory_format=memory_format)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=0.005)
@@ -45,14 +47,19 @@ def images_per_second(model_name: str, layout: str, precision: str, args: argpar
         loss.backward()
         optimizer.step()
 
+    def forward() -> None:
+        with torch.inference_mode():
+            model(images)
+
+    run = step if training else forward
     for _ in range(args.warmup):
-        step()
+        run()
     best = float("inf")
     for _ in range(args.repeats):
         synchronise(device)
         start = time.perf_counter()
         for _ in range(args.steps):
-            step()
+            run()
         synchronise(device)
         best = min(best, time.perf_counter() - start)
     return args.steps * args.batch_size / best
@@ -90,7 +97,7 @@ def main() -> None:
     results = {"device": str(device), "processor": processor().model,
                "threads": torch.get_num_threads(), "torch": torch.__version__, "batch_size": args.batch_size,
                "bf16_native": native_bf16(device), "augmentation_seconds_per_batch": augmentation_seconds(
-                   args.batch_size), "images_per_second": {}}
+                   args.batch_size), "images_per_second": {}, "inference_images_per_second": {}}
     print(f"{'model':<14} {'layout':<14} {'precision':<9} {'images/s':>9} {'s per epoch of 50,000':>22}")
     for model_name in args.models.split(","):
         for layout in args.layouts.split(","):
@@ -98,6 +105,12 @@ def main() -> None:
                 rate = images_per_second(model_name, layout, precision, args, device)
                 results["images_per_second"][f"{model_name}/{layout}/{precision}"] = rate
                 print(f"{model_name:<14} {layout:<14} {precision:<9} {rate:9.0f} {50_000 / rate:22.1f}", flush=True)
+    print(f"\n{'model':<14} {'layout':<14} {'float32 inference images/s':>27}")
+    for model_name in args.models.split(","):
+        for layout in args.layouts.split(","):
+            rate = images_per_second(model_name, layout, "fp32", args, device, training=False)
+            results["inference_images_per_second"][f"{model_name}/{layout}"] = rate
+            print(f"{model_name:<14} {layout:<14} {rate:27.0f}", flush=True)
     print(f"augmentation of one batch of {args.batch_size}: {results['augmentation_seconds_per_batch'] * 1e3:.1f} ms")
     if args.json:
         with open(args.json, "w") as handle:

@@ -18,6 +18,7 @@ from .analysis.run import Analysis, analyze
 from .data.dataset import ImageDataset
 from .data.samples import select_vertices
 from .data.sources import DataSource, load_dataset
+from .devices import keep_freed_memory
 from .errors import SepgraphError
 from .models import (
                      BuiltModel,
@@ -35,6 +36,8 @@ from .pruning.table import PruningRow
 from .results.layer_row import LayerRow
 from .settings import GraphSettings, RunSettings
 from .training.evaluation import Evaluation, evaluate
+
+keep_freed_memory()  # activations reuse freed memory instead of faulting in fresh pages; no number changes
 
 __all__ = [
     "__version__", "Analysis", "BuiltModel", "DataSource", "Evaluation", "GraphSettings", "ImageDataset", "LayerPoint",

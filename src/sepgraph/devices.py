@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import platform
 from collections.abc import Iterator
@@ -14,6 +15,28 @@ import torch
 from torch import nn
 
 from .errors import SepgraphError
+
+FREED_MEMORY_KEPT = 256 << 20
+"""Freed heap memory glibc keeps for reuse instead of returning it to the system (``M_TRIM_THRESHOLD``)."""
+
+HEAP_BLOCKS_UP_TO = 64 << 20
+"""Blocks up to this size come from the heap, where a freed block is reused (``M_MMAP_THRESHOLD``)."""
+
+
+def keep_freed_memory() -> bool:
+    """Let glibc reuse freed blocks of up to :data:`HEAP_BLOCKS_UP_TO` instead of mapping fresh zeroed pages for
+    each: a forward pass frees and reallocates every activation of every batch, and with glibc's defaults each one
+    faults its pages in again (8 million page faults, 24 s of system time, in the shared resnet20's feature
+    extraction; 54 thousand and 7 s with this). Only where the C library is glibc and the user set neither of its
+    own ``MALLOC_MMAP_THRESHOLD_`` or ``MALLOC_TRIM_THRESHOLD_``; allocation only, so no number changes. Returns
+    whether it applied."""
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ or "MALLOC_TRIM_THRESHOLD_" in os.environ:
+        return False
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    mallopt = ctypes.CDLL("libc.so.6").mallopt
+    trim, mmap = -1, -3  # M_TRIM_THRESHOLD and M_MMAP_THRESHOLD of <malloc.h>
+    return bool(mallopt(trim, FREED_MEMORY_KEPT)) and bool(mallopt(mmap, HEAP_BLOCKS_UP_TO))
 
 
 def resolve_device(name: str = "auto") -> torch.device:
