@@ -25,18 +25,19 @@ HEAP_BLOCKS_UP_TO = 64 << 20
 
 def keep_freed_memory() -> bool:
     """Let glibc reuse freed blocks of up to :data:`HEAP_BLOCKS_UP_TO` instead of mapping fresh zeroed pages for
-    each: a forward pass frees and reallocates every activation of every batch, and with glibc's defaults each one
-    faults its pages in again (8 million page faults, 24 s of system time, in the shared resnet20's feature
-    extraction; 54 thousand and 7 s with this). Only where the C library is glibc and the user set neither of its
-    own ``MALLOC_MMAP_THRESHOLD_`` or ``MALLOC_TRIM_THRESHOLD_``; allocation only, so no number changes. Returns
-    whether it applied."""
-    if "MALLOC_MMAP_THRESHOLD_" in os.environ or "MALLOC_TRIM_THRESHOLD_" in os.environ:
+    each: a forward pass frees and reallocates every activation of every batch, and glibc maps each block above
+    its ceiling (32 MiB, lower until its threshold has adapted) afresh and faults its pages in again (8 million
+    page faults, 24 s of system time, in the shared resnet20's feature extraction; 54 thousand and 7 s with
+    this). Only where the C library is glibc and the user has not tuned its allocator (``MALLOC_*_`` variables or
+    ``glibc.malloc`` tunables); the mmap threshold is set first and the trim threshold only if glibc took it, so
+    a refusal leaves both as they were. Allocation only: no number changes. Returns whether both were set."""
+    if any(key.startswith("MALLOC_") for key in os.environ) or "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", ""):
         return False
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
     mallopt = ctypes.CDLL("libc.so.6").mallopt
     trim, mmap = -1, -3  # M_TRIM_THRESHOLD and M_MMAP_THRESHOLD of <malloc.h>
-    return bool(mallopt(trim, FREED_MEMORY_KEPT)) and bool(mallopt(mmap, HEAP_BLOCKS_UP_TO))
+    return bool(mallopt(mmap, HEAP_BLOCKS_UP_TO)) and bool(mallopt(trim, FREED_MEMORY_KEPT))
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -118,7 +119,8 @@ def ieee_float32_matmul() -> Iterator[None]:
 @cache
 def thread_pool(threads: int) -> ThreadPoolExecutor:
     """One pool of ``threads`` Python threads per size, for pieces of work that release the GIL (numpy's BLAS,
-    torch's single-threaded kernels) and whose results do not depend on which thread ran them."""
+    torch's single-threaded kernels) and whose results do not depend on which thread ran them. Its workers must
+    not submit to it (a nested ``map`` would wait on itself) nor start thread teams of their own."""
     return ThreadPoolExecutor(threads, thread_name_prefix="sepgraph")
 
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from sepgraph import SepgraphError
 from sepgraph.graph.accumulators import Alone, _bincount, _mirror_upper
 from sepgraph.graph.rows import unit_rows
 from sepgraph.graph.scan import PairAccumulator, ScanRequest, fold_tiles, scan_pairs
@@ -55,9 +56,19 @@ class Replaying:
 def rank_fold(normed: torch.Tensor, request: ScanRequest, plan: TilePlan, rank: int) -> PairAccumulator:
     """What one rank folds: its tiles of the ring and its own rows."""
     tiles = [tile for step in ring_schedule(plan, rank) for tile in step]
-    products = ((tile, normed[tile[0]:tile[1]] @ normed[tile[2]:tile[3]].T) for tile in tiles)
+    products = ((tile, plan.product(tile, normed[tile[0]:tile[1]], normed[tile[2]:tile[3]])) for tile in tiles)
     start, stop = plan.slice_of(rank)
     return fold_tiles(products, request, plan, normed[start:stop], start)
+
+
+def merged_over_ranks(normed: torch.Tensor, request: ScanRequest, plan: TilePlan):
+    """The leader's result after every rank of ``plan`` folded its tiles and the ranks reduced."""
+    others = [Recording() for _ in range(1, plan.world)]
+    for rank, recording in enumerate(others, 1):
+        rank_fold(normed, request, plan, rank).reduce(recording)
+    leader = rank_fold(normed, request, plan, 0)
+    leader.reduce(Replaying(others) if others else Alone())
+    return leader.result()
 
 
 REQUESTS = {
@@ -80,12 +91,7 @@ def test_reduce_over_ranks_equals_one_process(world, what):
     request = ScanRequest(**REQUESTS[what])
     plan = TilePlan(n_rows=len(normed), tile_rows=8, world=world)
     alone = scan_pairs(normed, request, max_memory=4 * 16 * 8 * 8)  # the same 8-row tiles, one process
-    others = [Recording() for _ in range(1, world)]
-    for rank, recording in enumerate(others, 1):
-        rank_fold(normed, request, plan, rank).reduce(recording)
-    leader = rank_fold(normed, request, plan, 0)
-    leader.reduce(Replaying(others) if others else Alone())
-    merged = leader.result()
+    merged = merged_over_ranks(normed, request, plan)
     if request.bins:
         assert np.array_equal(merged.histogram.counts, alone.histogram.counts)
         assert (merged.histogram.below_zero, merged.histogram.below_0_1, merged.histogram.pairs) == \
@@ -118,3 +124,46 @@ def test_slot_counts_do_not_depend_on_threads(threads):
         torch.set_num_threads(saved)
     assert counts.dtype == torch.int64
     assert np.array_equal(counts.numpy(), np.bincount(skewed, minlength=11))
+
+
+@pytest.mark.parametrize("world", [1, 3])
+def test_diagonal_tiles_of_several_strips_reduce_to_one_process_and_match_the_oracle(world):
+    """Tiles of 300 rows: diagonal tiles of two 256-row strips, the histogram of a subset, the subgraph and batches
+    that cross the strips' and tiles' bounds, over 1 and 3 ranks, against brute force in float64."""
+    rng = np.random.default_rng(11)
+    features = np.maximum(rng.standard_normal((700, 6)), 0).astype(np.float32)
+    features[[3, 290]] = 0  # zero rows
+    features[260] = features[250]  # an exact tie across the strip bound
+    normed = unit_rows(features)[0]
+    hist = np.sort(rng.choice(700, 500, replace=False))
+    request = ScanRequest(bins=10, hist_positions=hist, edges=900, vertices=520,
+                          batches=(np.arange(240, 620), rng.choice(700, 90, replace=False)))
+    plan = TilePlan(n_rows=700, tile_rows=300, world=world)
+    merged = merged_over_ranks(normed, request, plan)
+    exact = normed.double() @ normed.double().T
+    i, j = np.triu_indices(len(hist), 1)
+    values = exact[hist][:, hist].numpy()[i, j]
+    wanted, _ = np.histogram(np.minimum(values[values >= 0], 1.0), bins=np.linspace(0, 1, 11))
+    near = int((np.abs(values[:, None] - np.linspace(0, 1, 11)[None, :]) < 1e-6).any(1).sum())
+    assert merged.histogram.pairs == len(values) and merged.histogram.counts.sum() + merged.histogram.below_zero \
+        == len(values)
+    assert np.abs(merged.histogram.counts - wanted).sum() <= 2 * near
+    top = np.triu(exact[:520, :520].numpy(), 1)
+    top[np.tril_indices(520)] = -np.inf
+    threshold = np.sort(top.ravel())[::-1][899]
+    assert np.all(merged.subgraph.w >= threshold - 1e-6) and len(merged.subgraph.w) == 900
+    assert np.all(merged.subgraph.i < merged.subgraph.j)
+    for batch, similarity in zip(request.batches, merged.batch_similarities, strict=True):
+        own = exact[torch.as_tensor(batch)][:, torch.as_tensor(batch)].float().fill_diagonal_(0).clamp_(-1, 1)
+        torch.testing.assert_close(similarity, own, atol=1e-6, rtol=0)
+        assert torch.equal(similarity, similarity.T)
+
+
+def test_a_batch_that_repeats_a_row_is_refused_in_one_line():
+    with pytest.raises(SepgraphError, match="repeats a row"):
+        ScanRequest(batches=(np.array([3, 3, 5]),))
+
+
+def test_int32_slots_are_counted_like_byte_slots():
+    slots = torch.from_numpy(np.random.default_rng(0).integers(0, 301, 200_000).astype(np.int32))
+    assert np.array_equal(_bincount(slots, 301).numpy(), np.bincount(slots.numpy(), minlength=301))

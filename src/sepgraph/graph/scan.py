@@ -33,7 +33,7 @@ class ScanRequest:
         hist_positions: (H,) int64 rows whose pairs the histogram counts; None: every row.
         edges: |E| of the subgraph among rows ``0..vertices-1`` (the vertices come first); 0: no subgraph.
         vertices: how many leading rows are the subgraph's vertices.
-        batches: (n,) int64 row positions of each batch whose similarity matrix is wanted, in any order.
+        batches: (n,) int64 row positions of each batch whose similarity matrix is wanted, in any order, each row once.
         zero_vectors: zero rows among the histogram's, recorded in the histogram.
     """
 
@@ -48,6 +48,10 @@ class ScanRequest:
         if self.bins < 0 or self.edges < 0:
             raise SepgraphError(f"bins and edges must be 0 (not measured) or more, got {self.bins} and {self.edges}",
                                 arguments=("bins", "edges"))
+        for batch in self.batches:  # a repeated row's "pair" with itself lies on a diagonal: not a pair
+            if len(np.unique(batch)) != len(batch):
+                raise SepgraphError(f"a batch of {len(batch)} rows repeats a row; give each row once",
+                                    arguments=("batches",))
         pairs = self.vertices * (self.vertices - 1) // 2
         if self.edges and not 1 <= self.edges <= pairs:
             raise SepgraphError(f"edges {self.edges} must be between 1 and the {pairs} pairs among vertices "
