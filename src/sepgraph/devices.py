@@ -17,7 +17,9 @@ from torch import nn
 from .errors import SepgraphError
 
 FREED_MEMORY_KEPT = 256 << 20
-"""Freed heap memory glibc keeps for reuse instead of returning it to the system (``M_TRIM_THRESHOLD``)."""
+"""Freed heap memory glibc keeps for reuse instead of returning it to the system (``M_TRIM_THRESHOLD``): the
+shared resnet20's feature extraction took 25 s at 64 MiB, 21 s at 128 MiB and 19 s at 256 MiB (28 s under glibc's
+defaults), for up to about 0.1 GB more peak RSS in its full analysis."""
 
 HEAP_BLOCKS_UP_TO = 64 << 20
 """Blocks up to this size come from the heap, where a freed block is reused (``M_MMAP_THRESHOLD``)."""
