@@ -29,13 +29,13 @@ def unit_rows(features: torch.Tensor | np.ndarray, inplace: bool = False) -> tup
         raise SepgraphError(f"features must be a 2-D (samples x dims) array, got shape {tuple(tensor.shape)}")
     if not inplace or tensor.dtype != torch.float32:
         tensor = tensor.to(torch.float32, copy=True)
-    if not all(bool(torch.isfinite(chunk).all()) for chunk in tensor.split(1024)):  # no N x D mask in memory
-        raise SepgraphError("features contain NaN or Inf (did the model diverge, or the input overflow?)")
     norms, unsafe = float32_row_norms(tensor)
+    rows = torch.nonzero(unsafe).squeeze(1)  # a NaN or Inf entry makes its row's norm non-finite: among these
+    if len(rows) and not all(bool(torch.isfinite(tensor[chunk]).all()) for chunk in rows.split(1024)):
+        raise SepgraphError("features contain NaN or Inf (did the model diverge, or the input overflow?)")
     norms = norms.unsqueeze(1)
     tensor.div_(norms.masked_fill_(unsafe.unsqueeze(1), 1.0))
     zero = torch.zeros(len(tensor), dtype=torch.bool, device=tensor.device)
-    rows = torch.nonzero(unsafe).squeeze(1)
     if len(rows):
         exact = tensor[rows].double()
         exact_norms = torch.linalg.vector_norm(exact, dim=1, keepdim=True)
