@@ -1,6 +1,7 @@
 """Analyses as separate processes: one killed with SIGKILL mid-way resumes and ends exactly like an
 uninterrupted run; concurrent runs in separate folders agree; a shared folder is refused."""
 
+import json
 import os
 import signal
 import subprocess
@@ -53,3 +54,27 @@ def test_concurrent_runs_need_separate_folders(tmp_path, capsys):
     assert "is in use by another sepgraph analysis" in capsys.readouterr().err
     assert [process.wait(timeout=300) for process in processes] == [0, 0]
     assert (first / "layers.csv").read_bytes() == (second / "layers.csv").read_bytes()
+
+
+def test_a_stop_request_while_a_failure_is_recorded_leaves_the_failure_recorded(tmp_path, monkeypatch):
+    """torchrun sends SIGTERM to the other ranks when one dies, often while rank 0 is recording its failure."""
+    from sepgraph.results.folder import ResultsFolder
+
+    previous = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
+    original = ResultsFolder.write_manifest
+
+    def write_while_stopped(folder):
+        if folder.manifest["status"] != "running":
+            os.kill(os.getpid(), signal.SIGTERM)  # arrives in the middle of the final write
+        original(folder)
+
+    monkeypatch.setattr(ResultsFolder, "write_manifest", write_while_stopped)
+    try:
+        try:
+            with ResultsFolder(tmp_path / "run", {"status": "running"}):
+                raise RuntimeError("another rank stopped")
+        except RuntimeError:
+            pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert json.loads((tmp_path / "run" / "manifest.json").read_text())["status"] == "failed"

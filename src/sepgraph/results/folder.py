@@ -14,6 +14,10 @@ import json
 import os
 import re
 import shutil
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -95,7 +99,8 @@ class ResultsFolder:
                 self.manifest.update(status="interrupted" if interrupted else "failed",
                                      error=f"{kind.__name__}: {error}" if str(error) else kind.__name__)
                 try:
-                    self.write_manifest()
+                    with _signals_held_back():  # torchrun's SIGTERM after a rank died must not cut this short
+                        self.write_manifest()
                 except OSError:
                     pass  # the original error says more than a failure to record it
         finally:
@@ -204,3 +209,18 @@ def removable_units_of(manifest: dict) -> list[RemovableUnit] | None:
 def edges_path(path: str | Path, index: int, name: str) -> Path:
     """Where a layer's subgraph is stored."""
     return Path(path) / "edges" / f"{layer_stem(index, name)}.npz"
+
+
+@contextmanager
+def _signals_held_back() -> Iterator[None]:
+    """SIGINT and SIGTERM ignored while the block runs, in the main thread (where Python's handlers run): the run
+    is already ending with an error, so a stop request arriving then has nothing left to stop but this write."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {number: signal.signal(number, signal.SIG_IGN) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
