@@ -89,7 +89,8 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", help="also write the numbers here")
     args = parser.parse_args()
-    unknown = [layout for layout in args.layouts.split(",") if layout not in MEMORY_FORMATS]
+    models, layouts = args.models.split(","), args.layouts.split(",")
+    unknown = [layout for layout in layouts if layout not in MEMORY_FORMATS]
     if unknown:
         parser.error(f"--layouts {', '.join(unknown)}: use {' and/or '.join(MEMORY_FORMATS)}")
     device = resolve_device(args.device)
@@ -99,15 +100,15 @@ def main() -> None:
                "bf16_native": native_bf16(device), "augmentation_seconds_per_batch": augmentation_seconds(
                    args.batch_size), "images_per_second": {}, "inference_images_per_second": {}}
     print(f"{'model':<14} {'layout':<14} {'precision':<9} {'images/s':>9} {'s per epoch of 50,000':>22}")
-    for model_name in args.models.split(","):
-        for layout in args.layouts.split(","):
+    for model_name in models:
+        for layout in layouts:
             for precision in precisions:
                 rate = images_per_second(model_name, layout, precision, args, device)
                 results["images_per_second"][f"{model_name}/{layout}/{precision}"] = rate
                 print(f"{model_name:<14} {layout:<14} {precision:<9} {rate:9.0f} {50_000 / rate:22.1f}", flush=True)
     print(f"\n{'model':<14} {'layout':<14} {'float32 inference images/s':>27}")
-    for model_name in args.models.split(","):
-        for layout in args.layouts.split(","):
+    for model_name in models:
+        for layout in layouts:
             rate = images_per_second(model_name, layout, "fp32", args, device, training=False)
             results["inference_images_per_second"][f"{model_name}/{layout}"] = rate
             print(f"{model_name:<14} {layout:<14} {rate:27.0f}", flush=True)

@@ -1,7 +1,20 @@
-"""Independent oracles the tests of several folders share: plain numpy and scikit-learn versions of the field's
-measures (SPEC 13, 15)."""
+"""Independent oracles the tests of several folders share: plain numpy versions of the similarity histogram
+(SPEC 4) and of the field's measures (SPEC 13, 15)."""
 
 import numpy as np
+
+
+def oracle_histogram(values: np.ndarray, bins: int) -> tuple[np.ndarray, int]:
+    """SPEC 4 in numpy: counts of float64 similarities ``values`` in ``bins`` equal bins over [0, 1] (the last
+    closed, 1 and above in it) and the number below zero."""
+    counts, _ = np.histogram(np.minimum(values[values >= 0], 1.0), bins=np.linspace(0, 1, bins + 1))
+    return counts, int((values < 0).sum())
+
+
+def near_edges(values: np.ndarray, bins: int, tolerance: float = 1e-6) -> int:
+    """Pairs so close to a bin edge that float32 rounding may put them on either side."""
+    edges = np.linspace(0, 1, bins + 1)
+    return int((np.abs(values[:, None] - edges[None, :]) < tolerance).any(axis=1).sum())
 
 
 def oracle_knn(x: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from oracles import near_edges, oracle_histogram
 from sepgraph import SepgraphError
 from sepgraph.graph.accumulators import Alone, _bincount, _mirror_upper
 from sepgraph.graph.rows import unit_rows
@@ -143,8 +144,8 @@ def test_diagonal_tiles_of_several_strips_reduce_to_one_process_and_match_the_or
     exact = normed.double() @ normed.double().T
     i, j = np.triu_indices(len(hist), 1)
     values = exact[hist][:, hist].numpy()[i, j]
-    wanted, _ = np.histogram(np.minimum(values[values >= 0], 1.0), bins=np.linspace(0, 1, 11))
-    near = int((np.abs(values[:, None] - np.linspace(0, 1, 11)[None, :]) < 1e-6).any(1).sum())
+    wanted, _ = oracle_histogram(values, 10)
+    near = near_edges(values, 10)
     assert merged.histogram.pairs == len(values) and merged.histogram.counts.sum() + merged.histogram.below_zero \
         == len(values)
     assert np.abs(merged.histogram.counts - wanted).sum() <= 2 * near

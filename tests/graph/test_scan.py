@@ -4,6 +4,7 @@ import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from oracles import near_edges, oracle_histogram
 from sepgraph import SepgraphError
 from sepgraph.graph.rows import unit_rows
 from sepgraph.graph.scan import ScanRequest, scan_pairs, similarity_histogram, top_edges
@@ -17,17 +18,6 @@ def brute_force(features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
     unit = np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
     i, j = np.triu_indices(len(x), 1)
     return i, j, (unit @ unit.T)[i, j]
-
-
-def oracle_histogram(values: np.ndarray, bins: int) -> tuple[np.ndarray, int]:
-    counts, _ = np.histogram(np.minimum(values[values >= 0], 1.0), bins=np.linspace(0, 1, bins + 1))
-    return counts, int((values < 0).sum())
-
-
-def near_edges(values: np.ndarray, bins: int, tolerance: float = 1e-6) -> int:
-    """Pairs so close to a bin edge that float32 rounding may put them on either side."""
-    edges = np.linspace(0, 1, bins + 1)
-    return int((np.abs(values[:, None] - edges[None, :]) < tolerance).any(axis=1).sum())
 
 
 features_strategy = st.tuples(st.integers(2, 60), st.integers(1, 12), st.integers(0, 2**31), st.integers(1, 9))

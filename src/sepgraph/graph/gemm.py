@@ -4,10 +4,10 @@
 CUDA), one product per tile off the diagonal. ``openblas``: the OpenBLAS that numpy ships, with each tile cut into
 a fixed partition of row strips (:data:`STRIP_ROWS`) that each run on one thread of a pool; numpy releases the
 GIL, so the strips run side by side, and since the partition does not depend on the number of threads, neither do
-the floats. On a diagonal tile both engines compute it as those strips (the torch engine on the CPU only: on
-CUDA it is one product, as before), each only from its own first row's column
-on (what is left is zero: those entries are not pairs, SPEC 3): 5/8 of the square at 4 strips, and a 1024-row
-diagonal tile in 0.71-0.77 of the time of the whole square on the 2-core Xeon of ``benchmarks/``.
+the floats. A diagonal tile is computed as those strips by both engines (by the torch engine on the CPU only; on
+CUDA it is one product), each strip only from its own first row's column on (what is left is zero: those entries
+are not pairs, SPEC 3): 5/8 of the square at 4 strips, and a 1,024-row diagonal tile in 0.71-0.77 of the time of
+the whole square on the 2-core Xeon of ``benchmarks/``.
 
 ``auto`` is a rule, never a timing: OpenBLAS on a CPU whose vendor is not Intel (where torch's MKL takes a
 path without AVX-512) when numpy's OpenBLAS is a version checked here (:data:`CHECKED_OPENBLAS` or newer, as
