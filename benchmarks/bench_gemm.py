@@ -19,7 +19,7 @@ import time
 import torch
 
 from sepgraph.devices import processor
-from sepgraph.graph.gemm import choose_engine, numpy_openblas
+from sepgraph.graph.gemm import DEFAULT_GEMM, choose_engine, numpy_openblas
 
 
 def gflops(flop: float, function, repeats: int) -> float:
@@ -61,7 +61,7 @@ def main() -> None:
         engines["openblas"] = choose_engine("openblas")
     results = {"processor": model, "vendor": vendor, "avx512f": "avx512f" in flags,
                "avx512_bf16": "avx512_bf16" in flags, "threads": torch.get_num_threads(), "torch": torch.__version__,
-               "numpy_openblas": numpy_openblas(), "auto": choose_engine("auto").library, "rows": []}
+               "numpy_openblas": numpy_openblas(), "auto": choose_engine(DEFAULT_GEMM).library, "rows": []}
     print(f"{model} ({vendor}; avx512f {results['avx512f']}, avx512_bf16 {results['avx512_bf16']}), "
           f"{torch.get_num_threads()} threads; numpy's OpenBLAS {numpy_openblas()}; "
           f"--gemm auto -> {results['auto']}")

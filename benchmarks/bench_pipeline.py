@@ -47,6 +47,7 @@ from sepgraph import GraphSettings, RunSettings, analyze
 from sepgraph.analysis.features import plan_groups
 from sepgraph.data.samples import SampleSets
 from sepgraph.devices import ieee_float32_matmul, physical_memory, processor, resolve_device
+from sepgraph.graph.gemm import DEFAULT_GEMM
 from sepgraph.graph.rows import unit_rows
 
 
@@ -103,7 +104,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="keep the results folder here (default: a temporary folder)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
-    parser.add_argument("--gemm", default="auto", help="sepgraph's --gemm: auto, torch or openblas")
+    parser.add_argument("--gemm", default=DEFAULT_GEMM, help="sepgraph's --gemm: auto, torch or openblas")
     parser.add_argument("--json", help="write the summary to this file")
     args = parser.parse_args()
 

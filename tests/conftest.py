@@ -7,11 +7,19 @@ from pathlib import Path
 
 import pytest
 
+from sepgraph.devices import processor
+from sepgraph.graph.gemm import DEFAULT_GEMM, choose_engine
 from sepgraph.pruning.table import PruningRow
 from sepgraph.results.layer_row import LayerRow
 
 DEFAULT_SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 SHARED_DATA = Path(os.environ.get("SEPGRAPH_SHARED_DATA", DEFAULT_SHARED_DATA))
+
+
+def pytest_report_header() -> list[str]:
+    """The machine in the header of every run, so a failure in a CI log names its processor and engine."""
+    return [f"processor: {processor().describe()}",
+            f"gemm {DEFAULT_GEMM} -> {choose_engine(DEFAULT_GEMM).library}"]
 
 
 @pytest.fixture

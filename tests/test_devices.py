@@ -39,3 +39,11 @@ def test_a_refused_or_tuned_allocator_is_left_alone(monkeypatch):
 
     monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.mmap_threshold=1048576")
     assert keep_freed_memory() is False
+
+
+def test_the_processor_line_names_vendor_family_model_and_flags():
+    from sepgraph.devices import Processor
+
+    zen4 = Processor("AuthenticAMD", "AMD EPYC", frozenset({"avx512f", "avx512_bf16"}), "25", "17")
+    assert zen4.describe() == "AuthenticAMD AMD EPYC (family 25, model 17; avx512f yes, avx512_bf16 yes, amx_bf16 no)"
+    assert Processor("", "arm64", frozenset()).describe().startswith("? arm64 (family ?, model ?;")

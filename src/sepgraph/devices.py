@@ -61,12 +61,22 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 class Processor(NamedTuple):
-    """What ``/proc/cpuinfo`` says of the CPU: vendor (``GenuineIntel``, ``AuthenticAMD``, ...), model name and
-    instruction-set flags (``avx512f``, ``avx512_bf16``, ...)."""
+    """What ``/proc/cpuinfo`` says of the CPU: vendor (``GenuineIntel``, ``AuthenticAMD``, ...), model name,
+    instruction-set flags (``avx512f``, ``avx512_bf16``, ...), and family and model numbers as ``lscpu`` shows them
+    (``25`` and ``17`` on an AMD EPYC Zen 4)."""
 
     vendor: str
     model: str
     flags: frozenset[str]
+    family: str = ""
+    model_number: str = ""
+
+    def describe(self) -> str:
+        """One line naming the processor and the flags its numbers depend on, for CI logs and results."""
+        flags = ", ".join(f"{flag} {'yes' if flag in self.flags else 'no'}"
+                          for flag in ("avx512f", "avx512_bf16", "amx_bf16"))
+        return f"{self.vendor or '?'} {self.model} (family {self.family or '?'}, model {self.model_number or '?'}; " \
+               f"{flags})"
 
 
 @cache
@@ -82,7 +92,7 @@ def processor() -> Processor:
     except OSError:
         pass
     return Processor(found.get("vendor_id", ""), found.get("model name", platform.processor() or platform.machine()),
-                     frozenset(found.get("flags", "").split()))
+                     frozenset(found.get("flags", "").split()), found.get("cpu family", ""), found.get("model", ""))
 
 
 def physical_memory() -> int:

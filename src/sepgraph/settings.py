@@ -93,7 +93,8 @@ class RunSettings:
         tile_rows: rows of a similarity tile (SPEC 3); None: 1,024 on the CPU, 4,096 on CUDA. Runs with other
             numbers of processes give the same bytes at the same tile rows (SPEC 18).
         gemm: the engine of the tile products, ``auto``, ``torch`` or ``openblas`` (SPEC 3,
-            :mod:`sepgraph.graph.gemm`); recorded, and a resumed folder must use the same one.
+            :mod:`sepgraph.graph.gemm`); None: the default engine of every entry point (``auto``); recorded, and a
+            resumed folder must use the same one.
     """
 
     device: str = "auto"
@@ -101,7 +102,7 @@ class RunSettings:
     spill_dir: str | Path | None = None
     batch_size: int = 256
     tile_rows: int | None = None
-    gemm: str = "auto"
+    gemm: str | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:

@@ -9,16 +9,20 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
+from engines import ENGINES
 from sepgraph.cli import main
 
 ARGS = ["analyze", "--model", "resnet20", "--data", "digits:all", "--normalize", "none", "--vertices", "300",
         "--edges", "1500", "--lu-batch-size", "100", "--lu-batches", "3", "--max-memory", "200M", "--no-report"]
 
 
-def test_kill_and_resume(tmp_path):
+@pytest.mark.parametrize("gemm", ENGINES)
+def test_kill_and_resume(tmp_path, gemm):
+    args = [*ARGS, "--gemm", gemm]
     killed = tmp_path / "killed"
-    process = subprocess.Popen([sys.executable, "-m", "sepgraph", *ARGS, "--out", str(killed)],
+    process = subprocess.Popen([sys.executable, "-m", "sepgraph", *args, "--out", str(killed)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
@@ -32,9 +36,9 @@ def test_kill_and_resume(tmp_path):
     assert process.returncode == -signal.SIGKILL and 3 <= done_before < 19
     assert not (killed / "layers.csv").exists()
 
-    assert main([*ARGS, "--out", str(killed), "--resume"]) == 0
+    assert main([*args, "--out", str(killed), "--resume"]) == 0
     straight = tmp_path / "straight"
-    assert main([*ARGS, "--out", str(straight)]) == 0
+    assert main([*args, "--out", str(straight)]) == 0
     assert (killed / "layers.csv").read_bytes() == (straight / "layers.csv").read_bytes()
     assert not list(killed.rglob("*.tmp"))
     for edges in (straight / "edges").glob("*.npz"):
@@ -42,15 +46,17 @@ def test_kill_and_resume(tmp_path):
             assert all(np.array_equal(a[k], b[k]) for k in a.files)
 
 
-def test_concurrent_runs_need_separate_folders(tmp_path, capsys):
+@pytest.mark.parametrize("gemm", ENGINES)
+def test_concurrent_runs_need_separate_folders(tmp_path, capsys, gemm):
+    args = [*ARGS, "--gemm", gemm]
     first, second = tmp_path / "first", tmp_path / "second"
-    processes = [subprocess.Popen([sys.executable, "-m", "sepgraph", *ARGS, "--out", str(out)],
+    processes = [subprocess.Popen([sys.executable, "-m", "sepgraph", *args, "--out", str(out)],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for out in (first, second)]
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not list((first / "rows").glob("*.json")):
         time.sleep(0.01)
     assert processes[0].poll() is None, "the first analysis ended before a second one could aim at its folder"
-    assert main([*ARGS, "--out", str(first), "--resume"]) != 0
+    assert main([*args, "--out", str(first), "--resume"]) != 0
     assert "is in use by another sepgraph analysis" in capsys.readouterr().err
     assert [process.wait(timeout=300) for process in processes] == [0, 0]
     assert (first / "layers.csv").read_bytes() == (second / "layers.csv").read_bytes()

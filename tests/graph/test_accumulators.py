@@ -5,9 +5,11 @@ import numpy as np
 import pytest
 import torch
 
+from engines import ENGINES
 from oracles import near_edges, oracle_histogram
 from sepgraph import SepgraphError
 from sepgraph.graph.accumulators import Alone, _bincount, _mirror_upper
+from sepgraph.graph.gemm import choose_engine
 from sepgraph.graph.rows import unit_rows
 from sepgraph.graph.scan import PairAccumulator, ScanRequest, fold_tiles, scan_pairs
 from sepgraph.graph.tiles import TilePlan
@@ -81,17 +83,19 @@ REQUESTS = {
 }
 
 
+@pytest.mark.parametrize("gemm", ENGINES)
 @pytest.mark.parametrize("world", [1, 3])
 @pytest.mark.parametrize("what", list(REQUESTS))
-def test_reduce_over_ranks_equals_one_process(world, what):
+def test_reduce_over_ranks_equals_one_process(world, what, gemm):
+    """Both sides compute their products with the same engine: engines differ in the last bits (SPEC 3)."""
     rng = np.random.default_rng(7)
     features = np.maximum(rng.standard_normal((67, 9)), 0).astype(np.float32)
     features[5] = 0  # a zero row
     features[11] = features[12]  # a duplicate: an exact tie
     normed = unit_rows(features)[0]
     request = ScanRequest(**REQUESTS[what])
-    plan = TilePlan(n_rows=len(normed), tile_rows=8, world=world)
-    alone = scan_pairs(normed, request, max_memory=4 * 16 * 8 * 8)  # the same 8-row tiles, one process
+    plan = TilePlan(n_rows=len(normed), tile_rows=8, world=world, engine=choose_engine(gemm))
+    alone = scan_pairs(normed, request, max_memory=4 * 16 * 8 * 8, gemm=gemm)  # the same 8-row tiles, one process
     merged = merged_over_ranks(normed, request, plan)
     if request.bins:
         assert np.array_equal(merged.histogram.counts, alone.histogram.counts)

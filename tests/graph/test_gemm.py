@@ -1,6 +1,11 @@
 """The engines of the tile products (SPEC 3): the choice is a rule, overridable and checked; both engines
 agree with a float64 oracle to float32 rounding on random and adversarial rows; threads change no byte."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -106,3 +111,76 @@ def test_a_scan_on_openblas_counts_what_the_oracle_counts():
     upper = similarity[np.triu_indices(len(similarity), 1)]
     assert first.histogram.pairs == len(upper)
     assert abs(int(first.histogram.below_zero) - int((upper < 0).sum())) <= 2  # float32 against float64 at edges
+
+
+class FakeController:
+    """threadpoolctl's listing of loaded BLAS libraries, in a given order."""
+
+    def __init__(self, pools):
+        self.pools = pools
+
+    def info(self):
+        return self.pools
+
+
+@needs_openblas
+@pytest.mark.parametrize("scipy_first", [True, False])
+def test_numpy_openblas_is_numpy_own_whatever_the_listing_order(monkeypatch, scipy_first):
+    """scipy's copy of OpenBLAS (older, in a sibling folder of the same site-packages) is never taken for numpy's."""
+    own = next(name for name in gemm._numpy_blas_files() if "openblas" in name)
+    site = Path(np.__file__).resolve().parents[1]
+    numpy_pool = {"internal_api": "openblas", "filepath": str(site / "numpy.libs" / own), "version": "0.3.31.188.0",
+                  "architecture": "Zen"}
+    scipy_pool = {"internal_api": "openblas", "filepath": str(site / "scipy.libs" / "libscipy_openblas-6cdc3b4a.so"),
+                  "version": "0.3.30", "architecture": "Haswell"}
+    listing = [scipy_pool, numpy_pool] if scipy_first else [numpy_pool, scipy_pool]
+    monkeypatch.setattr(gemm, "_controller", lambda: FakeController(listing))
+    gemm.numpy_openblas.cache_clear()
+    try:
+        assert gemm.numpy_openblas() == ("0.3.31.188.0", "Zen")
+    finally:
+        gemm.numpy_openblas.cache_clear()
+
+
+def test_a_library_outside_numpy_dependencies_is_not_numpy_own(tmp_path):
+    assert not gemm._is_numpy_library("/usr/lib/libopenblas.so.0", frozenset({"libscipy_openblas64_-1.so"}))
+    assert gemm._is_numpy_library("/any/where/libopenblas.so.0", frozenset({"libopenblas.so.0"}))
+    not_elf = tmp_path / "module.dylib"
+    not_elf.write_bytes(b"\xcf\xfa\xed\xfe" + bytes(60))
+    assert gemm.needed_libraries(not_elf) is None  # then numpy's own vendored folder, exactly, decides
+    numpy_dir = Path(np.__file__).resolve().parent
+    assert gemm._is_numpy_library(str(numpy_dir.parent / "numpy.libs" / "libopenblas.so"), None)
+    assert not gemm._is_numpy_library(str(numpy_dir.parent / "scipy.libs" / "libopenblas.so"), None)
+
+
+LISTING = """
+import sys
+if sys.argv[1] == "before":
+    import scipy.linalg, sklearn.datasets
+from sepgraph.graph import gemm
+if sys.argv[1] == "after":
+    import scipy.linalg, sklearn.datasets
+sklearn.datasets.load_digits()
+gemm._controller.cache_clear()
+order = [pool["filepath"] for pool in gemm._controller().info() if pool.get("internal_api") == "openblas"]
+print(order, gemm.choose_engine("auto").library)
+"""
+
+
+@needs_openblas
+@pytest.mark.parametrize("imported", ["before", "after"])
+def test_auto_chooses_the_same_in_every_process_whatever_was_imported(imported):
+    """In fresh processes with scipy and scikit-learn imported before or after sepgraph, under several hash seeds:
+    first the seeds are shown to list the libraries in different orders (so the test cannot pass by luck), then
+    every process chose the same engine."""
+    pytest.importorskip("sklearn")
+    seen: dict[str, set[str]] = {}
+    for seed in range(12):
+        result = subprocess.run([sys.executable, "-c", LISTING, imported], capture_output=True, text=True,
+                                env={**os.environ, "PYTHONHASHSEED": str(seed)}, check=True)
+        order, _, engine = result.stdout.strip().rpartition("] ")
+        seen.setdefault(order, set()).add(engine)
+        if len(seen) > 1 and seed >= 4:
+            break
+    assert len(seen) > 1, f"every hash seed listed the libraries in one order {list(seen)}: the test proves nothing"
+    assert len(set.union(*seen.values())) == 1, seen

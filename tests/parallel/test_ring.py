@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from engines import ENGINES
 from sepgraph.cli import main
 from sepgraph.graph.tiles import TilePlan
 from sepgraph.parallel.ring import ring_schedule
@@ -52,7 +53,7 @@ def same_results(first: Path, second: Path) -> None:
         assert (first / "edges" / name).read_bytes() == (second / "edges" / name).read_bytes()
 
 
-@pytest.mark.parametrize(("hist", "gemm"), [("all", "torch"), ("700", "torch"), ("all", "openblas")])
+@pytest.mark.parametrize(("hist", "gemm"), [("700", "torch"), *(("all", gemm) for gemm in ENGINES)])
 def test_two_processes_write_what_one_writes_byte_for_byte(tmp_path, hist, gemm):
     """hist "all": one scan of every extracted sample; a number: the histogram counts a subset of the rows. The
     ranks run one thread each, the one process two: for either engine the threads change no float."""
@@ -86,9 +87,11 @@ def worker_pids(agent: int) -> dict[int, int]:
     return found
 
 
-def test_a_killed_rank_ends_the_job_and_resume_finishes_it(tmp_path):
+@pytest.mark.parametrize("gemm", ENGINES)
+def test_a_killed_rank_ends_the_job_and_resume_finishes_it(tmp_path, gemm):
+    args = [*ARGS, "--gemm", gemm]
     folder = tmp_path / "killed"
-    job = torchrun(*ARGS, "--out", str(folder))
+    job = torchrun(*args, "--out", str(folder))
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and job.poll() is None and len(list((folder / "rows").glob("*.json"))) < 3:
         time.sleep(0.05)
@@ -101,8 +104,8 @@ def test_a_killed_rank_ends_the_job_and_resume_finishes_it(tmp_path):
     assert manifest["status"] in ("failed", "interrupted")
     done = len(list((folder / "rows").glob("*.json")))
     assert 3 <= done < 19 and not (folder / "layers.csv").exists()
-    resumed = torchrun(*ARGS, "--out", str(folder), "--resume")
+    resumed = torchrun(*args, "--out", str(folder), "--resume")
     _, err = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, err[-3000:]
-    assert main([*ARGS, "--out", str(tmp_path / "straight")]) == 0
+    assert main([*args, "--out", str(tmp_path / "straight")]) == 0
     same_results(tmp_path / "straight", folder)

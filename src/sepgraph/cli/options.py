@@ -9,7 +9,7 @@ from .._version import __version__
 from ..data.dataset import NORMALIZATIONS
 from ..devices import parse_memory
 from ..errors import SepgraphError
-from ..graph.gemm import GEMM_CHOICES
+from ..graph.gemm import DEFAULT_GEMM, GEMM_CHOICES
 from ..models.points import CONVENTIONS
 from ..pruning.criterion import CURVES, PAPER_CURVES, RULES, check_curves, check_rule
 from ..report.html import FORMATS
@@ -190,7 +190,7 @@ def _add_run_options(parser: argparse.ArgumentParser, batch_size: bool) -> argpa
                      "per group of points that fits --max-memory)")
     group.add_argument("--tile-rows", type=int, help="rows of a similarity tile (default: 1024 on the CPU, 4096 on "
                      "CUDA); runs across any number of processes give the same bytes at the same tile rows")
-    group.add_argument("--gemm", choices=GEMM_CHOICES, default="auto",
+    group.add_argument("--gemm", choices=GEMM_CHOICES, default=DEFAULT_GEMM,
                        help="engine of the similarity products: torch's BLAS, numpy's OpenBLAS (CPU), or auto, a "
                             "fixed rule per machine (SPEC 3; default: auto)")
     if batch_size:

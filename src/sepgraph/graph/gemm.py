@@ -9,15 +9,21 @@ CUDA it is one product), each strip only from its own first row's column on (wha
 are not pairs, SPEC 3): 5/8 of the square at 4 strips, and a 1,024-row diagonal tile in 0.71-0.77 of the time of
 the whole square on the 2-core Xeon of ``benchmarks/``.
 
-``auto`` is a rule, never a timing: OpenBLAS on a CPU whose vendor is not Intel (where torch's MKL takes a
-path without AVX-512) when numpy's OpenBLAS is a version checked here (:data:`CHECKED_OPENBLAS` or newer, as
-threadpoolctl reports it); torch everywhere else. Every run and every rank of one machine makes the same choice.
+``auto`` (:data:`DEFAULT_GEMM`, the default of every entry point) is a rule, never a timing: OpenBLAS on a CPU
+whose vendor is not Intel (where torch's MKL takes a path without AVX-512) when numpy's own OpenBLAS (the library
+numpy's extension module names as its dependency, never another package's copy) is a version checked here
+(:data:`CHECKED_OPENBLAS` or newer); torch everywhere else. Nothing that varies between processes enters the rule
+(the order in which libraries are listed, hash seeds, thread counts, what else was imported first), so every run,
+rank and resume of one machine makes the same choice.
 """
 
 from __future__ import annotations
 
+import os
+import struct
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,6 +33,11 @@ from ..devices import ieee_float32_matmul, processor, thread_pool
 from ..errors import SepgraphError
 
 GEMM_CHOICES = ("auto", "torch", "openblas")
+
+DEFAULT_GEMM = "auto"
+"""The engine of every entry point that is not told one (:class:`~sepgraph.graph.tiles.TilePlan`, ``scan_pairs``,
+``analyze``, the dynamics, ``--gemm``, the benchmarks), so a library call and the command line compute the same
+floats."""
 
 CHECKED_OPENBLAS = (0, 3, 31)
 """The oldest OpenBLAS whose float32 products were checked against float64 here (older builds compute wrong
@@ -62,9 +73,10 @@ class GemmEngine:
         return _strips(left.contiguous().numpy(), right.contiguous().numpy(), diagonal, self.threads)
 
 
-def choose_engine(requested: str = "auto", device: torch.device | None = None) -> GemmEngine:
-    """The engine ``requested`` (``auto``, ``torch`` or ``openblas``) on ``device``; ``openblas`` where numpy has
-    no OpenBLAS, or on CUDA, is a clear error."""
+def choose_engine(requested: str | None = None, device: torch.device | None = None) -> GemmEngine:
+    """The engine ``requested`` (``auto``, ``torch`` or ``openblas``; None: :data:`DEFAULT_GEMM`) on ``device``;
+    ``openblas`` where numpy has no OpenBLAS, or on CUDA, is a clear error."""
+    requested = requested or DEFAULT_GEMM
     if requested not in GEMM_CHOICES:
         raise SepgraphError(f"gemm {requested!r} is not an engine; use one of {', '.join(GEMM_CHOICES)}",
                             arguments=("gemm",))
@@ -92,14 +104,57 @@ def _controller() -> ThreadpoolController:
     return ThreadpoolController()
 
 
+@cache
 def numpy_openblas() -> tuple[str, str] | None:
-    """(version, architecture) of numpy's OpenBLAS as threadpoolctl reports it; None where numpy uses another
-    BLAS."""
-    numpy_dir = np.__file__.rsplit("/", 2)[0]
+    """(version, architecture) of numpy's own OpenBLAS as threadpoolctl reports it; None where numpy uses another
+    BLAS. Other packages' OpenBLAS copies (scipy's, in a listing whose order changes from process to process) are
+    never taken for it."""
+    own = _numpy_blas_files()
     for pool in _controller().info():
-        if pool.get("internal_api") == "openblas" and pool["filepath"].startswith(numpy_dir):
+        if pool.get("internal_api") == "openblas" and _is_numpy_library(pool["filepath"], own):
             return str(pool.get("version")), str(pool.get("architecture"))
     return None
+
+
+def _is_numpy_library(filepath: str, own: frozenset[str] | None) -> bool:
+    """Whether the loaded library at ``filepath`` is one that numpy's extension module depends on (``own``, its
+    ELF dependencies); where those cannot be read (not ELF), whether it lies in numpy's own vendored-library
+    folder (``numpy.libs`` beside numpy, or ``numpy/.dylibs``), exactly that folder."""
+    if own is not None:
+        return os.path.basename(filepath) in own
+    numpy_dir = Path(np.__file__).resolve().parent
+    return Path(filepath).resolve().parent in (numpy_dir.parent / "numpy.libs", numpy_dir / ".dylibs")
+
+
+def _numpy_blas_files() -> frozenset[str] | None:
+    """The file names of the shared libraries numpy's extension module was linked against (ELF ``DT_NEEDED``);
+    None where that module is not a 64-bit ELF file."""
+    try:
+        from numpy._core import _multiarray_umath  # the module that calls the BLAS (numpy.core before numpy 2)
+    except ImportError:
+        from numpy.core import _multiarray_umath
+    return needed_libraries(Path(_multiarray_umath.__file__))
+
+
+def needed_libraries(path: Path) -> frozenset[str] | None:
+    """The ``DT_NEEDED`` entries of the 64-bit little-endian ELF file at ``path`` (the libraries the dynamic
+    loader loads for it); None for any other file."""
+    data = path.read_bytes()
+    if data[:6] != b"\x7fELF\x02\x01":
+        return None
+    section_start, = struct.unpack_from("<Q", data, 0x28)
+    entry_size, count = struct.unpack_from("<HH", data, 0x3A)
+    sections = [struct.unpack_from("<IIQQQQII", data, section_start + k * entry_size) for k in range(count)]
+    for _, kind, _, _, offset, size, link, _ in sections:
+        if kind == 6:  # SHT_DYNAMIC; its link is the section of the names
+            names = sections[link][4]
+            entries = struct.iter_unpack("<qQ", data[offset:offset + size])
+            return frozenset(_c_string(data, names + value) for tag, value in entries if tag == 1)  # DT_NEEDED
+    return frozenset()
+
+
+def _c_string(data: bytes, start: int) -> str:
+    return data[start:data.index(b"\0", start)].decode()
 
 
 def _openblas_checked(version: str) -> bool:

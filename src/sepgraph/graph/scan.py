@@ -158,7 +158,7 @@ def fold_tiles(tiles: Iterable[tuple[Tile, torch.Tensor]], request: ScanRequest,
 
 
 def scan_pairs(normed: torch.Tensor, request: ScanRequest, *, max_memory: int = DEFAULT_MAX_MEMORY,
-               reducer: Reducer | None = None, gemm: str = "auto") -> PairScan:
+               reducer: Reducer | None = None, gemm: str | None = None) -> PairScan:
     """One pass over the upper triangle of ``normed @ normed.T`` feeding everything ``request`` asks for, in one
     process (SPEC 3, 4, 5, 7): each similarity is computed once, in full float32, in the tiles of
     :meth:`TilePlan.create` (the same tiles any number of processes computes), and clamped into [-1, 1].
@@ -166,7 +166,7 @@ def scan_pairs(normed: torch.Tensor, request: ScanRequest, *, max_memory: int = 
     Args:
         normed: (N, D) float32 unit rows (:func:`~sepgraph.graph.rows.unit_rows`) on the compute device.
         max_memory: the memory budget (bytes) the tiles are sized from.
-        gemm: the engine of the products (:func:`~sepgraph.graph.gemm.choose_engine`).
+        gemm: the engine of the products (:func:`~sepgraph.graph.gemm.choose_engine`; None: the default engine).
     """
     plan = TilePlan.create(normed.shape[0], max_memory, normed.device, gemm=gemm)
     tiles = ((tile, plan.product(tile, normed[tile[0]:tile[1]], normed[tile[2]:tile[3]]))

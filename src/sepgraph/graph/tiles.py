@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from ..errors import SepgraphError
-from .gemm import GemmEngine, choose_engine
+from .gemm import DEFAULT_GEMM, GemmEngine, choose_engine
 
 BYTES_PER_BLOCK_ENTRY = 16
 """Working memory per similarity entry of a tile: the float32 value plus bin indices and masks."""
@@ -42,14 +42,15 @@ class TilePlan:
     n_rows: int
     tile_rows: int
     world: int = 1
-    engine: GemmEngine = field(default_factory=lambda: choose_engine("torch"))
+    engine: GemmEngine = field(default_factory=lambda: choose_engine(DEFAULT_GEMM))
 
     @classmethod
     def create(cls, n_rows: int, max_memory: int, device: torch.device | None = None,
-               requested: int | None = None, world: int = 1, gemm: str = "auto") -> TilePlan:
+               requested: int | None = None, world: int = 1, gemm: str | None = None) -> TilePlan:
         """The plan of every scan (SPEC 3): tile rows ``requested``, else :data:`CPU_TILE_ROWS` on the CPU and
         :data:`CUDA_TILE_ROWS` on CUDA; fewer only when a :data:`TILE_SHARE` of ``max_memory`` (bytes) cannot
-        hold one tile; products by the engine ``gemm`` chooses (:func:`~sepgraph.graph.gemm.choose_engine`)."""
+        hold one tile; products by the engine ``gemm`` chooses (:func:`~sepgraph.graph.gemm.choose_engine`; None:
+        the default engine, :data:`~sepgraph.graph.gemm.DEFAULT_GEMM`)."""
         cap = requested or (CUDA_TILE_ROWS if device is not None and device.type == "cuda" else CPU_TILE_ROWS)
         tile_rows = min(cap, math.isqrt(max(max_memory, 0) // TILE_SHARE // BYTES_PER_BLOCK_ENTRY))
         if tile_rows < 1:
