@@ -55,15 +55,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", help="also write the numbers here")
     args = parser.parse_args()
-    vendor, model, flags = processor()
+    cpu = processor()
     engines = {"torch": choose_engine("torch")}
     if numpy_openblas() is not None:
         engines["openblas"] = choose_engine("openblas")
-    results = {"processor": model, "vendor": vendor, "avx512f": "avx512f" in flags,
-               "avx512_bf16": "avx512_bf16" in flags, "threads": torch.get_num_threads(), "torch": torch.__version__,
+    results = {"processor": cpu.model, "vendor": cpu.vendor, "family": cpu.family, "model": cpu.model_number,
+               "avx512f": "avx512f" in cpu.flags, "avx512_bf16": "avx512_bf16" in cpu.flags,
+               "amx_bf16": "amx_bf16" in cpu.flags, "threads": torch.get_num_threads(), "torch": torch.__version__,
                "numpy_openblas": numpy_openblas(), "auto": choose_engine(DEFAULT_GEMM).library, "rows": []}
-    print(f"{model} ({vendor}; avx512f {results['avx512f']}, avx512_bf16 {results['avx512_bf16']}), "
-          f"{torch.get_num_threads()} threads; numpy's OpenBLAS {numpy_openblas()}; "
+    print(f"{cpu.describe()}, {torch.get_num_threads()} threads; numpy's OpenBLAS {numpy_openblas()}; "
           f"--gemm auto -> {results['auto']}")
     print(f"{'D':>6} {'torch.mm':>9} {'numpy':>7} " + " ".join(f"{name + ' tile':>14} {name + ' diag':>14}"
                                                          for name in engines) + "   GFLOP/s")

@@ -47,3 +47,27 @@ def test_the_processor_line_names_vendor_family_model_and_flags():
     zen4 = Processor("AuthenticAMD", "AMD EPYC", frozenset({"avx512f", "avx512_bf16"}), "25", "17")
     assert zen4.describe() == "AuthenticAMD AMD EPYC (family 25, model 17; avx512f yes, avx512_bf16 yes, amx_bf16 no)"
     assert Processor("", "arm64", frozenset()).describe().startswith("? arm64 (family ?, model ?;")
+
+
+MKL_MODE = """
+import sys, warnings
+import torch
+if sys.argv[1] == "multiplied first":
+    torch.ones(4, 4) @ torch.ones(4, 4)
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    import sepgraph
+from sepgraph.graph.gemm import choose_engine
+print(sepgraph.devices.mkl_strict(), choose_engine("torch").library.endswith("(not strict)"), len(caught))
+"""
+
+
+@pytest.mark.skipif(not __import__("torch").backends.mkl.is_available(), reason="torch here has no MKL")
+def test_mkl_multiplying_before_sepgraph_is_said_and_recorded():
+    """MKL fixes its reproducible mode at its first call: after a torch product, importing sepgraph is too late."""
+    environment = {key: value for key, value in os.environ.items() if key != "MKL_CBWR"}
+    outputs = [subprocess.run([sys.executable, "-c", MKL_MODE, order], env=environment, capture_output=True,
+                              text=True, check=True).stdout.split() for order in ("imported first", "multiplied first")]
+    if outputs[0][0] == "None":
+        pytest.skip("torch's MKL here does not say its mode")
+    assert outputs == [["True", "False", "0"], ["False", "True", "1"]]

@@ -7,9 +7,11 @@ the ground floor (errors, devices, files, settings) -> :mod:`.models` -> :mod:`.
 """
 
 import os
+import warnings
 
 # Intel MKL's strict reproducible mode: matrix products give the same floats whatever the number of threads, so one
-# process and K processes of one thread each compute the same similarities (SPEC 18). Read at MKL's first product.
+# process and K processes of one thread each compute the same similarities (SPEC 18). Read at MKL's first call,
+# which devices.mkl_strict below makes where torch has not multiplied yet.
 os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
 from ._version import __version__  # noqa: E402
@@ -18,7 +20,7 @@ from .analysis.run import Analysis, analyze
 from .data.dataset import ImageDataset
 from .data.samples import select_vertices
 from .data.sources import DataSource, load_dataset
-from .devices import keep_freed_memory
+from .devices import keep_freed_memory, mkl_strict
 from .errors import SepgraphError
 from .models import (
                      BuiltModel,
@@ -38,6 +40,11 @@ from .settings import GraphSettings, RunSettings
 from .training.evaluation import Evaluation, evaluate
 
 keep_freed_memory()  # activations reuse freed memory instead of faulting in fresh pages; no number changes
+if mkl_strict() is False:
+    warnings.warn("torch's MKL multiplied before sepgraph was imported, outside its strict reproducible mode, so its "
+                  "products may differ with the number of threads (recorded in results as 'mkl (not strict)'); set "
+                  "MKL_CBWR=AUTO,STRICT in the environment, or import sepgraph before torch multiplies",
+                  RuntimeWarning, stacklevel=2)
 
 __all__ = [
     "__version__", "Analysis", "BuiltModel", "DataSource", "Evaluation", "GraphSettings", "ImageDataset", "LayerPoint",

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import cache
+from pathlib import Path
 from typing import NamedTuple
 
 import torch
@@ -93,6 +94,27 @@ def processor() -> Processor:
         pass
     return Processor(found.get("vendor_id", ""), found.get("model name", platform.processor() or platform.machine()),
                      frozenset(found.get("flags", "").split()), found.get("cpu family", ""), found.get("model", ""))
+
+
+MKL_CBWR_STRICT = 0x10000
+"""The strict bit of MKL's conditional numerical reproducibility mode (``mkl_cbwr.h``)."""
+
+
+@cache
+def mkl_strict() -> bool | None:
+    """Whether torch's MKL runs in its strict reproducible mode (``MKL_CBWR=AUTO,STRICT``, which importing sepgraph
+    sets unless the user set ``MKL_CBWR``): matrix products whose floats do not depend on the number of threads
+    (SPEC 18). MKL fixes its mode at its first call, so a process in which torch multiplied before sepgraph was
+    imported keeps MKL's default: False. None where torch has no MKL that can be asked. Asking is itself MKL's
+    first call where nothing came before, so the mode is fixed from then on."""
+    if not torch.backends.mkl.is_available():
+        return None
+    try:
+        query = ctypes.CDLL(str(Path(torch.__file__).parent / "lib" / "libtorch_cpu.so")).mkl_serv_cbwr_get
+    except (OSError, AttributeError):
+        return None
+    query.argtypes, query.restype = [ctypes.c_int], ctypes.c_int
+    return bool(query(-1) & MKL_CBWR_STRICT)  # -1: MKL_CBWR_ALL, the whole mode
 
 
 def physical_memory() -> int:

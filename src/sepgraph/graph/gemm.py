@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from threadpoolctl import ThreadpoolController
 
-from ..devices import ieee_float32_matmul, processor, thread_pool
+from ..devices import ieee_float32_matmul, mkl_strict, processor, thread_pool
 from ..errors import SepgraphError
 
 GEMM_CHOICES = ("auto", "torch", "openblas")
@@ -174,7 +174,8 @@ def _intel_cpu() -> bool:
 def _torch_library(device: torch.device | None) -> str:
     if device is not None and device.type == "cuda":
         return f"torch {torch.__version__} cublas"
-    blas = "mkl" if torch.backends.mkl.is_available() else "blas"
+    blas = "blas" if not torch.backends.mkl.is_available() else "mkl" if mkl_strict() is not False else \
+        "mkl (not strict)"  # another mode, other floats: a resume under the other one is refused
     return f"torch {torch.__version__} {blas}"
 
 
