@@ -34,6 +34,7 @@ from .models import (
 )
 from .models.checkpoints import load_weights, read_state_dict, save_weights
 from .models.points import layer_points
+from .pruning.options import PruningOptions
 from .pruning.table import PruningRow
 from .results.layer_row import LayerRow
 from .settings import GraphSettings, RunSettings
@@ -48,7 +49,8 @@ if mkl_strict() is False:
 
 __all__ = [
     "__version__", "Analysis", "BuiltModel", "DataSource", "Evaluation", "GraphSettings", "ImageDataset", "LayerPoint",
-    "LayerRow", "PointFeatures", "PruningRow", "PruningSpec", "RunSettings", "SepgraphError", "ZooModel", "analyze",
-    "build_model", "create_model", "evaluate", "extract_features", "layer_points", "list_models", "load_dataset",
+    "LayerRow", "PointFeatures", "PruningOptions", "PruningRow", "PruningSpec", "RunSettings", "SepgraphError",
+    "ZooModel", "analyze", "build_model", "create_model", "evaluate", "extract_features", "layer_points", "list_models",
+    "load_dataset",
     "load_weights", "parameter_count", "read_state_dict", "save_weights", "select_vertices",
 ]

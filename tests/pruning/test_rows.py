@@ -8,8 +8,10 @@ from conftest import layer_row
 from sepgraph import GraphSettings, ImageDataset, SepgraphError, analyze, create_model, load_dataset, load_weights
 from sepgraph.cli import main
 from sepgraph.models.checkpoints import save_weights
+from sepgraph.pruning.options import PruningOptions
 from sepgraph.pruning.rows import compare_pruning
 from sepgraph.pruning.table import PruningRow
+from sepgraph.report.html import ReportSettings, render_report
 from sepgraph.training.loop import train
 from sepgraph.training.recipe import Recipe
 
@@ -38,7 +40,7 @@ def trained_analysis(tmp_path_factory):
 
 def test_train_analyze_prune_end_to_end(trained_analysis):
     root, train_set = trained_analysis
-    table = compare_pruning(root / "analysis", train_set, rules=["peak"], head_epochs=1,
+    table = compare_pruning(root / "analysis", train_set, PruningOptions(rules=["peak"], head_epochs=1),
                             recipe=Recipe(epochs=1, lr=0.02, batch_size=100), progress=False)
     assert [row.curve for row in table] == ["unpruned", "M (ours)", "Lu et al.'s Q"]
     with open(root / "analysis" / "pruning.csv") as handle:
@@ -66,24 +68,24 @@ def test_train_analyze_prune_end_to_end(trained_analysis):
 def test_rows_are_reused_and_the_control_is_trained_once(trained_analysis):
     root, train_set = trained_analysis
     recipe = Recipe(epochs=1, lr=0.02, batch_size=100)
-    first = compare_pruning(root / "analysis", train_set, rules=["peak"], head_epochs=1, recipe=recipe,
+    first = compare_pruning(root / "analysis", train_set, PruningOptions(rules=["peak"]), recipe=recipe,
                             progress=False)
     finished = {row.weights: (root / "analysis" / row.weights).with_name("row.json").stat().st_mtime_ns
                 for row in first}
-    again = compare_pruning(root / "analysis", train_set, rules=["peak", "plateau"], head_epochs=1, recipe=recipe,
+    again = compare_pruning(root / "analysis", train_set, PruningOptions(rules=["peak", "plateau"]), recipe=recipe,
                             progress=False)
     assert again[: len(first)] == first  # the same rows, read back rather than trained again
     assert all((root / "analysis" / w).with_name("row.json").stat().st_mtime_ns == t for w, t in finished.items())
-    other_seed = compare_pruning(root / "analysis", train_set, rules=["peak"], head_epochs=1,
+    other_seed = compare_pruning(root / "analysis", train_set, PruningOptions(rules=["peak"]),
                                  recipe=Recipe(epochs=1, lr=0.02, batch_size=100, seed=1), progress=False)
     assert other_seed[0].weights != first[0].weights  # another setting is another model
 
 
 def test_delta_rule_removes_blocks_and_equal_units_and_references(trained_analysis):
     root, train_set = trained_analysis
-    table = compare_pruning(root / "analysis", train_set, rules=[("delta", 1.0)], equal_units=True,
-                            reference_cuts=["resnet20+remove=layer1.1", "remove=layer3.2"], head_epochs=0,
-                            recipe=Recipe(epochs=0), progress=False)
+    options = PruningOptions(rules=[("delta", 1.0)], equal_units=True, head_epochs=0,
+                             reference_cuts=["resnet20+remove=layer1.1", "remove=layer3.2"])
+    table = compare_pruning(root / "analysis", train_set, options, recipe=Recipe(epochs=0), progress=False)
     assert [row.kind for row in table] == ["control", "criterion", "criterion", "equal-units", "equal-units",
                                               "reference", "reference"]
     # tau 1.0 is the whole range: every removable block goes, under either curve
@@ -96,15 +98,17 @@ def test_delta_rule_removes_blocks_and_equal_units_and_references(trained_analys
                                                                     "resnet20+remove=layer3.2")
     assert (table[5].units_removed, table[5].points_removed) == (1, 1)  # lu2022: one point per block
     with pytest.raises(SepgraphError, match="names model 'resnet56'"):
-        compare_pruning(root / "analysis", train_set, reference_cuts=["resnet56+remove=layer1.1"], progress=False)
+        compare_pruning(root / "analysis", train_set, PruningOptions(reference_cuts=["resnet56+remove=layer1.1"]),
+                        progress=False)
     with pytest.raises(SepgraphError, match="cannot remove layer2.0; the removable units are layer1.0"):
-        compare_pruning(root / "analysis", train_set, reference_cuts=["remove=layer1.1,layer2.0"], progress=False)
+        compare_pruning(root / "analysis", train_set, PruningOptions(reference_cuts=["remove=layer1.1,layer2.0"]),
+                        progress=False)
 
 
 def test_prune_command_and_bad_init(trained_analysis, capsys):
     root, _ = trained_analysis
     with pytest.raises(SepgraphError, match="init must be"):
-        compare_pruning(root / "analysis", "digits:train", init="random")
+        PruningOptions(init="random")
     code = main(["prune", str(root / "analysis"), "--train-data", "digits:train", "--epochs", "0",
                  "--head-epochs", "0", "--rule", "delta=0.5", "--rule", "peak", "--reference-cut", "remove=layer1.1"])
     assert code == 0
@@ -140,7 +144,7 @@ def test_equal_units_pair_removes_as_many_units_as_m_does():
     q_rises = [0.0, 0.05, 0.01, 0.1, 0.005, 0.02, 0.1, 0.3, 0.03]  # Q: three units at or below 0.02 x range
     rows = [layer_row(k, n, M=float(np.cumsum([0] + m_rises)[k]), lu_q_mean=float(np.cumsum([0] + q_rises)[k]))
             for k, n in enumerate(names)]
-    found = candidates("resnet20", rows, units, [("delta", 0.02)], ("M", "lu_q"), True)
+    found = candidates("resnet20", rows, units, PruningOptions(rules=[("delta", 0.02)], equal_units=True))
     criterion = {c.curve: c for c in found if c.kind == "criterion"}
     equal = {c.curve: c for c in found if c.kind == "equal-units"}
     assert criterion["M (ours)"].spec.pruning == "remove=layer1.1,layer2.1"
@@ -172,15 +176,88 @@ def test_any_curve_gets_its_own_cut_under_the_same_rule():
     rows = [layer_row(k, n, M=curve["M"][k], lu_q_mean=curve["M"][k], knn_acc=curve["knn_acc"][k],
                       probe_acc=curve["probe_acc"][k], cka_prev=None, cka_last=curve["cka_last"][k])
             for k, n in enumerate(names)]
-    found = candidates("resnet20", rows, units, ["plateau", ("delta", 0.02)], ("M", "knn_acc", "probe_acc", "cka_last"),
-                       False)
+    found = candidates("resnet20", rows, units, PruningOptions(rules=["plateau", ("delta", 0.02)],
+                                                               curves=("M", "knn_acc", "probe_acc", "cka_last")))
     by = {(c.curve, c.rule): c for c in found}
     assert by[("k-NN accuracy", "plateau")].spec.pruning is None  # still rising at the last point
     assert by[("linear probe", "delta")].spec.pruning == "remove=layer1.2"
     assert by[("CKA to the last point", "plateau")].spec.pruning == "truncate=layer2.0"  # flat from there on
     assert by[("M (ours)", "delta")].spec.pruning == "remove=layer1.1,layer2.1"
     with pytest.raises(SepgraphError, match="has no probe_acc values"):
-        candidates("resnet20", [replace(row, probe_acc=None) for row in rows], units, ["plateau"], ("probe_acc",),
-                   False)
+        candidates("resnet20", [replace(row, probe_acc=None) for row in rows], units,
+                   PruningOptions(curves=("probe_acc",)))
     with pytest.raises(SepgraphError, match="curves 'M,q'"):
-        candidates("resnet20", rows, units, ["plateau"], ("M", "q"), False)
+        PruningOptions(curves=("M", "q"))
+
+
+def test_target_cuts_with_magnitude_and_random_beside_the_control(trained_analysis):
+    """SPEC 19 end to end: every criterion cut at a target, random cuts of the same size, the proxy of each row."""
+    root, train_set = trained_analysis
+    options = PruningOptions(curves=("M", "random", "magnitude"), target_params=[30], random_seeds=2, head_epochs=0)
+    table = compare_pruning(root / "analysis", train_set, options, recipe=Recipe(epochs=1, lr=0.02, batch_size=100),
+                            progress=False)
+    with open(root / "analysis" / "pruning.csv") as handle:
+        header = next(csv.reader(handle))
+    assert header == PruningRow.columns() and {"accuracy_proxy", "matches"} <= set(header)
+    kinds = [row.kind for row in table]
+    assert kinds[:3] == ["control", "criterion", "criterion"] and set(kinds[3:]) == {"random"}
+    criteria = {row.curve: row for row in table if row.kind == "criterion"}
+    assert set(criteria) == {"M (ours)", "weight magnitude"}
+    for row in criteria.values():
+        assert row.rule == "target-params" and row.parameter == 30 and row.params_saved_pct >= 30
+        randoms = [other for other in table if other.matches == row.curve]
+        assert len(randoms) >= 1 and all(other.params_pruned == row.params_pruned for other in randoms)
+        assert all(other.flops_pruned == row.flops_pruned for other in randoms)
+    for row in table:
+        assert 0 <= row.accuracy_proxy <= 100 and row.accuracy_finetuned is not None
+        assert (row.matches != "") == (row.kind == "random")
+    markdown = (root / "analysis" / "pruning.md").read_text()
+    assert "cuts matching M (ours)" in markdown and "Order of M (ours), first to go first" in markdown
+    report = render_report(root / "analysis", ReportSettings()).read_text()
+    assert "Order of weight magnitude, first to go first" in report and "matching M (ours)" in report
+
+
+def test_proxy_only_trains_nothing_and_writes_no_weights(trained_analysis, capsys):
+    root, _ = trained_analysis
+    before = sorted(path.relative_to(root) for path in root.rglob("*"))
+    code = main(["prune", str(root / "analysis"), "--train-data", "digits:train", "--proxy-only",
+                 "--target-params", "20", "--target-flops", "40", "--curves", "M,lu_q,magnitude,random",
+                 "--random-seeds", "3"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "Nothing was trained" in out and "proxy.csv" in out
+    created = sorted(set(path.relative_to(root) for path in root.rglob("*")) - set(before))
+    assert [str(path) for path in created] == ["analysis/proxy-orders.json", "analysis/proxy.csv", "analysis/proxy.md"]
+    with open(root / "analysis" / "proxy.csv") as handle:
+        rows = [PruningRow.from_csv(record) for record in csv.DictReader(handle)]
+    assert all(row.accuracy_finetuned is None and row.weights == "" and row.accuracy_proxy is not None
+               for row in rows)
+    assert {row.rule for row in rows if row.kind != "control"} == {"target-params", "target-flops"}
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--target-params", "0"], "--target-params 0: a target is the share of parameters to save"),
+    (["--target-params", "100"], "a percentage above 0 and below 100"),
+    (["--target-flops", "nan"], "--target-flops nan: a target is the share of FLOPs to save"),
+    (["--target-params", "-5"], "a percentage above 0 and below 100"),
+    (["--target-params", "99"], "--target-params 99: the most a cut can reach is"),
+    (["--target-params", "30", "--curves", "M,random", "--random-seeds", "0"], "--random-seeds must be at least 1"),
+    (["--curves", "M,magnitude", "--rule", "plateau", "--target-params", "30"],
+     "'magnitude' is a unit score with no curve, so the plateau rule cannot cut by it"),
+    (["--proxy-only"], "--proxy-only measures removal cuts and the default rule, plateau, truncates; give "
+                       "--target-params"),
+    (["--proxy-only", "--rule", "peak"], "--proxy-only: --rule peak truncates, and a truncated model needs a new "
+                                         "head trained before it can be measured; use --target-params"),
+])
+def test_bad_pruning_options_are_one_line_and_write_nothing(trained_analysis, tmp_path, capsys, flags, message):
+    root, _ = trained_analysis
+    before = sorted(root.rglob("*"))
+    assert main(["prune", str(root / "analysis"), "--train-data", "digits:train", "--epochs", "0", *flags]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("sepgraph: error: ")]
+    assert len(errors) == 1 and message in errors[0], errors
+    assert sorted(root.rglob("*")) == before
+    if "99" not in flags:  # checked before an analysis of --model starts: no folder, no manifest
+        fresh = tmp_path / "fresh"
+        assert main(["prune", str(fresh), "--model", "resnet20", "--data", "digits:test", "--train-data",
+                     "digits:train", *flags]) == 2
+        assert not fresh.exists()

@@ -22,8 +22,8 @@ from ..models import build_model, input_size, list_models, model_info, parameter
 from ..models.capture import point_shapes
 from ..models.points import CONVENTIONS, layer_points
 from ..models.protocol import LayerPoint
-from ..pruning.criterion import PAPER_CURVES
-from ..pruning.rows import check_options, compare_pruning
+from ..pruning.options import PruningOptions
+from ..pruning.rows import compare_pruning
 from ..pruning.table import PruningRow
 from ..report.figures import dynamics_heatmap
 from ..report.html import ReportSettings, render_report
@@ -148,22 +148,20 @@ class AnalyseFirst:
 
 
 def prune(folder: str | Path, train_data: DataSource, *, test_data: DataSource | None = None,
-          analyse_first: AnalyseFirst | None = None, rules: Sequence[tuple[str, float | None]] = (),
-          tau: float | None = None, curves: Sequence[str] = PAPER_CURVES, equal_units: bool = False,
-          reference_cuts: Sequence[str] = (), init: str = "finetune", head_epochs: int = 1,
-          recipe: Recipe | None = None, device: str = "auto") -> tuple[list[PruningRow], Path]:
-    """Criterion I's cuts beside the unpruned control, trained alike on ``device``, and the report
-    (``sepgraph prune``).
+          analyse_first: AnalyseFirst | None = None, options: PruningOptions | None = None,
+          recipe: Recipe | None = None, device: str = "auto") -> tuple[list[PruningRow], Path | None]:
+    """The cuts ``options`` ask for beside the unpruned control, trained alike on ``device`` (or, proxy only,
+    measured untrained), and the report (``sepgraph prune``).
 
     With ``analyse_first``, ``folder`` is first filled (or completed) by that analysis, unless it already holds
-    a finished one. Rules given without a tau get ``tau`` (None: each rule's default); no rules means ``plateau``.
+    a finished one. The options checked themselves when made, before an analysis that may take hours.
 
     Returns:
-        the comparison's rows (the control first) and the path of report.html.
+        the comparison's rows (the control first) and the path of report.html (None, proxy only: the report shows
+        trained comparisons).
     """
     folder = Path(folder)
-    rules = [(rule, tau if parameter is None else parameter) for rule, parameter in rules or [("plateau", None)]]
-    check_options(rules, init, head_epochs, curves)  # before an analysis that may take hours
+    options = options or PruningOptions()
     if analyse_first is not None and not is_complete(folder):
         first = analyse_first
         if first.data is None:
@@ -171,7 +169,8 @@ def prune(folder: str | Path, train_data: DataSource, *, test_data: DataSource |
                                 arguments=("model", "data"))
         analyze(first.model, first.data, first.settings, weights=first.weights, normalize=first.normalize,
                 points=first.points, run=replace(first.run or RunSettings(), device=device), out=folder, resume=True)
-    table = compare_pruning(folder, train_data, test_data=test_data, rules=rules, curves=curves,
-                            equal_units=equal_units, reference_cuts=reference_cuts, init=init,
-                            head_epochs=head_epochs, recipe=recipe, device=device)
-    return table, render_report(folder, ReportSettings(rule=rules[0][0], parameter=rules[0][1]))
+    table = compare_pruning(folder, train_data, options, test_data=test_data, recipe=recipe, device=device)
+    if options.proxy_only:
+        return table, None
+    rule, parameter = next(iter(options.rules), ("plateau", None))  # the report's figures draw a curve rule
+    return table, render_report(folder, ReportSettings(rule=rule, parameter=parameter))

@@ -18,6 +18,7 @@ from ..analysis.run import analyze
 from ..data.sources import load_dataset
 from ..models import build_model
 from ..pruning.criterion import recommend
+from ..pruning.options import PruningOptions
 from ..pruning.rows import compare_pruning
 from ..pruning.table import differences
 from ..report.html import ReportSettings, render_report
@@ -66,8 +67,8 @@ def run_demo(out: str | Path = "results/demo", *, model: str = "resnet20", recip
           "row and an unpruned control alike")
     epochs = max(1, recipe.epochs // 2)  # fine-tuning: half the training epochs, lr step two thirds in
     finetune = replace(recipe, epochs=epochs, milestones=(2 * epochs // 3,) if epochs >= 3 else ())
-    table = compare_pruning(analysis.path, train_set, test_data=test_set, rules=["plateau", "delta"], head_epochs=2,
-                            recipe=finetune, device=device, progress=progress)
+    table = compare_pruning(analysis.path, train_set, PruningOptions(rules=("plateau", "delta"), head_epochs=2),
+                            test_data=test_set, recipe=finetune, device=device, progress=progress)
     for row in table:
         label = "unpruned (control)" if row.kind == "control" else f"{row.curve}, {row.rule}"
         change = "" if row.kind == "control" else f" ({row.accuracy_vs_control:+.2f} vs control)"

@@ -19,6 +19,7 @@ from ..data.sources import DataSource
 from ..errors import SepgraphError
 from ..models.points import CONVENTIONS
 from ..parallel.workers import start, stop
+from ..pruning.options import PruningOptions, rules_with_tau
 from ..pruning.table import pruning_markdown
 from ..report.html import ReportSettings, render_report
 from ..settings import GraphSettings, RunSettings
@@ -203,14 +204,25 @@ def _prune(args: argparse.Namespace) -> None:
     first = AnalyseFirst(args.model, DataSource(args.data, args.data_root) if args.data else None, args.weights,
                          args.normalize, args.convention, _graph_settings(args), _run_settings(args)) \
         if args.model else None
+    options = PruningOptions(
+        rules=rules_with_tau(_rules(args), args.tau), curves=args.curves, target_params=args.target_params,
+        target_flops=args.target_flops, equal_units=args.equal_units, reference_cuts=args.reference_cut,
+        init=args.init, head_epochs=args.head_epochs, random_seeds=args.random_seeds, proxy_only=args.proxy_only)
     table, report = prune(
         args.folder, DataSource(args.train_data, args.data_root),
         test_data=DataSource(args.test_data, args.data_root) if args.test_data else None, analyse_first=first,
-        rules=args.rule or (), curves=args.curves, tau=args.tau, equal_units=args.equal_units,
-        reference_cuts=args.reference_cut, init=args.init, head_epochs=args.head_epochs, recipe=recipe,
-        device=args.device)
+        options=options, recipe=recipe, device=args.device)
     print(pruning_markdown(table, recipe))
-    print(f"table: {Path(args.folder) / 'pruning.csv'}; report: {report}")
+    if report is None:
+        print(f"table: {Path(args.folder) / 'proxy.csv'} (nothing trained, no weights written)")
+    else:
+        print(f"table: {Path(args.folder) / 'pruning.csv'}; report: {report}")
+
+
+def _rules(args: argparse.Namespace) -> list[tuple[str, float | None]]:
+    """--rule, or the default rule (plateau) where --tau is given alone: --tau sets the default rule's tau."""
+    alone = args.tau is not None and not (args.target_params or args.target_flops)
+    return args.rule or ([("plateau", None)] if alone else [])
 
 
 def _report(args: argparse.Namespace) -> None:

@@ -11,7 +11,7 @@ from ..devices import parse_memory
 from ..errors import SepgraphError
 from ..graph.gemm import DEFAULT_GEMM, GEMM_CHOICES
 from ..models.points import CONVENTIONS
-from ..pruning.criterion import CURVES, PAPER_CURVES, RULES, check_curves, check_rule
+from ..pruning.criterion import CRITERIA, PAPER_CURVES, RULES, check_criteria, check_rule
 from ..report.html import FORMATS
 from ..settings import VERTEX_CHOICES, GraphSettings, RunSettings
 from ..training.precision import MEMORY_FORMATS, PRECISIONS
@@ -128,12 +128,24 @@ def _prune_command(commands: argparse._SubParsersAction) -> None:
     prune.add_argument("--data-root", default="data", help="where torchvision datasets live (default: ./data)")
     prune.add_argument("--rule", action="append", type=_rule,
                        help="Criterion I rule, RULE or RULE=TAU, repeatable: plateau and peak truncate, delta and "
-                       "delta-abs remove units (SPEC 8; default: plateau)")
+                       "delta-abs remove units (SPEC 8; default: plateau, none when a target is given)")
+    prune.add_argument("--target-params", action="append", type=float, default=[], metavar="P",
+                       help="also cut each criterion's units, lowest score first, until P%% of the parameters is "
+                       "saved (repeatable; SPEC 19)")
+    prune.add_argument("--target-flops", action="append", type=float, default=[], metavar="P",
+                       help="the same until P%% of the FLOPs of one image is saved (repeatable)")
+    prune.add_argument("--random-seeds", type=int, default=3, metavar="K",
+                       help="with 'random' among --curves: K random cuts per cut they match, the same units per "
+                       "size class (default: 3)")
+    prune.add_argument("--proxy-only", action="store_true",
+                       help="train nothing: each cut's size and accuracy after batch-norm recalibration alone, in "
+                       "proxy.csv and proxy.md; no weights written")
     prune.add_argument("--tau", type=float, help="the parameter of rules given without one (default: 0.02 plateau "
                        "and delta, 0.03 delta-abs)")
     prune.add_argument("--curves", type=_curves, default=PAPER_CURVES, metavar="CURVE,...",
-                       help=f"curves to cut by, one pruned model each per rule: {', '.join(CURVES)} "
-                       "(default: M,lu_q; SPEC 16)")
+                       help=f"criteria to cut by, one pruned model each per rule: {', '.join(CRITERIA)} "
+                       "(default: M,lu_q; SPEC 16, 19; magnitude is a unit score, cut by the target rules only; "
+                       "random draws size-matched cuts beside every other criterion's)")
     prune.add_argument("--equal-units", action="store_true",
                        help="add delta rows where each curve removes as many units as the first does under delta")
     prune.add_argument("--reference-cut", action="append", default=[], metavar="SPEC",
@@ -203,7 +215,7 @@ def _add_run_options(parser: argparse.ArgumentParser, batch_size: bool) -> argpa
 
 def _curves(text: str) -> tuple[str, ...]:
     try:
-        return check_curves([curve.strip() for curve in text.split(",") if curve.strip()])
+        return check_criteria([curve.strip() for curve in text.split(",") if curve.strip()])
     except SepgraphError as error:
         raise argparse.ArgumentTypeError(str(error)) from error
 

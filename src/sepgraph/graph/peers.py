@@ -233,4 +233,4 @@ VERTEX_MEASURES: dict[str, Callable[[VertexBlock, GraphSettings], float]] = {
 }
 """The measures on the vertex block, by the :class:`~sepgraph.results.layer_row.LayerRow` attribute each fills, in
 the order they run (each leaves the block as it found it). A new measure is a function here, one entry in this
-table, a row attribute and, to cut by it, an entry of :data:`~sepgraph.pruning.criterion.CURVES`."""
+table, a row attribute and, to cut by it, an entry of :data:`~sepgraph.pruning.criterion.CRITERIA`."""

@@ -1,5 +1,6 @@
-"""Which cuts a pruning comparison trains (SPEC 8, 9, 16): the control, each curve's cut under each rule, the
-equal-units rows and any reference cut, each as a :class:`Candidate` that names its pruning."""
+"""Which cuts a pruning comparison trains (SPEC 8, 9, 16, 19): the control, each criterion's cut under each rule,
+the equal-units rows, the random cuts matched to each removal cut, and any reference cut, each as a
+:class:`Candidate` that names its pruning."""
 
 from __future__ import annotations
 
@@ -13,16 +14,16 @@ from ..models.points import layer_points, removable_units
 from ..models.protocol import RemovableUnit
 from ..models.pruned import PruningSpec, apply_pruning
 from ..results.layer_row import LayerRow
-from .criterion import Cut, curve_values, recommend, tau_for_count
+from .criterion import CRITERIA, CURVE, Cut, UnitSizes, curve_values, recommend, tau_for_count
+from .options import PruningOptions, Rule
+from .random_cuts import matched_cuts
 from .table import CONTROL, REFERENCE, curve_label
-
-Rule = tuple[str, float | None]
-"""A Criterion I rule and its tau (None: the rule's default)."""
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """One row to train: which curve and rule chose it, and the pruning it asks for (unpruned: nothing removed)."""
+    """One row to train: which criterion and rule chose it, and the pruning it asks for (unpruned: nothing removed).
+    A random cut names the criterion's row it ``matches``; a target rule's row carries its criterion's ``order``."""
 
     curve: str
     kind: str
@@ -32,31 +33,53 @@ class Candidate:
     spec: PruningSpec
     points_removed: int
     units_removed: int
+    matches: str = ""
+    order: tuple[str, ...] = ()
 
 
-def as_rules(rules: Sequence[str | Rule]) -> list[Rule]:
-    """Rules given by name or as (name, tau), each as (name, tau)."""
-    return [(item, None) if isinstance(item, str) else tuple(item) for item in rules]
-
-
-def candidates(base: str, rows: list[LayerRow], units: Sequence[RemovableUnit] | None,
-               rules: Sequence[str | Rule], curves: Sequence[str], equal_units: bool) -> list[Candidate]:
-    """The control, each curve's cut under each rule, and the equal-units rows, for an analysis of ``base``."""
+def candidates(base: str, rows: list[LayerRow], units: Sequence[RemovableUnit] | None, options: PruningOptions,
+               sizes: UnitSizes | None = None, scores: dict[str, list[float]] | None = None,
+               seed: int = 0) -> list[Candidate]:
+    """The control, each criterion's cut under each rule, the equal-units rows and the random cuts matched to every
+    removal cut (drawn with ``seed``), for an analysis of ``base``; ``sizes`` and ``scores`` as
+    :func:`~sepgraph.pruning.criterion.recommend` takes them."""
     names = [row.name for row in rows]
-    rules = as_rules(rules)
     found = [Candidate(CONTROL, "control", "", None, "nothing removed (the control)", PruningSpec(base), 0, 0)]
-    for rule, parameter in rules:
-        cuts = recommend(rows, rule, parameter, units, curves)
+    for rule, parameter in options.all_rules:
+        cuts = recommend(rows, rule, parameter, units, options.curves, scores, sizes)
         found += [_candidate(base, curve_label(key), "criterion", cut, names) for key, cut in cuts.items()]
-    if equal_units:
-        found += _equal_units(base, rows, units, rules, curves)
+    if options.equal_units:
+        found += _equal_units(base, rows, units, options.rules, options.curves)
+    if options.draws_random:
+        found += _random(base, found, names, units, sizes, options.random_seeds, seed)
     return found
+
+
+def _random(base: str, found: list[Candidate], names: list[str], units: Sequence[RemovableUnit] | None,
+            sizes: UnitSizes | None, count: int, seed: int) -> list[Candidate]:
+    """``count`` random cuts for every criterion's removal cut, each with its size classes' counts (SPEC 19)."""
+    if units is None or sizes is None:
+        raise SepgraphError("random cuts need the removable units and their sizes, which analyses of sepgraph's zoo "
+                            "models record", arguments=("curves",))
+    position = {name: k for k, name in enumerate(names)}
+    drawn = []
+    for matched in (row for row in found if row.kind in ("criterion", "equal-units") and row.units_removed):
+        label = matched.curve + (" at equal units" if matched.kind == "equal-units" else "")
+        for cut in matched_cuts(units, sizes, matched.spec.targets, count, seed):
+            chosen = [unit for unit in units if unit.name in cut]
+            points = sum(position[u.output_point] - position[u.input_point] for u in chosen
+                         if u.input_point in position and u.output_point in position)
+            drawn.append(Candidate(CRITERIA["random"].label, "random", matched.rule, matched.parameter,
+                                   "remove " + ", ".join(cut), PruningSpec(base, "remove", cut), points, len(cut),
+                                   matches=label))
+    return drawn
 
 
 def _equal_units(base: str, rows: list[LayerRow], units: Sequence[RemovableUnit] | None, rules: Sequence[Rule],
                  curves: Sequence[str]) -> list[Candidate]:
-    """``delta`` rows where each curve removes as many units as the first curve that removes any."""
+    """``delta`` rows where each curve removes as many units as the first curve that removes any (curves only)."""
     names = [row.name for row in rows]
+    curves = [key for key in curves if CRITERIA[key].kind == CURVE]
     tau = next((parameter for rule, parameter in rules if rule == "delta"), None)
     delta = recommend(rows, "delta", tau, units, curves)
     count = next((len(cut.units) for cut in delta.values() if cut.units), 0)
@@ -79,7 +102,8 @@ def _candidate(base: str, curve: str, kind: str, cut: Cut, names: list[str]) -> 
         return Candidate(curve, kind, cut.rule, cut.parameter, f"keep up to {kept}",
                          PruningSpec(base, "truncate", (kept,)), len(cut.removed), 0)
     return Candidate(curve, kind, cut.rule, cut.parameter, "remove " + ", ".join(cut.units),
-                     PruningSpec(base, "remove", tuple(cut.units)), len(cut.removed), len(cut.units))
+                     PruningSpec(base, "remove", tuple(cut.units)), len(cut.removed), len(cut.units),
+                     order=tuple(cut.order))
 
 
 def reference_candidate(original: nn.Module, text: str, base: str, convention: str, classes: int,

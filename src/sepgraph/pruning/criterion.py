@@ -1,9 +1,14 @@
-"""Criterion I: where a modularity curve says layers can go (SPEC 8).
+"""Criterion I: where a curve says layers can go (SPEC 8), and cuts at a target size (SPEC 19).
 
-Pure functions over a curve c_1..c_K (one value per layer point); each returns a
-:class:`Cut` that records the rule, its parameter and what to remove. The truncation rules
-(``plateau``, ``peak``) read the curve alone; the unit rules (``delta``, ``delta-abs``) judge
-each removable unit by its contribution, curve(output point) - curve(input point).
+The words, one meaning each: a *curve* is a value per layer point (M, Q, ...); a *score* is a value per
+removable unit (a curve's contribution, the weights' magnitude); a *criterion* is a named way to order units
+(:data:`CRITERIA`: a curve's contributions, or a score); a *cut* is the units (or the points) removed.
+
+Pure functions over a curve c_1..c_K or over unit scores; each returns a :class:`Cut` that records the rule,
+its parameter and what to remove. The truncation rules (``plateau``, ``peak``) read the curve alone; the unit
+rules (``delta``, ``delta-abs``) judge each removable unit by its contribution, curve(output point) -
+curve(input point); the target rules (``target-params``, ``target-flops``) take units in order of increasing
+score until a share of the model's parameters (FLOPs) is saved.
 """
 
 from __future__ import annotations
@@ -17,45 +22,78 @@ from ..errors import SepgraphError
 from ..models.protocol import RemovableUnit
 from ..results.layer_row import LayerRow
 
-RULES = ("plateau", "peak", "delta", "delta-abs")
+TRUNCATION_RULES = ("plateau", "peak")
+"""Rules that keep the points up to one and give the model a new head."""
+TARGET_RULES = ("target-params", "target-flops")
+"""Rules that remove units until a share of the parameters (FLOPs) is saved; their parameter is that share, %."""
+RULES = (*TRUNCATION_RULES, "delta", "delta-abs", *TARGET_RULES)
 DEFAULT_PARAMETERS = {"plateau": 0.02, "peak": None, "delta": 0.02, "delta-abs": 0.03}
+
+CURVE = "curve"
+SCORE = "score"
+RANDOM = "random"
 
 
 @dataclass(frozen=True)
-class Curve:
-    """A per-layer curve Criterion I can cut by (SPEC 16): the :class:`LayerRow` attribute holding its values and
-    how tables name it."""
+class Criterion:
+    """A named way to order removable units (SPEC 8, 16, 19).
 
-    attribute: str
+    Attributes:
+        kind: :data:`CURVE` (values over layer points, the :class:`LayerRow` ``attribute``; every rule applies, a
+            unit's score is its contribution), :data:`SCORE` (a value per unit; the target rules only) or
+            :data:`RANDOM` (cuts drawn to match each other criterion's removal cut in size).
+        label: how tables name it.
+        attribute: a curve's :class:`LayerRow` attribute.
+    """
+
+    kind: str
     label: str
+    attribute: str | None = None
 
 
-CURVES = {
-    "M": Curve("M", "M (ours)"), "lu_q": Curve("lu_q_mean", "Lu et al.'s Q"),
-    "knn_acc": Curve("knn_acc", "k-NN accuracy"), "probe_acc": Curve("probe_acc", "linear probe"),
-    "cka_last": Curve("cka_last", "CKA to the last point"),
+CRITERIA = {
+    "M": Criterion(CURVE, "M (ours)", "M"), "lu_q": Criterion(CURVE, "Lu et al.'s Q", "lu_q_mean"),
+    "knn_acc": Criterion(CURVE, "k-NN accuracy", "knn_acc"), "probe_acc": Criterion(CURVE, "linear probe", "probe_acc"),
+    "cka_last": Criterion(CURVE, "CKA to the last point", "cka_last"),
+    "magnitude": Criterion(SCORE, "weight magnitude"),
+    "random": Criterion(RANDOM, "random (size-matched)"),
 }
-"""The one registry of the curves (SPEC 8, 16), by the key ``--curves`` names them with."""
+"""The one registry of the criteria (SPEC 8, 16, 19), by the key ``--curves`` names them with."""
 
 PAPER_CURVES = ("M", "lu_q")
 """The paper's comparison: its M against Lu et al.'s Q; the default of ``--curves``."""
 
 
-def check_curves(curves: Sequence[str]) -> tuple[str, ...]:
-    """Known, distinct curve keys, in the order given."""
-    unknown = [curve for curve in curves if curve not in CURVES]
-    if unknown or not curves or len(set(curves)) < len(curves):
-        raise SepgraphError(f"curves {','.join(curves)!r}: name each of {', '.join(CURVES)} at most once "
+def check_criteria(keys: Sequence[str], rules: Sequence[str] = ()) -> tuple[str, ...]:
+    """Known, distinct criterion keys, in the order given, that every rule in ``rules`` (names) can cut by."""
+    unknown = [key for key in keys if key not in CRITERIA]
+    if unknown or not keys or len(set(keys)) < len(keys):
+        raise SepgraphError(f"curves {','.join(keys)!r}: name each of {', '.join(CRITERIA)} at most once "
                             f"(unknown: {', '.join(unknown) or 'none'})", arguments=("curves",))
-    return tuple(curves)
+    curve_rules = [rule for rule in rules if rule not in TARGET_RULES]
+    for key in keys:
+        if CRITERIA[key].kind == SCORE and curve_rules:
+            raise SepgraphError(f"criterion {key!r} is a unit score with no curve, so the {curve_rules[0]} rule "
+                                f"cannot cut by it; cut it with target_params or target_flops, or leave it out",
+                                arguments=("curves", "target_params", "target_flops"))
+    if RANDOM in keys:
+        if len(keys) == 1:
+            raise SepgraphError("criterion 'random' draws cuts matching another criterion's; name one beside it "
+                                "(e.g. M,random)", arguments=("curves",))
+        if rules and all(rule in TRUNCATION_RULES for rule in rules):
+            raise SepgraphError(f"criterion 'random' matches removal cuts, and {', '.join(rules)} only "
+                                f"truncate{'s' * (len(rules) == 1)}; "
+                                "add target_params, target_flops or the delta rule",
+                                arguments=("curves", "target_params", "target_flops"))
+    return tuple(keys)
 
 
 def curve_values(rows: Sequence[LayerRow], key: str) -> list[float]:
-    """One curve (a key of :data:`CURVES`) over an analysis's rows, in point order."""
-    values = [getattr(row, CURVES[key].attribute) for row in rows]
+    """One curve (a key of :data:`CRITERIA` of kind :data:`CURVE`) over an analysis's rows, in point order."""
+    values = [getattr(row, CRITERIA[key].attribute) for row in rows]
     if any(value is None for value in values):
-        raise SepgraphError(f"the analysis has no {CURVES[key].attribute} values (it was written before SPEC 13-15); "
-                            "rerun 'sepgraph analyze' with --overwrite to measure them")
+        raise SepgraphError(f"the analysis has no {CRITERIA[key].attribute} values (it was written before SPEC "
+                            "13-15); rerun 'sepgraph analyze' with --overwrite to measure them")
     return values
 
 
@@ -84,8 +122,10 @@ class Cut:
         removed: positions of the layer points that go, ascending (unit rules: every point after a removed
             unit's input point up to its output point, e.g. both units of a residual block under ``paper``).
         units: unit rules: the units removed, in network order.
-        threshold: unit rules: the contribution at or below which a unit goes, in the curve's own units.
-        contributions: unit rules: every removable unit's contribution and verdict.
+        threshold: unit rules: the contribution at or below which a unit goes, in the curve's own units; target
+            rules: the score of the last unit taken.
+        contributions: unit and target rules: every removable unit's contribution (or score) and verdict.
+        order: target rules: the criterion's order, every scored unit from the first to go to the last.
     """
 
     rule: str
@@ -95,6 +135,7 @@ class Cut:
     units: list[str] = field(default_factory=list)
     threshold: float | None = None
     contributions: list[Contribution] = field(default_factory=list)
+    order: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -156,13 +197,62 @@ def unit_removals(values: Sequence[float], names: Sequence[str], units: Sequence
     threshold = float(tau * (curve.max() - curve.min())) if relative else float(tau)
     rises = contributions(curve, names, units)
     verdicts = [rise is not None and rise <= threshold for rise in rises]
-    position = {name: k for k, name in enumerate(names)}
-    removed = {k for u, gone in zip(units, verdicts, strict=True) if gone
-               for k in range(position[u.input_point] + 1, position[u.output_point] + 1)}
-    return Cut("delta" if relative else "delta-abs", tau, None, sorted(removed),
+    removed = points_removed([u for u, gone in zip(units, verdicts, strict=True) if gone], names)
+    return Cut("delta" if relative else "delta-abs", tau, None, removed,
                [u.name for u, gone in zip(units, verdicts, strict=True) if gone], threshold,
                [Contribution(u.name, u.input_point, u.output_point, rise, gone)
                 for u, rise, gone in zip(units, rises, verdicts, strict=True)])
+
+
+def points_removed(units: Sequence[RemovableUnit], names: Sequence[str]) -> list[int]:
+    """Positions in ``names`` of the layer points that removing ``units`` takes away, ascending: every point after a
+    unit's input point up to its output point (a unit without both points on the curve takes none)."""
+    position = {name: k for k, name in enumerate(names)}
+    return sorted({k for u in units if u.input_point in position and u.output_point in position
+                   for k in range(position[u.input_point] + 1, position[u.output_point] + 1)})
+
+
+@dataclass(frozen=True)
+class UnitSizes:
+    """What removing each removable unit alone saves, in network order, and the whole model's size (SPEC 19).
+    Units are independent (every other layer keeps its shape), so a cut saves the sum of its units'."""
+
+    params: tuple[int, ...]
+    flops: tuple[int, ...]
+    params_total: int
+    flops_total: int
+
+    def of(self, rule: str) -> tuple[tuple[int, ...], int]:
+        """The savings per unit and the total that a target rule counts in."""
+        return (self.params, self.params_total) if rule == "target-params" else (self.flops, self.flops_total)
+
+
+def target_cut(scores: Sequence[float | None], names: Sequence[str], units: Sequence[RemovableUnit],
+               sizes: UnitSizes, rule: str, target: float) -> Cut:
+    """The units taken in order of increasing score until at least ``target`` percent of the model's parameters
+    (``target-params``) or FLOPs (``target-flops``) is saved (SPEC 19): ties go in network order; the last unit
+    taken may overshoot the target (the cut reports the size it reached); units without a score never go.
+
+    Args:
+        scores: one per unit of ``units`` (a curve's contributions, or a unit score); None: not scored.
+        names: the analysis's layer points, for the points each unit's removal takes away.
+    """
+    savings, total = sizes.of(rule)
+    order = sorted((k for k, score in enumerate(scores) if score is not None), key=lambda k: (scores[k], k))
+    saved = np.cumsum([savings[k] for k in order], dtype=np.int64)
+    reached = np.flatnonzero(saved * 100 >= target * total)  # exact at a boundary: 7 of 100 reaches 7%
+    if not len(reached):
+        most = 100 * float(saved[-1]) / total if len(saved) else 0.0
+        raise SepgraphError(f"{rule.replace('-', '_')} {target:g}: the most a cut can reach is {most:.2f}% (removing "
+                            f"all {len(order)} scored units); choose a smaller target",
+                            arguments=(rule.replace("-", "_"),))
+    taken = set(order[:int(reached[0]) + 1])
+    removed = points_removed([units[k] for k in taken], names)
+    return Cut(rule, target, None, removed, [u.name for k, u in enumerate(units) if k in taken],
+               scores[order[int(reached[0])]],
+               [Contribution(u.name, u.input_point, u.output_point, score, k in taken)
+                for k, (u, score) in enumerate(zip(units, scores, strict=True))],
+               [units[k].name for k in order])
 
 
 def tau_for_count(values: Sequence[float], names: Sequence[str], units: Sequence[RemovableUnit], count: int
@@ -188,19 +278,29 @@ def tau_for_count(values: Sequence[float], names: Sequence[str], units: Sequence
 
 
 def check_rule(rule: str, parameter: float | None) -> None:
-    """A known rule with a finite, non-negative parameter (None: the rule's default)."""
+    """A known rule with a finite, non-negative parameter (None: the rule's default); a target rule's parameter is
+    a percentage above 0 and below 100."""
     if rule not in RULES:
         raise SepgraphError(f"unknown rule {rule!r}; choose one of {', '.join(RULES)}")
+    if rule in TARGET_RULES:
+        if parameter is None or not 0 < parameter < 100:
+            what = "parameters" if rule == "target-params" else "FLOPs"
+            shown = parameter if parameter is None else f"{parameter:g}"
+            raise SepgraphError(f"{rule.replace('-', '_')} {shown}: a target is the share of {what} to save, "
+                                "a percentage above 0 and below 100", arguments=(rule.replace("-", "_"),))
+        return
     if parameter is not None and not 0 <= parameter < np.inf:
         raise SepgraphError(f"the {rule} rule's tau must be a finite number of 0 or more, got {parameter}",
                             arguments=("tau",))
 
 
 def apply_rule(values: Sequence[float], rule: str = "plateau", parameter: float | None = None,
-               names: Sequence[str] | None = None, units: Sequence[RemovableUnit] | None = None) -> Cut:
-    """Apply a rule by name with its default parameter unless one is given.
+               names: Sequence[str] | None = None, units: Sequence[RemovableUnit] | None = None,
+               sizes: UnitSizes | None = None) -> Cut:
+    """Apply a rule by name to a curve with its default parameter unless one is given.
 
-    The unit rules need ``names`` (the curve's layer points) and ``units`` (the model's removable units).
+    The unit and target rules need ``names`` (the curve's layer points) and ``units`` (the model's removable
+    units); the target rules also the units' ``sizes``.
     """
     check_rule(rule, parameter)
     parameter = DEFAULT_PARAMETERS[rule] if parameter is None else parameter
@@ -211,15 +311,36 @@ def apply_rule(values: Sequence[float], rule: str = "plateau", parameter: float 
     if names is None or units is None:
         raise SepgraphError(f"the {rule} rule judges removable units, which analyses of sepgraph's zoo models record "
                             "in manifest.json; an older results folder gets them with 'sepgraph analyze --resume'")
+    if rule in TARGET_RULES:
+        return target_cut(contributions(values, names, units), names, units, _needed(sizes, rule), rule, parameter)
     return unit_removals(values, names, units, parameter, relative=rule == "delta")
 
 
+def _needed(sizes: UnitSizes | None, rule: str) -> UnitSizes:
+    if sizes is None:
+        raise SepgraphError(f"the {rule} rule needs the removable units' sizes, which 'sepgraph prune' reads off a "
+                            "zoo model whose analysis recorded its units in manifest.json")
+    return sizes
+
+
 def recommend(rows: Sequence[LayerRow], rule: str = "plateau", parameter: float | dict[str, float] | None = None,
-              units: Sequence[RemovableUnit] | None = None, curves: Sequence[str] = PAPER_CURVES) -> dict[str, Cut]:
-    """Criterion I under the same rule on each of ``curves`` (keys of :data:`CURVES`; by default M and the
+              units: Sequence[RemovableUnit] | None = None, curves: Sequence[str] = PAPER_CURVES,
+              scores: dict[str, Sequence[float]] | None = None, sizes: UnitSizes | None = None) -> dict[str, Cut]:
+    """Criterion I under the same rule on each of ``curves`` (keys of :data:`CRITERIA`; by default M and the
     mean of Lu et al.'s Q over its batches), from an analysis's rows. ``parameter`` may differ per curve
-    (a dict by key)."""
+    (a dict by key). A unit score (kind :data:`SCORE`) takes its values from ``scores`` (one per unit) and is cut
+    by the target rules only; ``random`` has no cut of its own (its cuts match the others')."""
     names = [row.name for row in rows]
-    return {key: apply_rule(curve_values(rows, key), rule,
-                            parameter.get(key) if isinstance(parameter, dict) else parameter, names, units)
-            for key in check_curves(curves)}
+    cuts = {}
+    for key in check_criteria(curves):
+        value = parameter.get(key) if isinstance(parameter, dict) else parameter
+        if CRITERIA[key].kind == CURVE:
+            cuts[key] = apply_rule(curve_values(rows, key), rule, value, names, units, sizes)
+        elif CRITERIA[key].kind == SCORE:
+            check_criteria([key], [rule])
+            check_rule(rule, value)
+            if scores is None or key not in scores or units is None:
+                raise SepgraphError(f"criterion {key!r} scores removable units, which 'sepgraph prune' reads off a "
+                                    "zoo model whose analysis recorded its units in manifest.json")
+            cuts[key] = target_cut(scores[key], names, units, _needed(sizes, rule), rule, value)
+    return cuts

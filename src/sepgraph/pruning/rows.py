@@ -1,5 +1,6 @@
-"""Training the rows of a pruning comparison (SPEC 8, 9): every cut beside an unpruned control trained alike; refit
-the head, fine-tune, and count accuracy, parameters and FLOPs (``sepgraph prune``).
+"""Training the rows of a pruning comparison (SPEC 8, 9, 19): every cut beside an unpruned control trained alike;
+refit the head, fine-tune, and count accuracy, parameters and FLOPs (``sepgraph prune``); or, with nothing trained,
+each cut's zero-training proxy (``--proxy-only``).
 
 Every row, the control included, gets the same head-only epochs and fine-tuning recipe, seed included,
 so the accuracy change against the control is what the cut did. Each trained model lives in
@@ -13,7 +14,6 @@ import copy
 import hashlib
 import json
 import shutil
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -26,74 +26,58 @@ from ..errors import SepgraphError
 from ..files import atomic_text
 from ..models.checkpoints import save_weights
 from ..models.factory import build_model
+from ..models.protocol import RemovableUnit
 from ..models.pruned import PruningSpec, apply_pruning, reinitialise
 from ..models.registry import input_size
 from ..models.size import flop_count, parameter_count
 from ..results.folder import load_results, removable_units_of
 from ..training.evaluation import evaluate
 from ..training.loop import train
+from ..training.recalibration import proxy_images, recalibrate_batch_norm
 from ..training.recipe import Recipe
-from .candidates import Candidate, Rule, as_rules, candidates, reference_candidate
-from .criterion import PAPER_CURVES, check_curves, check_rule
+from .candidates import Candidate, candidates, reference_candidate
+from .criterion import TARGET_RULES, UnitSizes
+from .options import PruningOptions
+from .scores import magnitude_scores, unit_sizes, without_each
 from .table import PruningRow, write_pruning
 
 
 def compare_pruning(
     results: str | Path,
     train_data: str | DataSource | ImageDataset,
+    options: PruningOptions | None = None,
     *,
     test_data: str | DataSource | ImageDataset | None = None,
-    rules: Sequence[str | Rule] = ("plateau",),
-    curves: Sequence[str] = PAPER_CURVES,
-    equal_units: bool = False,
-    reference_cuts: Sequence[str] = (),
-    init: str = "finetune",
-    head_epochs: int = 1,
     recipe: Recipe | None = None,
     device: str = "auto",
     progress: bool = True,
 ) -> list[PruningRow]:
-    """Prune the analysed model where each curve says under each rule (by default M and Lu et al.'s Q), train
-    every row and the unpruned control alike, and write ``pruning.csv`` and ``pruning.md`` into the results folder.
+    """Prune the analysed model as ``options`` say (by default M's and Lu et al.'s Q's plateau cuts), train every
+    row and the unpruned control alike, and write ``pruning.csv`` and ``pruning.md`` into the results folder; with
+    ``options.proxy_only``, measure each cut's proxy accuracy instead, train nothing and write ``proxy.csv``,
+    ``proxy.md`` and ``proxy-orders.json``.
 
     Args:
-        rules: Criterion I rules, each a name or (name, parameter); ``plateau`` and ``peak`` truncate,
-            ``delta`` and ``delta-abs`` remove units (SPEC 8).
-        curves: keys of :data:`~sepgraph.pruning.criterion.CURVES` (SPEC 16): one pruned model per curve and rule.
-        equal_units: add ``delta`` rows at equal unit counts: each curve's tau chosen so it removes as
-            many units as the first curve does under the ``delta`` rule (the next curve's count if it removes
-            none).
-        reference_cuts: published or hand-picked prunings, ``MODEL+remove=...`` or ``remove=...``.
-        head_epochs: head-only epochs (batch-norm statistics frozen) before ``recipe.epochs`` of fine-tuning.
+        train_data: where heads are refitted, models fine-tuned and batch-norm statistics re-estimated.
         test_data: where accuracy is measured (default: the analysis's data, read like ``train_data``).
 
     Returns:
         the table's rows, the control first.
     """
-    rules = as_rules(rules)
-    check_options(rules, init, head_epochs, curves)
+    options = options or PruningOptions()
     results = Path(results)
     manifest, rows = load_results(results)
-    comparison = _Comparison.open(results, manifest["parameters"], train_data, test_data, init, head_epochs,
+    comparison = _Comparison.open(results, manifest["parameters"], train_data, test_data, options,
                                   recipe or Recipe(), device, progress)
-    found = candidates(comparison.base, rows, removable_units_of(manifest), rules, curves, equal_units)
+    units = removable_units_of(manifest)
+    sizes, scores = comparison.unit_measures(units)
+    found = candidates(comparison.base, rows, units, options, sizes, scores, comparison.recipe.seed)
     found += [reference_candidate(comparison.original, text, comparison.base, manifest["parameters"]["convention"],
-                                  comparison.classes, comparison.size) for text in reference_cuts]  # checked first
+                                  comparison.classes, comparison.size) for text in options.reference_cuts]
     table = comparison.train_all(found)
-    write_pruning(results, table, comparison.recipe)
+    orders = {row.curve: list(row.order) for row in found if row.order}  # a criterion's order, whatever the target
+    write_pruning(results, table, comparison.recipe, "proxy" if options.proxy_only else "pruning", orders)
     return table
-
-
-def check_options(rules: Sequence[str | Rule], init: str, head_epochs: int,
-                  curves: Sequence[str] = PAPER_CURVES) -> None:
-    """The comparison's own options, checked before anything is analysed or trained (the recipe checks itself)."""
-    check_curves(curves)
-    for item in rules:
-        check_rule(*((item, None) if isinstance(item, str) else item))
-    if init not in ("finetune", "scratch"):
-        raise SepgraphError(f"init must be finetune or scratch, got {init!r}", arguments=("init",))
-    if head_epochs < 0:
-        raise SepgraphError(f"head_epochs must be 0 or more, got {head_epochs}", arguments=("head_epochs",))
 
 
 @dataclass
@@ -109,13 +93,14 @@ class _Comparison:
     train_set: ImageDataset
     test_set: ImageDataset
     recipe: Recipe
+    options: PruningOptions
     settings: dict
     device: str
     progress: bool
 
     @classmethod
     def open(cls, results: Path, parameters: dict, train_data: str | DataSource | ImageDataset,
-             test_data: str | DataSource | ImageDataset | None, init: str, head_epochs: int, recipe: Recipe,
+             test_data: str | DataSource | ImageDataset | None, options: PruningOptions, recipe: Recipe,
              device: str, progress: bool) -> _Comparison:
         """The comparison of the analysis in ``results`` (its manifest's ``parameters``): an unpruned zoo model's
         convention points."""
@@ -132,24 +117,39 @@ class _Comparison:
         original = build_model(base, classes, parameters["weights"], parameters["seed"]).model
         settings = {"model": base, "weights_sha256": parameters["weights_sha256"], "train_data": train_set.spec,
                     "train_sha256": train_set.sha256, "test_data": test_set.spec, "test_sha256": test_set.sha256,
-                    "normalize": normalize, "init": init, "head_epochs": head_epochs, "recipe": asdict(recipe)}
+                    "normalize": normalize, "init": options.init, "head_epochs": options.head_epochs,
+                    "recipe": asdict(recipe)}
         if not parameters["weights"]:
             settings["analysis_seed"] = parameters["seed"]
-        return cls(results, base, classes, input_size(base), original, train_set, test_set, recipe, settings, device,
-                   progress)
+        return cls(results, base, classes, input_size(base), original, train_set, test_set, recipe, options, settings,
+                   device, progress)
+
+    def unit_measures(self, units: list[RemovableUnit] | None
+                      ) -> tuple[UnitSizes | None, dict[str, list[float]] | None]:
+        """The units' sizes where a target rule or random cuts need them, and the unit scores the criteria name."""
+        if units is None:
+            return None, None
+        needs_sizes = self.options.draws_random or any(rule in TARGET_RULES for rule, _ in self.options.all_rules)
+        needs_scores = "magnitude" in self.options.curves
+        without = without_each(self.original, units) if needs_sizes or needs_scores else []
+        sizes = unit_sizes(self.original, without, self.size) if needs_sizes else None
+        scores = {"magnitude": magnitude_scores(self.original, without)} if needs_scores else None
+        return sizes, scores
 
     def train_all(self, found: list[Candidate]) -> list[PruningRow]:
-        """Train each distinct pruning once and give every candidate its row, the control first."""
+        """Train (or, proxy only, measure) each distinct pruning once and give every candidate its row, the control
+        first."""
         accuracy = evaluate(self.original, self.test_set, normalize=self.settings["normalize"], device=self.device,
                             progress=self.progress).accuracy
         params, flops = parameter_count(self.original), flop_count(self.original, self.size)
-        trained: dict[str | None, dict] = {}
+        outcomes: dict[str | None, dict] = {}
         table = []
         for candidate in found:
             pruning = candidate.spec.pruning
-            if pruning not in trained:
-                trained[pruning] = self._trained_row(candidate.spec)
-            outcome = trained[pruning]
+            if pruning not in outcomes:
+                outcomes[pruning] = self._proxy_row(candidate.spec) if self.options.proxy_only \
+                    else self._trained_row(candidate.spec)
+            outcome = outcomes[pruning]
             table.append(dict(
                 model=self.base, curve=candidate.curve, kind=candidate.kind, rule=candidate.rule,
                 parameter=candidate.parameter, cut=candidate.cut, pruned_model=str(candidate.spec),
@@ -158,12 +158,21 @@ class _Comparison:
                 head_epochs=self.settings["head_epochs"], finetune_epochs=self.recipe.epochs, seed=self.recipe.seed,
                 params_original=params, flops_original=flops,
                 params_saved_pct=100.0 * (1 - outcome["params_pruned"] / params),
-                flops_saved_pct=100.0 * (1 - outcome["flops_pruned"] / flops)))
-        control = trained[None]["accuracy_finetuned"]
-        return [PruningRow(**row, accuracy_vs_control=row["accuracy_finetuned"] - control) for row in table]
+                flops_saved_pct=100.0 * (1 - outcome["flops_pruned"] / flops), matches=candidate.matches))
+        control = outcomes[None]["accuracy_finetuned"]
+        return [PruningRow(**row, accuracy_vs_control=None if control is None else row["accuracy_finetuned"] - control)
+                for row in table]
+
+    def _proxy_row(self, spec: PruningSpec) -> dict:
+        """One pruned model's size and proxy accuracy, nothing trained and nothing written."""
+        model = self._pruned(spec, start=False)
+        return {"accuracy_head_refit": None, "accuracy_finetuned": None, "accuracy_proxy": self._proxy(model, spec),
+                "params_pruned": parameter_count(model), "flops_pruned": flop_count(model, self.size),
+                "train_seconds": 0.0, "weights": ""}
 
     def _trained_row(self, spec: PruningSpec) -> dict:
-        """Build (seeded), refit the head, fine-tune and measure one pruned model, or reuse a finished run.
+        """Build (seeded), measure the proxy, refit the head, fine-tune and measure one pruned model, or reuse a
+        finished run (adding the proxy to a row finished before it existed).
 
         ``pruning/<unpruned|remove|truncate>-<key>/`` holds ``settings.json``, the training runs (``head/``,
         ``finetune/``, resumable), ``model.pt`` and, once complete, ``row.json``.
@@ -172,27 +181,44 @@ class _Comparison:
         key = hashlib.sha256(json.dumps(row_settings, sort_keys=True).encode()).hexdigest()[:12]
         out = self.results / "pruning" / f"{spec.operation or 'unpruned'}-{key}"
         if (out / "row.json").is_file():
-            return json.loads((out / "row.json").read_text())
+            row = json.loads((out / "row.json").read_text())
+            if "accuracy_proxy" not in row:
+                row["accuracy_proxy"] = self._proxy(self._pruned(spec, start=False), spec)
+                atomic_text(out / "row.json", json.dumps(row, indent=1) + "\n")
+            return row
         if out.exists() and not (out / "settings.json").is_file():
             shutil.rmtree(out)
         out.mkdir(parents=True, exist_ok=True)
         atomic_text(out / "settings.json", json.dumps(row_settings, indent=1) + "\n")
         model = self._pruned(spec)
+        proxy = self._proxy(model if self.settings["init"] == "finetune" else self._pruned(spec, start=False), spec)
         head_refit, finetuned, seconds = self._train(model, out)
         save_weights(model, out / "model.pt")
-        row = {"accuracy_head_refit": head_refit, "accuracy_finetuned": finetuned,
+        row = {"accuracy_head_refit": head_refit, "accuracy_finetuned": finetuned, "accuracy_proxy": proxy,
                "params_pruned": parameter_count(model), "flops_pruned": flop_count(model, self.size),
                "train_seconds": seconds, "weights": str((out / "model.pt").relative_to(self.results))}
         atomic_text(out / "row.json", json.dumps(row, indent=1) + "\n")
         return row
 
-    def _pruned(self, spec: PruningSpec) -> nn.Module:
-        """The original model pruned as ``spec`` says (a copy), re-initialised for ``--init scratch``."""
+    def _proxy(self, model: nn.Module, spec: PruningSpec) -> float | None:
+        """The zero-training proxy (SPEC 19): accuracy of a copy of ``model`` after batch-norm recalibration on
+        :data:`~sepgraph.training.recalibration.PROXY_IMAGES` unaugmented training images drawn with the recipe's
+        seed; None for a truncation (its new head is untrained)."""
+        if spec.operation == "truncate":
+            return None
+        recalibrated = recalibrate_batch_norm(copy.deepcopy(model), self.train_set,
+                                              proxy_images(self.train_set, self.recipe.seed),
+                                              normalize=self.settings["normalize"], device=self.device)
+        return self._accuracy(recalibrated)
+
+    def _pruned(self, spec: PruningSpec, start: bool = True) -> nn.Module:
+        """The original model pruned as ``spec`` says (a copy), re-initialised for ``--init scratch`` when it is
+        where training ``start``s (the proxy measures the surviving weights, never a scratch start)."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.recipe.seed)  # a new head (truncation) or a scratch start: the same draws each time
             model = apply_pruning(self.original, spec, self.classes, self.size) if spec.operation \
                 else copy.deepcopy(self.original)
-            if self.settings["init"] == "scratch":
+            if start and self.settings["init"] == "scratch":
                 reinitialise(model)
         return model
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from ..errors import SepgraphError
 from ..files import atomic_text
 from ..training.recipe import Recipe
-from .criterion import CURVES, PAPER_CURVES
+from .criterion import CRITERIA, PAPER_CURVES
 
 CONTROL = "unpruned"
 """The ``curve`` of the control row: the original model trained like every pruned row."""
@@ -27,15 +28,20 @@ class PruningRow:
     """One row of ``pruning.csv``: a cut, how it was chosen, and what training it alike gave (SPEC 8, 9).
 
     Attributes:
-        model: the analysed model; curve: ``unpruned``, a curve's label or ``reference``.
-        kind: ``control``, ``criterion``, ``equal-units`` or ``reference``.
-        rule, parameter: Criterion I's rule and tau; cut: what was kept or removed; pruned_model: the spec that
-            rebuilds it; points_removed, units_removed; init: ``finetune`` or ``scratch``.
+        model: the analysed model; curve: ``unpruned``, a criterion's label or ``reference``.
+        kind: ``control``, ``criterion``, ``equal-units``, ``random`` or ``reference``.
+        rule, parameter: the rule and its tau (a target rule: the percentage to save); cut: what was kept or
+            removed; pruned_model: the spec that rebuilds it; points_removed, units_removed; init: ``finetune`` or
+            ``scratch``.
         accuracy_original, accuracy_head_refit, accuracy_finetuned: percent, before, after head-only training,
-            after fine-tuning; accuracy_vs_control: fine-tuned minus the control's.
+            after fine-tuning; accuracy_vs_control: fine-tuned minus the control's (None where nothing trained,
+            ``--proxy-only``).
         head_epochs, finetune_epochs, seed: the training every row shares.
         params_*, flops_*: sizes before and after, and the share saved (percent; FLOPs of one image).
         train_seconds: the row's training epochs; weights: its ``model.pt``, relative to the results folder.
+        accuracy_proxy: percent after batch-norm recalibration alone (SPEC 19); None for a truncation (its new
+            head is untrained).
+        matches: a random cut's matched row, the criterion's label (empty otherwise).
     """
 
     model: str
@@ -49,9 +55,9 @@ class PruningRow:
     units_removed: int
     init: str
     accuracy_original: float
-    accuracy_head_refit: float
-    accuracy_finetuned: float
-    accuracy_vs_control: float
+    accuracy_head_refit: float | None
+    accuracy_finetuned: float | None
+    accuracy_vs_control: float | None
     head_epochs: int
     finetune_epochs: int
     seed: int
@@ -63,6 +69,8 @@ class PruningRow:
     flops_saved_pct: float
     train_seconds: float
     weights: str
+    accuracy_proxy: float | None = None
+    matches: str = ""
 
     @staticmethod
     def columns() -> list[str]:
@@ -78,20 +86,36 @@ class PruningRow:
         """A row read back from pruning.csv, numbers as numbers."""
         values = {}
         for field in fields(cls):
+            if field.name in LATER_COLUMNS and field.name not in record:
+                continue  # a table written before the column existed: its default
             text = record[field.name]
             values[field.name] = int(text) if field.type == "int" else \
                 (float(text) if text else None) if field.type in ("float", "float | None") else text
         return cls(**values)
 
 
-def write_pruning(results: Path, table: list[PruningRow], recipe: Recipe) -> None:
-    """``pruning.csv`` and ``pruning.md`` of a results folder, atomically."""
+LATER_COLUMNS = ("accuracy_proxy", "matches")
+"""Columns added after the first tables were written; a table without them reads with their defaults."""
+
+
+def write_pruning(results: Path, table: list[PruningRow], recipe: Recipe, stem: str = "pruning",
+                  orders: dict[str, list[str]] | None = None) -> None:
+    """``STEM.csv``, ``STEM.md`` and ``STEM-orders.json`` of a results folder (``pruning``; ``proxy`` for a
+    comparison with nothing trained), atomically; ``orders``: each criterion's order of the units under a target
+    rule, first to go first, shown under the table and in the report."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(PruningRow.columns())
     writer.writerows(row.csv_values() for row in table)
-    atomic_text(results / "pruning.csv", buffer.getvalue())
-    atomic_text(results / "pruning.md", pruning_markdown(table, recipe))
+    atomic_text(results / f"{stem}-orders.json", json.dumps(orders or {}, indent=1) + "\n")
+    atomic_text(results / f"{stem}.md", pruning_markdown(table, recipe, orders))
+    atomic_text(results / f"{stem}.csv", buffer.getvalue())  # last: the table is there once all of it is
+
+
+def load_orders(results: str | Path) -> dict[str, list[str]]:
+    """Each criterion's order of the units as the last ``sepgraph prune`` wrote it (empty when none)."""
+    path = Path(results) / "pruning-orders.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def load_pruning(results: str | Path) -> list[PruningRow] | None:
@@ -101,7 +125,8 @@ def load_pruning(results: str | Path) -> list[PruningRow] | None:
         return None
     with open(path, newline="") as handle:
         reader = csv.DictReader(handle)
-        missing = [column for column in PruningRow.columns() if column not in (reader.fieldnames or ())]
+        missing = [column for column in PruningRow.columns()
+                   if column not in (reader.fieldnames or ()) and column not in LATER_COLUMNS]
         if missing:
             raise SepgraphError(f"{str(path)!r} was written by an older sepgraph (it lacks {', '.join(missing)}); "
                                 "run 'sepgraph prune' again to compare against the unpruned control")
@@ -109,8 +134,8 @@ def load_pruning(results: str | Path) -> list[PruningRow] | None:
 
 
 def curve_label(key: str) -> str:
-    """How tables name the curve of a key of :data:`~sepgraph.pruning.criterion.CURVES`."""
-    return CURVES[key].label
+    """How tables name the criterion of a key of :data:`~sepgraph.pruning.criterion.CRITERIA`."""
+    return CRITERIA[key].label
 
 
 def rule_label(row: PruningRow) -> str:
@@ -119,8 +144,14 @@ def rule_label(row: PruningRow) -> str:
 
 
 def change_label(row: PruningRow) -> str:
-    """A row's fine-tuned accuracy against the control, ``-2.24``; ``-`` for the control itself."""
-    return "-" if row.kind == "control" else f"{row.accuracy_vs_control:+.2f}"
+    """A row's fine-tuned accuracy against the control, ``-2.24``; ``-`` for the control itself and where nothing
+    was trained."""
+    return "-" if row.kind == "control" or row.accuracy_vs_control is None else f"{row.accuracy_vs_control:+.2f}"
+
+
+def percent(value: float | None) -> str:
+    """An accuracy as tables show it, ``91.25``; ``-`` where there is none."""
+    return "-" if value is None else f"{value:.2f}"
 
 
 def curve_pairs(table: list[PruningRow]) -> list[tuple[str, PruningRow, PruningRow]]:
@@ -154,8 +185,9 @@ def _pair_sentence(name: str, m: PruningRow, q: PruningRow) -> str:
     """Where the cuts by M and by Q of one rule setting differ, or why they agree."""
     if m.pruned_model != q.pruned_model:
         return (f"{name}: M {_outcome(m)}; Q {_outcome(q)}. M minus Q: "
-                f"{m.params_saved_pct - q.params_saved_pct:+.1f} points of parameters saved, "
-                f"{m.accuracy_vs_control - q.accuracy_vs_control:+.2f} points of accuracy.")
+                f"{m.params_saved_pct - q.params_saved_pct:+.1f} points of parameters saved"
+                + ("." if m.accuracy_vs_control is None or q.accuracy_vs_control is None else
+                   f", {m.accuracy_vs_control - q.accuracy_vs_control:+.2f} points of accuracy."))
     nothing = ("both curves still rise at their last point" if m.rule in ("plateau", "peak")
                else "no unit's contribution is at or below the threshold on either curve")
     same = ("the same units contribute least to either curve" if m.kind == "equal-units" else
@@ -169,28 +201,64 @@ def _outcome(row: PruningRow) -> str:
     units, points = row.units_removed, row.points_removed
     removed = (f"removes {units} unit{'s' if units > 1 else ''}" if units else
                f"truncates {points} point{'s' if points > 1 else ''}" if points else "cuts nothing")
-    return (f"{removed} ({row.params_saved_pct:.1f}% of parameters), {row.accuracy_finetuned:.2f}% "
-            f"({row.accuracy_vs_control:+.2f} vs control)")
+    return (f"{removed} ({row.params_saved_pct:.1f}% of parameters), {percent(row.accuracy_finetuned)}% "
+            f"({change_label(row)} vs control)")
 
 
-def pruning_markdown(table: list[PruningRow], recipe: Recipe | None = None) -> str:
-    """The comparison as a Markdown table with the control marked and every row's change against it."""
-    lines = ["| curve | rule (tau) | cut | accuracy (%): original / head refit / fine-tuned | vs control | "
-             "parameters saved | FLOPs saved | pruned model |", "|---|---|---|---|---:|---:|---:|---|"]
+def pruning_markdown(table: list[PruningRow], recipe: Recipe | None = None,
+                     orders: dict[str, list[str]] | None = None) -> str:
+    """The comparison as a Markdown table with the control marked and every row's change against it; the random
+    cuts matched to one row as one line of means and ranges; then each criterion's order of the units."""
+    lines = ["| curve | rule (tau or target %) | cut | accuracy (%): original / proxy / head refit / fine-tuned | "
+             "vs control | parameters saved | FLOPs saved | pruned model |", "|---|---|---|---|---:|---:|---:|---|"]
+    randoms: dict[tuple[str, str], list[PruningRow]] = {}
     for row in table:
+        if row.kind == "random":
+            randoms.setdefault((row.matches, rule_label(row)), []).append(row)
+    for row in table:
+        if row.kind == "random":
+            continue
         curve = f"**{row.curve}** (control)" if row.kind == "control" else row.curve
         if row.kind == "equal-units":
             curve += " at equal units"
         lines.append(
-            f"| {curve} | {rule_label(row)} | {row.cut} | {row.accuracy_original:.2f} / {row.accuracy_head_refit:.2f} "
-            f"/ {row.accuracy_finetuned:.2f} | {change_label(row)} | {row.params_saved_pct:.2f}% "
-            f"({row.params_original:,} -> {row.params_pruned:,}) | {row.flops_saved_pct:.2f}% | "
-            f"`{row.pruned_model}` |")
+            f"| {curve} | {rule_label(row)} | {row.cut} | {row.accuracy_original:.2f} / {percent(row.accuracy_proxy)} "
+            f"/ {percent(row.accuracy_head_refit)} / {percent(row.accuracy_finetuned)} | {change_label(row)} | "
+            f"{row.params_saved_pct:.2f}% ({row.params_original:,} -> {row.params_pruned:,}) | "
+            f"{row.flops_saved_pct:.2f}% | `{row.pruned_model}` |")
+        group = randoms.pop((curve, rule_label(row)), None)  # the random cuts matched to it, beside it
+        if group:
+            lines.append(_random_line(group))
+    lines += [_random_line(group) for group in randoms.values()]
     first = table[0]
-    training = (f"{first.head_epochs} head-only epoch(s), then {first.finetune_epochs} fine-tuning epoch(s)"
-                + (f" (lr {recipe.lr}, batch {recipe.batch_size}, milestones {list(recipe.milestones)})"
-                   if recipe else "") + f", seed {first.seed}, init {first.init}")
-    lines.append(f"\nEvery row, the control included, trained alike: {training}. The control (`{CONTROL}`) is the "
-                 "original model trained with that same budget; *vs control* is each row's fine-tuned accuracy "
-                 "minus the control's, so it shows what the cut did rather than what the extra training did.")
+    if first.accuracy_finetuned is None:
+        lines.append("\nNothing was trained: *proxy* is each cut's accuracy after batch-norm recalibration alone "
+                     f"(running statistics re-estimated on unaugmented training images drawn with seed {first.seed}; "
+                     "SPEC 19); a truncation has none (its new head is untrained).")
+    else:
+        training = (f"{first.head_epochs} head-only epoch(s), then {first.finetune_epochs} fine-tuning epoch(s)"
+                    + (f" (lr {recipe.lr}, batch {recipe.batch_size}, milestones {list(recipe.milestones)})"
+                       if recipe else "") + f", seed {first.seed}, init {first.init}")
+        lines.append(f"\nEvery row, the control included, trained alike: {training}. The control (`{CONTROL}`) is the "
+                     "original model trained with that same budget; *vs control* is each row's fine-tuned accuracy "
+                     "minus the control's, so it shows what the cut did rather than what the extra training did. "
+                     "*proxy* is the accuracy after batch-norm recalibration alone, before any training (SPEC 19).")
+    for label, order in (orders or {}).items():
+        lines.append(f"\nOrder of {label}, first to go first: {', '.join(order)}.")
     return "\n".join(lines) + "\n"
+
+
+def _random_line(group: list[PruningRow]) -> str:
+    """The random cuts matched to one row: each accuracy as mean [min, max] over the cuts."""
+    def spread(values: list[float | None]) -> str:
+        known = [value for value in values if value is not None]
+        if not known:
+            return "-"
+        return f"{sum(known) / len(known):.2f} [{min(known):.2f}, {max(known):.2f}]"
+
+    row = group[0]
+    return (f"| random ({len(group)} cuts matching {row.matches}) | {rule_label(row)} | same units per size class | "
+            f"{row.accuracy_original:.2f} / {spread([r.accuracy_proxy for r in group])} / "
+            f"{spread([r.accuracy_head_refit for r in group])} / {spread([r.accuracy_finetuned for r in group])} | "
+            f"{spread([r.accuracy_vs_control for r in group])} | {row.params_saved_pct:.2f}% | "
+            f"{row.flops_saved_pct:.2f}% | |")

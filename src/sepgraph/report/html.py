@@ -18,7 +18,7 @@ from .._version import __version__
 from ..errors import SepgraphError
 from ..files import atomic_text, atomic_write, file_sha256
 from ..pruning.criterion import Cut, check_rule, recommend
-from ..pruning.table import change_label, load_pruning, rule_label
+from ..pruning.table import change_label, load_orders, load_pruning, percent, rule_label
 from ..results.dynamics_table import load_dynamics
 from ..results.folder import edges_path, load_results, removable_units_of
 from ..results.layer_row import LayerRow
@@ -175,19 +175,22 @@ def _pruning_html(results: Path) -> str:
                 "run <code>sepgraph prune</code> again to compare against it.</p>")
     if not rows:
         return ""
-    head = ("<tr><th>curve</th><th>rule (tau)</th><th>cut</th><th>accuracy original</th><th>after head refit</th>"
+    head = ("<tr><th>curve</th><th>rule (tau or target %)</th><th>cut</th><th>accuracy original</th>"
+            "<th>proxy (batch norm recalibrated)</th><th>after head refit</th>"
             "<th>after fine-tuning</th><th>vs control</th><th>parameters</th><th>parameters saved</th>"
             "<th>FLOPs saved</th><th>pruned model</th></tr>")
     body = []
     for r in rows:
         control = r.kind == "control"
         curve = html.escape(r.curve) + (" <b>(control)</b>" if control else
-                                           " at equal units" if r.kind == "equal-units" else "")
+                                           " at equal units" if r.kind == "equal-units" else
+                                           f" matching {html.escape(r.matches)}" if r.kind == "random" else "")
         rule, change = html.escape(rule_label(r)), html.escape(change_label(r))
         body.append(
             f"<tr><td>{curve}</td><td>{rule}</td><td>{html.escape(r.cut)}</td>"
-            f"<td>{r.accuracy_original:.2f}%</td><td>{r.accuracy_head_refit:.2f}%</td>"
-            f"<td>{r.accuracy_finetuned:.2f}%</td><td>{change}</td>"
+            f"<td>{r.accuracy_original:.2f}%</td><td>{percent(r.accuracy_proxy)}</td>"
+            f"<td>{percent(r.accuracy_head_refit)}</td>"
+            f"<td>{percent(r.accuracy_finetuned)}</td><td>{change}</td>"
             f"<td>{r.params_original:,} &rarr; {r.params_pruned:,}</td>"
             f"<td>{r.params_saved_pct:.2f}%</td><td>{r.flops_saved_pct:.2f}%</td>"
             f"<td><code>{html.escape(r.pruned_model)}</code></td></tr>")
@@ -195,8 +198,12 @@ def _pruning_html(results: Path) -> str:
     return (f"<h2>Pruning</h2><p>Every row, the control included, got {first.head_epochs} head-only and "
             f"{first.finetune_epochs} fine-tuning epochs with seed {first.seed}, init "
             f"{html.escape(first.init)} (SPEC 9). The <b>control</b> is the unpruned model trained with that same "
-            "budget; <i>vs control</i> is each row's fine-tuned accuracy minus the control's.</p>"
-            f"<table class='facts'><thead>{head}</thead><tbody>{''.join(body)}</tbody></table>")
+            "budget; <i>vs control</i> is each row's fine-tuned accuracy minus the control's; <i>proxy</i> is the "
+            "accuracy after batch-norm recalibration alone, before any training (SPEC 19). Random cuts remove as "
+            "many units of each size class as the cut they match.</p>"
+            f"<table class='facts'><thead>{head}</thead><tbody>{''.join(body)}</tbody></table>"
+            + "".join(f"<p>Order of {html.escape(label)}, first to go first: {html.escape(', '.join(order))}.</p>"
+                      for label, order in load_orders(results).items()))
 
 
 def _table(rows: list[LayerRow]) -> str:

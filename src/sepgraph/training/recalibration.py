@@ -1,0 +1,44 @@
+"""The zero-training proxy of a cut (SPEC 19): batch-norm statistics re-estimated on a few training images, every
+weight left as it is."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.dataset import ImageDataset
+from ..devices import evaluation_mode, resolve_device
+
+PROXY_IMAGES = 2048
+"""Unaugmented training images the statistics are re-estimated on."""
+PROXY_BATCH = 256
+"""Images per batch of the re-estimation (each batch's statistics count equally in the cumulative average)."""
+
+
+def proxy_images(dataset: ImageDataset, seed: int, count: int = PROXY_IMAGES) -> np.ndarray:
+    """(min(count, N),) indices of ``dataset`` drawn without replacement by ``seed``, in drawn order."""
+    return np.random.default_rng(seed).permutation(len(dataset))[:count]
+
+
+def recalibrate_batch_norm(model: nn.Module, dataset: ImageDataset, indices: np.ndarray, *, normalize: str,
+                           batch_size: int = PROXY_BATCH, device: str = "auto") -> nn.Module:
+    """Reset every batch norm's running statistics and re-estimate them as the cumulative average over batches of
+    ``indices`` (momentum None), with the model otherwise in eval mode (dropout off) and no gradient; the
+    momenta come back afterwards. Returns ``model``, changed in place."""
+    norms = [module for module in model.modules() if isinstance(module, nn.modules.batchnorm._BatchNorm)]
+    momenta = [norm.momentum for norm in norms]
+    target = resolve_device(device)
+    model.to(target)
+    try:
+        with evaluation_mode(model), torch.no_grad():
+            for norm in norms:
+                norm.reset_running_stats()
+                norm.momentum = None
+                norm.train()
+            for images, _ in dataset.batches(indices, batch_size, normalize):
+                model(images.to(target))
+    finally:
+        for norm, momentum in zip(norms, momenta, strict=True):
+            norm.momentum = momentum
+    return model
