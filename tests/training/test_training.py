@@ -1,4 +1,5 @@
 import json
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -182,3 +183,31 @@ def test_bf16_trains_where_native_and_is_recorded(tmp_path, digits_train, monkey
     with pytest.raises(SepgraphError, match=r"the recipe changed \(precision\)"):
         train(fresh_model(), digits_train, normalize="none", recipe=replace(recipe, precision="fp32", epochs=2),
               out=tmp_path, resume=True, progress=False, device="cpu")
+
+
+@pytest.mark.parametrize("epochs", [1, 4, 7])
+def test_schedules_follow_the_hand_computed_rates(epochs):
+    """SPEC 10: ``step`` multiplies by gamma at each milestone; ``cosine`` is lr (1 + cos(pi e / E)) / 2 at epoch e."""
+    for schedule, wanted in (
+            ("cosine", [0.1 * (1 + math.cos(math.pi * e / epochs)) / 2 for e in range(epochs)]),
+            ("step", [0.1 * 0.5 ** sum(e >= m for m in (2, 3)) for e in range(epochs)])):
+        recipe = Recipe(epochs=epochs, lr=0.1, milestones=(2, 3), gamma=0.5, schedule=schedule)
+        optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=recipe.lr)
+        scheduler, rates = recipe.learning_rates(optimizer), []
+        for _ in range(epochs):
+            rates.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            scheduler.step()
+        assert rates == pytest.approx(wanted, rel=1e-12, abs=1e-15), schedule
+    with pytest.raises(SepgraphError, match="schedule 'linear' is not one of step, cosine"):
+        Recipe(schedule="linear")
+
+
+def test_cosine_runs_record_their_rates_and_resume_only_at_the_same_epochs(tmp_path, digits_train):
+    cosine = Recipe(**{**QUICK.__dict__, "epochs": 2, "schedule": "cosine"})
+    run = train(fresh_model(), digits_train, normalize="none", recipe=cosine, out=tmp_path, progress=False)
+    assert [m["lr"] for m in run.metrics] == pytest.approx([0.02, 0.01])
+    with pytest.raises(SepgraphError, match=r"recipe changed \(epochs\)"):  # more epochs change the rates trained
+        train(fresh_model(), digits_train, normalize="none", recipe=replace(cosine, epochs=3), out=tmp_path,
+              resume=True, progress=False)
+    assert "schedule" not in Recipe().key() and Recipe(schedule="cosine").key()["schedule"] == "cosine"

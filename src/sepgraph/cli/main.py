@@ -110,7 +110,7 @@ def _recipe(args: argparse.Namespace) -> Recipe:
     return Recipe(epochs=args.epochs, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
                   batch_size=args.batch_size, milestones=milestones, gamma=args.gamma,
                   augment=not args.no_augment, seed=args.seed, precision=args.precision,
-                  memory_format=args.memory_format)
+                  memory_format=args.memory_format, schedule=args.schedule)
 
 
 def _report_settings(args: argparse.Namespace) -> ReportSettings:

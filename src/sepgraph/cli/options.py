@@ -15,7 +15,7 @@ from ..pruning.criterion import CRITERIA, PAPER_CURVES, RULES, check_criteria, c
 from ..report.html import FORMATS
 from ..settings import VERTEX_CHOICES, GraphSettings, RunSettings
 from ..training.precision import MEMORY_FORMATS, PRECISIONS
-from ..training.recipe import Recipe
+from ..training.recipe import SCHEDULES, Recipe
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -248,6 +248,9 @@ def _add_recipe_options(parser: argparse.ArgumentParser, epochs: int) -> None:
     group.add_argument("--batch-size", type=int, default=defaults.batch_size, help="batch size (default: 256)")
     group.add_argument("--milestones", default="50,100", help="epochs where lr is multiplied by --gamma")
     group.add_argument("--gamma", type=float, default=defaults.gamma, help="lr factor at milestones (default: 0.1)")
+    group.add_argument("--schedule", default=defaults.schedule, choices=SCHEDULES,
+                       help="the lr's course: step (the paper's milestones) or cosine (to 0 over --epochs, for short "
+                       "fine-tuning; SPEC 10; default: step)")
     group.add_argument("--no-augment", action="store_true", help="no random crop and flip")
     group.add_argument("--precision", choices=PRECISIONS, default="fp32",
                        help="arithmetic of a training step: fp32, or bf16 autocast where the processor or GPU "

@@ -14,7 +14,7 @@ import copy
 import hashlib
 import json
 import shutil
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -118,7 +118,7 @@ class _Comparison:
         settings = {"model": base, "weights_sha256": parameters["weights_sha256"], "train_data": train_set.spec,
                     "train_sha256": train_set.sha256, "test_data": test_set.spec, "test_sha256": test_set.sha256,
                     "normalize": normalize, "init": options.init, "head_epochs": options.head_epochs,
-                    "recipe": asdict(recipe)}
+                    "recipe": recipe.key()}
         if not parameters["weights"]:
             settings["analysis_seed"] = parameters["seed"]
         return cls(results, base, classes, input_size(base), original, train_set, test_set, recipe, options, settings,

@@ -68,7 +68,7 @@ def train(
     model.to(target, memory_format=recipe.layout)
     trainable = list(parameters) if parameters is not None else [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(trainable, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(recipe.milestones), recipe.gamma)
+    scheduler = recipe.learning_rates(optimizer)
     # dropout draws from torch's global generator: seeded from the recipe here (restored on resume), inside a
     # fork so the caller's generator is left as it was
     with torch.random.fork_rng(devices=[]), _only_trained(model, trainable):
@@ -225,5 +225,9 @@ def _restore(state: _State) -> int:
 
 
 def _comparable(recipe: dict) -> dict:
-    """A recipe without its epoch count, sequences as lists (JSON turns tuples into lists)."""
-    return {k: list(v) if isinstance(v, (list, tuple)) else v for k, v in recipe.items() if k != "epochs"}
+    """A recipe as a resume compares it: sequences as lists (JSON turns tuples into lists), ``schedule`` ``step``
+    where it was saved before the field existed, and without its epoch count unless the schedule is ``cosine``
+    (whose rates follow from the epochs, so more epochs would change the ones already trained)."""
+    recipe = {"schedule": "step", **recipe}
+    return {k: list(v) if isinstance(v, (list, tuple)) else v for k, v in recipe.items()
+            if k != "epochs" or recipe["schedule"] == "cosine"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -12,13 +12,18 @@ import torch
 from ..errors import SepgraphError
 from .precision import MEMORY_FORMATS, PRECISIONS
 
+SCHEDULES = ("step", "cosine")
+"""The learning rate's courses (SPEC 10)."""
+
 
 @dataclass
 class Recipe:
     """SPEC 10's hyper-parameters; ``augment`` is RandomCrop(size, padding 4) plus horizontal flip; ``precision``
     the arithmetic of a step (``fp32``, or ``bf16`` autocast where the device has it natively, see
     :mod:`sepgraph.training.precision`); ``memory_format`` the layout of its tensors (a name of
-    :data:`~sepgraph.training.precision.MEMORY_FORMATS`)."""
+    :data:`~sepgraph.training.precision.MEMORY_FORMATS`); ``schedule`` the learning rate's course: ``step`` (the
+    paper's: x ``gamma`` at each of ``milestones``) or ``cosine`` (from ``lr`` down to 0 over ``epochs``, for short
+    fine-tuning budgets, SPEC 10)."""
 
     epochs: int = 150
     lr: float = 0.01
@@ -32,6 +37,7 @@ class Recipe:
     seed: int = 0
     precision: str = "fp32"
     memory_format: str = "channels_last"
+    schedule: str = "step"
 
     def __post_init__(self) -> None:
         problems = [name for name, fine in (
@@ -42,6 +48,9 @@ class Recipe:
         if self.precision not in PRECISIONS:
             raise SepgraphError(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}",
                                 arguments=("precision",))
+        if self.schedule not in SCHEDULES:
+            raise SepgraphError(f"schedule {self.schedule!r} is not one of {', '.join(SCHEDULES)}",
+                                arguments=("schedule",))
         if self.memory_format not in MEMORY_FORMATS:
             raise SepgraphError(f"memory format {self.memory_format!r} is not one of {', '.join(MEMORY_FORMATS)}",
                                 arguments=("memory_format",))
@@ -51,6 +60,21 @@ class Recipe:
             raise SepgraphError(f"training recipe: {values} out of range (epochs and milestones 0 or more, lr and "
                                 "gamma positive, momentum and weight decay 0 or more, batch size 1 or more, seed 0 "
                                 "or more)", arguments=tuple(problems))
+
+    def learning_rates(self, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+        """The scheduler of :attr:`schedule`, stepped once per epoch: the rate of epoch e (0-based) is ``lr x gamma
+        ^ (milestones passed)`` (``step``) or ``lr x (1 + cos(pi e / epochs)) / 2`` (``cosine``)."""
+        if self.schedule == "cosine":
+            return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(self.epochs, 1), eta_min=0.0)
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, list(self.milestones), self.gamma)
+
+    def key(self) -> dict:
+        """The recipe as settings that key a trained row (SPEC 9): every field, with ``schedule`` only where it is not
+        the paper's ``step`` (rows trained before the field existed keep their keys)."""
+        values = asdict(self)
+        if self.schedule == "step":
+            del values["schedule"]
+        return values
 
     @property
     def layout(self) -> torch.memory_format:
