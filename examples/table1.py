@@ -25,10 +25,12 @@ from pathlib import Path
 
 import torch
 
-from sepgraph import GraphSettings, RunSettings, analyze, load_dataset
+from sepgraph import GraphSettings, RunSettings, load_dataset
 from sepgraph.devices import resolve_device
 from sepgraph.files import atomic_text
-from sepgraph.pruning.criterion import CURVES, PAPER_CURVES, recommend
+from sepgraph.pruning.criterion import CRITERIA, CURVE, PAPER_CURVES, recommend
+from sepgraph.pruning.halves import analyse_selection
+from sepgraph.pruning.options import PruningOptions
 from sepgraph.pruning.rows import compare_pruning
 from sepgraph.pruning.table import change_label, differences, rule_label
 from sepgraph.report.html import ReportSettings, render_report
@@ -46,7 +48,7 @@ PUBLISHED = [
     ("resnet56, Lu et al. (ECCV 2022), as the paper quotes it", "-", "93.30", "41.24%"),
 ]
 EPOCHS = {"resnet20": 3, "resnet56": 2}
-ALL_CURVES = tuple(CURVES)
+ALL_CURVES = tuple(key for key, criterion in CRITERIA.items() if criterion.kind == CURVE)
 TAUS = (0.0, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2)
 
 
@@ -73,8 +75,8 @@ def main() -> None:
         folder = out / name / "analysis"
         started = time.perf_counter()
         older = _set_aside(folder)
-        analyze(name, test, GraphSettings(seed=0), weights=data_dir / "weights" / WEIGHTS[name], normalize="imagenet",
-                run=RunSettings(device=args.device), out=folder, resume=True)
+        analyse_selection(name, test, GraphSettings(seed=0), out=folder, weights=data_dir / "weights" / WEIGHTS[name],
+                          normalize="imagenet", run=RunSettings(device=args.device))  # SPEC 21: choices on one half
         if older is not None and (older / "pruning").is_dir():  # the trained rows: their keys do not depend on it
             (older / "pruning").rename(folder / "pruning")
         analysed = time.perf_counter()
@@ -82,10 +84,9 @@ def main() -> None:
         # the paper's recipe (SPEC 10) with the epochs scaled down and one lr step before the last epoch
         recipe = Recipe(epochs=count, milestones=(count - 1,) if count > 1 else ())
         curves = ALL_CURVES if name in args.all_curves else PAPER_CURVES
-        table = compare_pruning(folder, train, test_data=test, rules=["plateau", "delta"], curves=curves,
-                                equal_units=True,
-                                reference_cuts=[LU_RESNET56] if name == "resnet56" else [], head_epochs=1,
-                                recipe=recipe, device=args.device)
+        options = PruningOptions(rules=("plateau", "delta"), curves=curves, equal_units=True,
+                                 reference_cuts=[LU_RESNET56] if name == "resnet56" else [], head_epochs=1)
+        table = compare_pruning(folder, train, options, test_data=test, recipe=recipe, device=args.device)
         finished = time.perf_counter()
         timings = folder.parent / "timings.json"
         logged = json.loads(timings.read_text()) if timings.is_file() else {}

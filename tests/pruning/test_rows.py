@@ -8,6 +8,7 @@ from conftest import layer_row
 from sepgraph import GraphSettings, ImageDataset, SepgraphError, analyze, create_model, load_dataset, load_weights
 from sepgraph.cli import main
 from sepgraph.models.checkpoints import save_weights
+from sepgraph.pruning.halves import analyse_selection
 from sepgraph.pruning.options import PruningOptions
 from sepgraph.pruning.rows import compare_pruning
 from sepgraph.pruning.table import PruningRow
@@ -33,8 +34,10 @@ def trained_analysis(tmp_path_factory):
     train(model, train_set, normalize="none", recipe=Recipe(epochs=2, lr=0.05, batch_size=100), out=root / "train",
           progress=False)
     save_weights(model, root / "model.pt")
-    analyze("resnet20", "digits:test", GraphSettings(vertices=200, edges=800, lu_batch_size=50, lu_batches=2),
-            weights=root / "model.pt", normalize="none", points="lu2022", out=root / "analysis", progress=False)
+    analyse_selection("resnet20", "digits:test", GraphSettings(vertices=150, edges=600, lu_batch_size=50,
+                                                               lu_batches=2),
+                      weights=root / "model.pt", normalize="none", points="lu2022", out=root / "analysis",
+                      progress=False)
     return root, train_set
 
 
@@ -261,3 +264,55 @@ def test_bad_pruning_options_are_one_line_and_write_nothing(trained_analysis, tm
         assert main(["prune", str(fresh), "--model", "resnet20", "--data", "digits:test", "--train-data",
                      "digits:train", *flags]) == 2
         assert not fresh.exists()
+
+
+@pytest.mark.parametrize("fraction", [0.5, 0.3])
+def test_the_halves_never_overlap_and_are_stratified_and_seeded(fraction):
+    from sepgraph.data.samples import split_halves
+
+    labels = load_dataset("digits:test").labels
+    selection, report = split_halves(labels, fraction, seed=4)
+    assert not np.intersect1d(selection, report).size and len(selection) + len(report) == len(labels)
+    for label in np.unique(labels):
+        members = int((labels == label).sum())
+        assert int((labels[selection] == label).sum()) == round(fraction * members)
+    assert np.array_equal(split_halves(labels, fraction, seed=4)[0], selection)
+    assert not np.array_equal(split_halves(labels, fraction, seed=5)[0], selection)
+    for bad in (0, 1, 1.5, -0.2, float("nan")):
+        with pytest.raises(SepgraphError, match="selection_fraction .* strictly between 0 and 1"):
+            split_halves(labels, bad)
+        with pytest.raises(SepgraphError, match="selection_fraction"):
+            PruningOptions(selection_fraction=bad)
+
+
+def test_the_report_half_only_measures_accuracies(trained_analysis):
+    """Poisoning every report-half image changes the reported accuracies and no choice: the same cuts, the same
+    random draws, the same order."""
+    from sepgraph.pruning.halves import Halves
+
+    root, train_set = trained_analysis
+    halves = Halves.read(root / "analysis")
+    assert halves is not None and halves.data == "digits:test"
+    whole = load_dataset("digits:test")
+    images = whole.read(np.arange(len(whole)))
+    images[list(halves.report)] = 255 - images[list(halves.report)]
+    poisoned = ImageDataset.from_arrays(images, whole.labels, whole.classes, spec="digits:test")
+    options = PruningOptions(curves=("M", "magnitude", "random"), target_params=[30], proxy_only=True)
+    clean = compare_pruning(root / "analysis", train_set, options, progress=False)
+    dirty = compare_pruning(root / "analysis", train_set, options, test_data=poisoned, progress=False)
+    assert [row.pruned_model for row in clean] == [row.pruned_model for row in dirty]
+    assert [row.accuracy_proxy for row in clean] != [row.accuracy_proxy for row in dirty]
+    assert clean[0].accuracy_original != dirty[0].accuracy_original
+
+
+def test_an_analysis_that_chose_report_half_vertices_is_refused(trained_analysis, tmp_path, capsys):
+    root, _ = trained_analysis
+    whole = tmp_path / "whole"
+    analyze("resnet20", "digits:test", GraphSettings(vertices=150, edges=600, lu_batch_size=50, lu_batches=2),
+            weights=root / "model.pt", normalize="none", points="lu2022", out=whole, progress=False)
+    before = sorted(whole.rglob("*"))
+    assert main(["prune", str(whole), "--train-data", "digits:train", "--target-params", "20", "--proxy-only"]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("sepgraph: error: ")]
+    assert len(errors) == 1 and "chose its 150 vertices among all of 'digits:test'" in errors[0]
+    assert "in the report half" in errors[0] and "--test-data" in errors[0]
+    assert sorted(whole.rglob("*")) == before

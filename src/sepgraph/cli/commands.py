@@ -22,6 +22,7 @@ from ..models import build_model, input_size, list_models, model_info, parameter
 from ..models.capture import point_shapes
 from ..models.points import CONVENTIONS, layer_points
 from ..models.protocol import LayerPoint
+from ..pruning.halves import analyse_selection
 from ..pruning.options import PruningOptions
 from ..pruning.rows import compare_pruning
 from ..pruning.table import PruningRow
@@ -153,8 +154,9 @@ def prune(folder: str | Path, train_data: DataSource, *, test_data: DataSource |
     """The cuts ``options`` ask for beside the unpruned control, trained alike on ``device`` (or, proxy only,
     measured untrained), and the report (``sepgraph prune``).
 
-    With ``analyse_first``, ``folder`` is first filled (or completed) by that analysis, unless it already holds
-    a finished one. The options checked themselves when made, before an analysis that may take hours.
+    With ``analyse_first``, ``folder`` is first filled (or completed) by that analysis of the selection half of its
+    data (SPEC 21), unless it already holds a finished one. The options checked themselves when made, before an
+    analysis that may take hours.
 
     Returns:
         the comparison's rows (the control first) and the path of report.html (None, proxy only: the report shows
@@ -167,8 +169,9 @@ def prune(folder: str | Path, train_data: DataSource, *, test_data: DataSource |
         if first.data is None:
             raise SepgraphError("model needs data: the data to analyse it on (e.g. its test set)",
                                 arguments=("model", "data"))
-        analyze(first.model, first.data, first.settings, weights=first.weights, normalize=first.normalize,
-                points=first.points, run=replace(first.run or RunSettings(), device=device), out=folder, resume=True)
+        analyse_selection(first.model, first.data, first.settings, fraction=options.selection_fraction,
+                          seed=options.split_seed, out=folder, weights=first.weights, normalize=first.normalize,
+                          points=first.points, run=replace(first.run or RunSettings(), device=device))
     table = compare_pruning(folder, train_data, options, test_data=test_data, recipe=recipe, device=device)
     if options.proxy_only:
         return table, None

@@ -137,6 +137,10 @@ def _prune_command(commands: argparse._SubParsersAction) -> None:
     prune.add_argument("--random-seeds", type=int, default=3, metavar="K",
                        help="with 'random' among --curves: K random cuts per cut they match, the same units per "
                        "size class (default: 3)")
+    prune.add_argument("--selection-fraction", type=float, default=0.5, metavar="F",
+                       help="share of each class of --model's --data that the analysis choosing the cuts sees; "
+                       "accuracies are reported on the rest (SPEC 21; default: 0.5)")
+    prune.add_argument("--split-seed", type=int, default=0, help="seed of the selection/report split (default: 0)")
     prune.add_argument("--proxy-only", action="store_true",
                        help="train nothing: each cut's size and accuracy after batch-norm recalibration alone, in "
                        "proxy.csv and proxy.md; no weights written")

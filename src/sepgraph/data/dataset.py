@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -72,6 +72,14 @@ class ImageDataset:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def subset(self, indices: np.ndarray, spec: str) -> ImageDataset:
+        """The samples at ``indices`` (in that order) as a dataset of their own, named ``spec``; the class names and
+        the description are kept, the file hash is not (the subset is no file)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        return replace(self, spec=spec, labels=self.labels[indices],
+                       _images=None if self._images is None else self._images[indices],
+                       _paths=None if self._paths is None else [self._paths[i] for i in indices], sha256=None)
 
     @property
     def num_classes(self) -> int:

@@ -58,6 +58,28 @@ def select_vertices(
     return np.sort(np.concatenate(chosen)).astype(np.int64)
 
 
+def split_halves(labels: np.ndarray, fraction: float = 0.5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The evaluation images split into a *selection* half and a *report* half (SPEC 21), stratified and seeded:
+    from each class of n samples, round(fraction x n) drawn by ``seed`` go to the selection half (at least one and
+    at most n - 1 where n >= 2), the rest to the report half.
+
+    Returns:
+        (selection, report): int64 dataset indices, each ascending, disjoint, together every sample.
+    """
+    if not 0 < fraction < 1:
+        raise SepgraphError(f"selection_fraction {fraction}: the share of the evaluation images that chooses the "
+                            "cuts must lie strictly between 0 and 1 (e.g. 0.5)", arguments=("selection_fraction",))
+    labels = np.asarray(labels)
+    rng = np.random.default_rng([seed, 2])
+    chosen = []
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        count = min(max(round(fraction * len(members)), 1), max(len(members) - 1, 1))
+        chosen.append(rng.choice(members, size=count, replace=False))
+    selection = np.sort(np.concatenate(chosen)).astype(np.int64)
+    return selection, np.setdiff1d(np.arange(len(labels), dtype=np.int64), selection)
+
+
 def lu_batch_indices(
     labels: np.ndarray, batch_size: int = 500, batches: int = 5, method: str = "stratified", seed: int = 0,
     num_classes: int | None = None,

@@ -29,6 +29,8 @@ class PruningOptions:
         head_epochs: head-only epochs (batch-norm statistics frozen) before fine-tuning.
         random_seeds: random cuts per matched cut, where ``random`` is among the curves.
         proxy_only: each cut's proxy accuracy (batch-norm recalibration alone) and size, nothing trained.
+        selection_fraction, split_seed: the share of each class of the evaluation images in the selection half,
+            and the split's seed (SPEC 21).
     """
 
     rules: tuple[Rule, ...] = ()
@@ -41,6 +43,8 @@ class PruningOptions:
     head_epochs: int = 1
     random_seeds: int = 3
     proxy_only: bool = False
+    selection_fraction: float = 0.5
+    split_seed: int = 0
 
     def __post_init__(self) -> None:
         for name in ("rules", "curves", "target_params", "target_flops", "reference_cuts"):
@@ -54,6 +58,10 @@ class PruningOptions:
             raise SepgraphError(f"init must be finetune or scratch, got {self.init!r}", arguments=("init",))
         if self.head_epochs < 0:
             raise SepgraphError(f"head_epochs must be 0 or more, got {self.head_epochs}", arguments=("head_epochs",))
+        if not 0 < self.selection_fraction < 1:
+            raise SepgraphError(f"selection_fraction {self.selection_fraction:g}: the share of the evaluation images "
+                                "that chooses the cuts must lie strictly between 0 and 1 (e.g. 0.5)",
+                                arguments=("selection_fraction",))
         if self.random_seeds < 1:
             raise SepgraphError(f"random_seeds must be at least 1, got {self.random_seeds}: the random cuts drawn "
                                 "for each cut they match", arguments=("random_seeds",))
