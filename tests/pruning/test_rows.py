@@ -297,7 +297,7 @@ def test_the_report_half_only_measures_accuracies(trained_analysis):
     images = whole.read(np.arange(len(whole)))
     images[list(halves.report)] = 255 - images[list(halves.report)]
     poisoned = ImageDataset.from_arrays(images, whole.labels, whole.classes, spec="digits:test")
-    options = PruningOptions(curves=("M", "magnitude", "random"), target_params=[30], proxy_only=True)
+    options = PruningOptions(curves=("M", "magnitude", "ablation", "random"), target_params=[30], proxy_only=True)
     clean = compare_pruning(root / "analysis", train_set, options, progress=False)
     dirty = compare_pruning(root / "analysis", train_set, options, test_data=poisoned, progress=False)
     assert [row.pruned_model for row in clean] == [row.pruned_model for row in dirty]

@@ -178,3 +178,36 @@ def test_candidates_at_a_target_with_magnitude_and_random():
         assert sum(saved[name] for name in row.spec.targets) >= 0.3 * sizes.params_total
         for other in (c for c in by_kind["random"] if c.matches == row.curve):
             assert sum(saved[name] for name in other.spec.targets) == sum(saved[n] for n in row.spec.targets)
+
+
+def test_ablation_is_the_drop_after_removing_one_unit_and_recalibrating():
+    from sepgraph import load_dataset
+    from sepgraph.pruning.scores import ablation_scores
+    from sepgraph.training.evaluation import evaluate
+
+    model, units, _ = resnet20_classes()
+    data = load_dataset("digits:test")
+    selection, train = data.subset(np.arange(0, 364, 3), "selection"), data.subset(np.arange(1, 364, 3), "train")
+    without = without_each(model, units)
+    scores = ablation_scores(model, without, selection, train, normalize="none", seed=2, device="cpu")
+
+    def direct(network):
+        import copy
+
+        network = copy.deepcopy(network)
+        for module in network.modules():  # by hand: reset, cumulative average, eval elsewhere
+            if isinstance(module, nn.BatchNorm2d):
+                module.reset_running_stats()
+                module.momentum = None
+        network.eval()
+        for module in network.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.train()
+        with torch.no_grad():
+            for images, _ in train.batches(proxy_images(train, 2), 256, "none"):
+                network(images)
+        return evaluate(network, selection, normalize="none", device="cpu", progress=False).accuracy
+
+    whole = direct(model)
+    assert scores == pytest.approx([whole - direct(other) for other in without], abs=1e-9)
+    assert len(scores) == len(units) == 7

@@ -56,6 +56,7 @@ CRITERIA = {
     "knn_acc": Criterion(CURVE, "k-NN accuracy", "knn_acc"), "probe_acc": Criterion(CURVE, "linear probe", "probe_acc"),
     "cka_last": Criterion(CURVE, "CKA to the last point", "cka_last"),
     "magnitude": Criterion(SCORE, "weight magnitude"),
+    "ablation": Criterion(SCORE, "per-unit ablation"),
     "random": Criterion(RANDOM, "random (size-matched)"),
 }
 """The one registry of the criteria (SPEC 8, 16, 19), by the key ``--curves`` names them with."""

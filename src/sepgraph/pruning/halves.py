@@ -73,6 +73,15 @@ def analyse_selection(model: str, data: str | DataSource | ImageDataset, setting
     return result
 
 
+def selection_set(results: Path, parameters: dict, like: DataSource | None) -> ImageDataset:
+    """The images every choice is made on (SPEC 21): the selection half recorded in ``results``, else the analysis's
+    own data (which chose the cuts already)."""
+    halves = Halves.read(results)
+    spec = parameters["data"] if halves is None else halves.data
+    data = (replace(like, spec=spec) if like is not None else DataSource(spec)).load()
+    return data if halves is None else halves.half(data, "selection")
+
+
 def report_set(results: Path, parameters: dict, test_data: str | DataSource | ImageDataset | None,
                like: DataSource | None, fraction: float, seed: int) -> ImageDataset:
     """The images whose accuracies a comparison reports (SPEC 21): the report half recorded in ``results``; else,

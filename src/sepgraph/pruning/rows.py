@@ -37,9 +37,9 @@ from ..training.recalibration import proxy_images, recalibrate_batch_norm
 from ..training.recipe import Recipe
 from .candidates import Candidate, candidates, reference_candidate
 from .criterion import TARGET_RULES, UnitSizes
-from .halves import report_set
+from .halves import report_set, selection_set
 from .options import PruningOptions
-from .scores import magnitude_scores, unit_sizes, without_each
+from .scores import ablation_scores, magnitude_scores, unit_sizes, without_each
 from .table import PruningRow, write_pruning
 
 
@@ -84,7 +84,8 @@ def compare_pruning(
 
 @dataclass
 class _Comparison:
-    """What every row of one comparison shares: the original model, the data, the recipe and the settings that key
+    """What every row of one comparison shares: the original model, the data (training images, the report half's
+    ``test_set``, and the ``selection_set`` where a score is measured on it), the recipe and the settings that key
     each row's folder."""
 
     results: Path
@@ -99,6 +100,7 @@ class _Comparison:
     settings: dict
     device: str
     progress: bool
+    selection_set: ImageDataset | None = None
 
     @classmethod
     def open(cls, results: Path, parameters: dict, train_data: str | DataSource | ImageDataset,
@@ -111,8 +113,9 @@ class _Comparison:
             raise SepgraphError("pruning needs an analysis of an unpruned zoo model's convention points "
                                 f"(got model {base!r}, convention {parameters['convention']!r})")
         train_set = as_dataset(train_data)
-        test_set = report_set(results, parameters, test_data, train_data if isinstance(train_data, DataSource)
-                              else None, options.selection_fraction, options.split_seed)
+        like = train_data if isinstance(train_data, DataSource) else None
+        test_set = report_set(results, parameters, test_data, like, options.selection_fraction, options.split_seed)
+        selection = selection_set(results, parameters, like) if "ablation" in options.curves else None
         # without weights: the random model the analysis measured
         original = build_model(base, classes, parameters["weights"], parameters["seed"]).model
         settings = {"model": base, "weights_sha256": parameters["weights_sha256"], "train_data": train_set.spec,
@@ -122,7 +125,7 @@ class _Comparison:
         if not parameters["weights"]:
             settings["analysis_seed"] = parameters["seed"]
         return cls(results, base, classes, input_size(base), original, train_set, test_set, recipe, options, settings,
-                   device, progress)
+                   device, progress, selection)
 
     def unit_measures(self, units: list[RemovableUnit] | None
                       ) -> tuple[UnitSizes | None, dict[str, list[float]] | None]:
@@ -130,11 +133,17 @@ class _Comparison:
         if units is None:
             return None, None
         needs_sizes = self.options.draws_random or any(rule in TARGET_RULES for rule, _ in self.options.all_rules)
-        needs_scores = "magnitude" in self.options.curves
-        without = without_each(self.original, units) if needs_sizes or needs_scores else []
+        named = [key for key in ("magnitude", "ablation") if key in self.options.curves]
+        without = without_each(self.original, units) if needs_sizes or named else []
         sizes = unit_sizes(self.original, without, self.size) if needs_sizes else None
-        scores = {"magnitude": magnitude_scores(self.original, without)} if needs_scores else None
-        return sizes, scores
+        scores: dict[str, list[float]] = {}
+        if "magnitude" in named:
+            scores["magnitude"] = magnitude_scores(self.original, without)
+        if "ablation" in named:
+            scores["ablation"] = ablation_scores(self.original, without, self.selection_set, self.train_set,
+                                                 normalize=self.settings["normalize"], seed=self.recipe.seed,
+                                                 device=self.device)
+        return sizes, scores or None
 
     def train_all(self, found: list[Candidate]) -> list[PruningRow]:
         """Train (or, proxy only, measure) each distinct pruning once and give every candidate its row, the control

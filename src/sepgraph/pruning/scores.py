@@ -1,15 +1,20 @@
-"""What each removable unit weighs (SPEC 19): the parameters and FLOPs removing it alone saves, and the ``magnitude``
-unit score, both read off the model itself and the copies of it without each unit."""
+"""What each removable unit weighs (SPEC 19): the parameters and FLOPs removing it alone saves, and the unit scores
+``magnitude`` (read off the weights) and ``ablation`` (measured on the selection half), from the model itself and
+the copies of it without each unit."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 from torch import nn
 
+from ..data.dataset import ImageDataset
 from ..models.protocol import RemovableUnit
 from ..models.pruned import remove
 from ..models.size import flop_count, parameter_count
+from ..training.evaluation import evaluate
+from ..training.recalibration import proxy_images, recalibrate_batch_norm
 from .criterion import UnitSizes
 
 
@@ -37,3 +42,19 @@ def magnitude_scores(model: nn.Module, without: Sequence[nn.Module]) -> list[flo
         count = sum(tensor.numel() for tensor in kernels)
         scores.append(sum(float(tensor.detach().double().abs().sum()) for tensor in kernels) / count if count else None)
     return scores
+
+
+def ablation_scores(model: nn.Module, without: Sequence[nn.Module], selection: ImageDataset, train_set: ImageDataset,
+                    *, normalize: str, seed: int, device: str = "auto") -> list[float]:
+    """Each unit's ``ablation`` score (SPEC 19): the accuracy (percent) the model loses on the ``selection`` half when
+    that unit alone is removed, both sides batch-norm recalibrated as the proxy is (the same training images,
+    drawn with ``seed``); the smaller, the earlier it goes. A model without batch norm is measured as it is."""
+    images = proxy_images(train_set, seed)
+
+    def accuracy(network: nn.Module) -> float:
+        recalibrated = recalibrate_batch_norm(copy.deepcopy(network), train_set, images, normalize=normalize,
+                                              device=device)
+        return evaluate(recalibrated, selection, normalize=normalize, device=device, progress=False).accuracy
+
+    whole = accuracy(model)
+    return [whole - accuracy(other) for other in without]
