@@ -245,6 +245,8 @@ def test_proxy_only_trains_nothing_and_writes_no_weights(trained_analysis, capsy
     (["--target-params", "-5"], "a percentage above 0 and below 100"),
     (["--target-params", "99"], "--target-params 99: the most a cut can reach is"),
     (["--target-params", "30", "--curves", "M,random", "--random-seeds", "0"], "--random-seeds must be at least 1"),
+    (["--seeds", "0"], "--seeds must be at least 1, got 0"),
+    (["--selection-fraction", "1"], "--selection-fraction 1: the share of the evaluation images"),
     (["--curves", "M,magnitude", "--rule", "plateau", "--target-params", "30"],
      "'magnitude' is a unit score with no curve, so the plateau rule cannot cut by it"),
     (["--proxy-only"], "--proxy-only measures removal cuts and the default rule, plateau, truncates; give "
@@ -316,3 +318,23 @@ def test_an_analysis_that_chose_report_half_vertices_is_refused(trained_analysis
     assert len(errors) == 1 and "chose its 150 vertices among all of 'digits:test'" in errors[0]
     assert "in the report half" in errors[0] and "--test-data" in errors[0]
     assert sorted(whole.rglob("*")) == before
+
+
+def test_more_seeds_on_a_rerun_train_only_the_new_ones(trained_analysis):
+    root, train_set = trained_analysis
+    recipe = Recipe(epochs=1, lr=0.02, batch_size=100, seed=7)
+    one = compare_pruning(root / "analysis", train_set, PruningOptions(rules=["peak"], head_epochs=0), recipe=recipe,
+                          progress=False)
+    finished = {row.weights: (root / "analysis" / row.weights).with_name("row.json").stat().st_mtime_ns
+                for row in one}
+    two = compare_pruning(root / "analysis", train_set, PruningOptions(rules=["peak"], head_epochs=0, seeds=2),
+                          recipe=recipe, progress=False)
+    assert [row.seed for row in two] == [7, 8] * len(one)
+    assert [row for row in two if row.seed == 7] == one  # read back, not trained again
+    assert all((root / "analysis" / w).with_name("row.json").stat().st_mtime_ns == t for w, t in finished.items())
+    controls = {row.seed: row.accuracy_finetuned for row in two if row.kind == "control"}
+    for row in two:
+        assert row.accuracy_vs_control == pytest.approx(row.accuracy_finetuned - controls[row.seed])
+    assert "(2 seeds)" in (root / "analysis" / "pruning.md").read_text()
+    with pytest.raises(SepgraphError, match="seeds must be at least 1, got 0"):
+        PruningOptions(seeds=0)

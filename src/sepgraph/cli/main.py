@@ -208,7 +208,7 @@ def _prune(args: argparse.Namespace) -> None:
         rules=rules_with_tau(_rules(args), args.tau), curves=args.curves, target_params=args.target_params,
         target_flops=args.target_flops, equal_units=args.equal_units, reference_cuts=args.reference_cut,
         init=args.init, head_epochs=args.head_epochs, random_seeds=args.random_seeds, proxy_only=args.proxy_only,
-        selection_fraction=args.selection_fraction, split_seed=args.split_seed)
+        selection_fraction=args.selection_fraction, split_seed=args.split_seed, seeds=args.seeds)
     table, report = prune(
         args.folder, DataSource(args.train_data, args.data_root),
         test_data=DataSource(args.test_data, args.data_root) if args.test_data else None, analyse_first=first,

@@ -137,6 +137,9 @@ def _prune_command(commands: argparse._SubParsersAction) -> None:
     prune.add_argument("--random-seeds", type=int, default=3, metavar="K",
                        help="with 'random' among --curves: K random cuts per cut they match, the same units per "
                        "size class (default: 3)")
+    prune.add_argument("--seeds", type=int, default=1, metavar="K",
+                       help="train every row K times, seeds --seed, --seed + 1, ...; a rerun with a larger K trains "
+                       "only the new seeds; tables show mean and spread (SPEC 20; default: 1)")
     prune.add_argument("--selection-fraction", type=float, default=0.5, metavar="F",
                        help="share of each class of --model's --data that the analysis choosing the cuts sees; "
                        "accuracies are reported on the rest (SPEC 21; default: 0.5)")

@@ -29,6 +29,7 @@ class PruningOptions:
         head_epochs: head-only epochs (batch-norm statistics frozen) before fine-tuning.
         random_seeds: random cuts per matched cut, where ``random`` is among the curves.
         proxy_only: each cut's proxy accuracy (batch-norm recalibration alone) and size, nothing trained.
+        seeds: every row trained this many times, with the recipe's seed, +1, ... (SPEC 20).
         selection_fraction, split_seed: the share of each class of the evaluation images in the selection half,
             and the split's seed (SPEC 21).
     """
@@ -45,6 +46,7 @@ class PruningOptions:
     proxy_only: bool = False
     selection_fraction: float = 0.5
     split_seed: int = 0
+    seeds: int = 1
 
     def __post_init__(self) -> None:
         for name in ("rules", "curves", "target_params", "target_flops", "reference_cuts"):
@@ -62,6 +64,9 @@ class PruningOptions:
             raise SepgraphError(f"selection_fraction {self.selection_fraction:g}: the share of the evaluation images "
                                 "that chooses the cuts must lie strictly between 0 and 1 (e.g. 0.5)",
                                 arguments=("selection_fraction",))
+        if self.seeds < 1:
+            raise SepgraphError(f"seeds must be at least 1, got {self.seeds}: every row is trained that many times",
+                                arguments=("seeds",))
         if self.random_seeds < 1:
             raise SepgraphError(f"random_seeds must be at least 1, got {self.random_seeds}: the random cuts drawn "
                                 "for each cut they match", arguments=("random_seeds",))

@@ -151,26 +151,34 @@ class _Comparison:
         accuracy = evaluate(self.original, self.test_set, normalize=self.settings["normalize"], device=self.device,
                             progress=self.progress).accuracy
         params, flops = parameter_count(self.original), flop_count(self.original, self.size)
-        outcomes: dict[str | None, dict] = {}
+        outcomes: dict[tuple[str | None, int], dict] = {}
         table = []
         for candidate in found:
-            pruning = candidate.spec.pruning
-            if pruning not in outcomes:
-                outcomes[pruning] = self._proxy_row(candidate.spec) if self.options.proxy_only \
-                    else self._trained_row(candidate.spec)
-            outcome = outcomes[pruning]
-            table.append(dict(
-                model=self.base, curve=candidate.curve, kind=candidate.kind, rule=candidate.rule,
-                parameter=candidate.parameter, cut=candidate.cut, pruned_model=str(candidate.spec),
-                points_removed=candidate.points_removed, units_removed=candidate.units_removed,
-                init=self.settings["init"], accuracy_original=accuracy, **outcome,
-                head_epochs=self.settings["head_epochs"], finetune_epochs=self.recipe.epochs, seed=self.recipe.seed,
-                params_original=params, flops_original=flops,
-                params_saved_pct=100.0 * (1 - outcome["params_pruned"] / params),
-                flops_saved_pct=100.0 * (1 - outcome["flops_pruned"] / flops), matches=candidate.matches))
-        control = outcomes[None]["accuracy_finetuned"]
-        return [PruningRow(**row, accuracy_vs_control=None if control is None else row["accuracy_finetuned"] - control)
-                for row in table]
+            for run in self._seeds():
+                key = (candidate.spec.pruning, run.recipe.seed)
+                if key not in outcomes:
+                    outcomes[key] = run._proxy_row(candidate.spec) if self.options.proxy_only \
+                        else run._trained_row(candidate.spec)
+                outcome = outcomes[key]
+                table.append(dict(
+                    model=self.base, curve=candidate.curve, kind=candidate.kind, rule=candidate.rule,
+                    parameter=candidate.parameter, cut=candidate.cut, pruned_model=str(candidate.spec),
+                    points_removed=candidate.points_removed, units_removed=candidate.units_removed,
+                    init=self.settings["init"], accuracy_original=accuracy, **outcome,
+                    head_epochs=self.settings["head_epochs"], finetune_epochs=self.recipe.epochs,
+                    seed=run.recipe.seed, params_original=params, flops_original=flops,
+                    params_saved_pct=100.0 * (1 - outcome["params_pruned"] / params),
+                    flops_saved_pct=100.0 * (1 - outcome["flops_pruned"] / flops), matches=candidate.matches))
+        controls = {seed: outcome["accuracy_finetuned"] for (pruning, seed), outcome in outcomes.items()
+                    if pruning is None}
+        return [PruningRow(**row, accuracy_vs_control=None if controls[row["seed"]] is None
+                           else row["accuracy_finetuned"] - controls[row["seed"]]) for row in table]
+
+    def _seeds(self) -> list[_Comparison]:
+        """This comparison once per seed of ``options.seeds``: the recipe's seed, +1, ... (SPEC 20); each keys its
+        own rows, so a rerun with more seeds trains only the new ones."""
+        recipes = [replace(self.recipe, seed=self.recipe.seed + k) for k in range(self.options.seeds)]
+        return [replace(self, recipe=recipe, settings={**self.settings, "recipe": recipe.key()}) for recipe in recipes]
 
     def _proxy_row(self, spec: PruningSpec) -> dict:
         """One pruned model's size and proxy accuracy, nothing trained and nothing written."""

@@ -207,23 +207,25 @@ def _outcome(row: PruningRow) -> str:
 
 def pruning_markdown(table: list[PruningRow], recipe: Recipe | None = None,
                      orders: dict[str, list[str]] | None = None) -> str:
-    """The comparison as a Markdown table with the control marked and every row's change against it; the random
-    cuts matched to one row as one line of means and ranges; then each criterion's order of the units."""
+    """The comparison as a Markdown table with the control marked and every row's change against it (a row trained
+    with several seeds as mean ± sample standard deviation); the random cuts matched to one row as one line of means
+    and ranges; then each criterion's order of the units."""
     lines = ["| curve | rule (tau or target %) | cut | accuracy (%): original / proxy / head refit / fine-tuned | "
              "vs control | parameters saved | FLOPs saved | pruned model |", "|---|---|---|---|---:|---:|---:|---|"]
     randoms: dict[tuple[str, str], list[PruningRow]] = {}
     for row in table:
         if row.kind == "random":
             randoms.setdefault((row.matches, rule_label(row)), []).append(row)
-    for row in table:
-        if row.kind == "random":
-            continue
+    for seeds in _seed_groups([row for row in table if row.kind != "random"]):
+        row = seeds[0]
         curve = f"**{row.curve}** (control)" if row.kind == "control" else row.curve
         if row.kind == "equal-units":
             curve += " at equal units"
+        change = "-" if row.kind == "control" else _over_seeds([r.accuracy_vs_control for r in seeds], signed=True)
         lines.append(
-            f"| {curve} | {rule_label(row)} | {row.cut} | {row.accuracy_original:.2f} / {percent(row.accuracy_proxy)} "
-            f"/ {percent(row.accuracy_head_refit)} / {percent(row.accuracy_finetuned)} | {change_label(row)} | "
+            f"| {curve} | {rule_label(row)} | {row.cut} | {row.accuracy_original:.2f} / "
+            f"{_over_seeds([r.accuracy_proxy for r in seeds])} / {_over_seeds([r.accuracy_head_refit for r in seeds])} "
+            f"/ {_over_seeds([r.accuracy_finetuned for r in seeds])} | {change} | "
             f"{row.params_saved_pct:.2f}% ({row.params_original:,} -> {row.params_pruned:,}) | "
             f"{row.flops_saved_pct:.2f}% | `{row.pruned_model}` |")
         group = randoms.pop((curve, rule_label(row)), None)  # the random cuts matched to it, beside it
@@ -246,6 +248,32 @@ def pruning_markdown(table: list[PruningRow], recipe: Recipe | None = None,
     for label, order in (orders or {}).items():
         lines.append(f"\nOrder of {label}, first to go first: {', '.join(order)}.")
     return "\n".join(lines) + "\n"
+
+
+def _seed_groups(rows: list[PruningRow]) -> list[list[PruningRow]]:
+    """Consecutive rows that differ only in their seed, together."""
+    groups: list[list[PruningRow]] = []
+    for row in rows:
+        same = groups and (groups[-1][0].kind, groups[-1][0].curve, rule_label(groups[-1][0]),
+                           groups[-1][0].pruned_model) == (row.kind, row.curve, rule_label(row), row.pruned_model)
+        if same and row.seed not in {other.seed for other in groups[-1]}:
+            groups[-1].append(row)
+        else:
+            groups.append([row])
+    return groups
+
+
+def _over_seeds(values: list[float | None], signed: bool = False) -> str:
+    """One value, ``91.25``; several, mean ± sample standard deviation and their count; ``-`` where none."""
+    known = [value for value in values if value is not None]
+    sign = "+" if signed else ""
+    if not known:
+        return "-"
+    if len(known) == 1:
+        return f"{known[0]:{sign}.2f}"
+    mean = sum(known) / len(known)
+    deviation = (sum((value - mean) ** 2 for value in known) / (len(known) - 1)) ** 0.5
+    return f"{mean:{sign}.2f} ± {deviation:.2f} ({len(known)} seeds)"
 
 
 def _random_line(group: list[PruningRow]) -> str:
