@@ -229,8 +229,14 @@ def test_proxy_only_trains_nothing_and_writes_no_weights(trained_analysis, capsy
     assert code == 0
     out = capsys.readouterr().out
     assert "Nothing was trained" in out and "proxy.csv" in out
-    created = sorted(set(path.relative_to(root) for path in root.rglob("*")) - set(before))
-    assert [str(path) for path in created] == ["analysis/proxy-orders.json", "analysis/proxy.csv", "analysis/proxy.md"]
+    created = sorted(str(path) for path in {path.relative_to(root) for path in root.rglob("*")} - set(before))
+    assert created[:3] == ["analysis/proxy", "analysis/proxy-orders.json", "analysis/proxy.csv"]
+    assert created[3] == "analysis/proxy.md" and all(name.endswith(".json") for name in created[4:])  # no weights
+    measured = {path: path.stat().st_mtime_ns for path in (root / "analysis" / "proxy").iterdir()}
+    assert main(["prune", str(root / "analysis"), "--train-data", "digits:train", "--proxy-only",
+                 "--target-params", "20", "--target-flops", "40", "--curves", "M,lu_q,magnitude,random",
+                 "--random-seeds", "3"]) == 0
+    assert {path: path.stat().st_mtime_ns for path in (root / "analysis" / "proxy").iterdir()} == measured
     with open(root / "analysis" / "proxy.csv") as handle:
         rows = [PruningRow.from_csv(record) for record in csv.DictReader(handle)]
     assert all(row.accuracy_finetuned is None and row.weights == "" and row.accuracy_proxy is not None

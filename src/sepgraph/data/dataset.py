@@ -6,6 +6,7 @@ are scaled to [0, 1] and normalised by name, the name recorded with every result
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -72,6 +73,16 @@ class ImageDataset:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def digest(self, chunk: int = 1024) -> str:
+        """sha256 of what the dataset holds: its file's hash where it has one, else of its labels and every image
+        (read ``chunk`` at a time), so two in-memory sets with the same name but other pixels differ."""
+        if self.sha256 is not None:
+            return self.sha256
+        content = hashlib.sha256(np.ascontiguousarray(self.labels, dtype=np.int64).tobytes())
+        for start in range(0, len(self), chunk):
+            content.update(np.ascontiguousarray(self.read(np.arange(start, min(start + chunk, len(self))))).tobytes())
+        return content.hexdigest()
 
     def subset(self, indices: np.ndarray, spec: str) -> ImageDataset:
         """The samples at ``indices`` (in that order) as a dataset of their own, named ``spec``; the class names and

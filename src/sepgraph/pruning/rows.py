@@ -119,7 +119,8 @@ class _Comparison:
         # without weights: the random model the analysis measured
         original = build_model(base, classes, parameters["weights"], parameters["seed"]).model
         settings = {"model": base, "weights_sha256": parameters["weights_sha256"], "train_data": train_set.spec,
-                    "train_sha256": train_set.sha256, "test_data": test_set.spec, "test_sha256": test_set.sha256,
+                    "train_sha256": train_set.sha256, "test_data": test_set.spec,
+                    "test_sha256": test_set.digest(),  # a half of a set, or images in memory: their content
                     "normalize": normalize, "init": options.init, "head_epochs": options.head_epochs,
                     "recipe": recipe.key()}
         if not parameters["weights"]:
@@ -181,11 +182,23 @@ class _Comparison:
         return [replace(self, recipe=recipe, settings={**self.settings, "recipe": recipe.key()}) for recipe in recipes]
 
     def _proxy_row(self, spec: PruningSpec) -> dict:
-        """One pruned model's size and proxy accuracy, nothing trained and nothing written."""
+        """One pruned model's size and proxy accuracy, nothing trained and no weights written; kept in
+        ``proxy/<unpruned|remove>-<key>.json`` so a rerun reads it back instead of measuring it again."""
+        path = self.results / "proxy" / f"{spec.operation or 'unpruned'}-{self._key(spec)}.json"
+        if path.is_file():
+            return json.loads(path.read_text())
         model = self._pruned(spec, start=False)
-        return {"accuracy_head_refit": None, "accuracy_finetuned": None, "accuracy_proxy": self._proxy(model, spec),
-                "params_pruned": parameter_count(model), "flops_pruned": flop_count(model, self.size),
-                "train_seconds": 0.0, "weights": ""}
+        row = {"accuracy_head_refit": None, "accuracy_finetuned": None, "accuracy_proxy": self._proxy(model, spec),
+               "params_pruned": parameter_count(model), "flops_pruned": flop_count(model, self.size),
+               "train_seconds": 0.0, "weights": ""}
+        path.parent.mkdir(exist_ok=True)
+        atomic_text(path, json.dumps(row, indent=1) + "\n")
+        return row
+
+    def _key(self, spec: PruningSpec) -> str:
+        """The digest of the pruning and every setting that makes its row (SPEC 9)."""
+        return hashlib.sha256(json.dumps({**self.settings, "pruning": spec.pruning}, sort_keys=True).encode()
+                              ).hexdigest()[:12]
 
     def _trained_row(self, spec: PruningSpec) -> dict:
         """Build (seeded), measure the proxy, refit the head, fine-tune and measure one pruned model, or reuse a
@@ -195,8 +208,7 @@ class _Comparison:
         ``finetune/``, resumable), ``model.pt`` and, once complete, ``row.json``.
         """
         row_settings = {**self.settings, "pruning": spec.pruning}
-        key = hashlib.sha256(json.dumps(row_settings, sort_keys=True).encode()).hexdigest()[:12]
-        out = self.results / "pruning" / f"{spec.operation or 'unpruned'}-{key}"
+        out = self.results / "pruning" / f"{spec.operation or 'unpruned'}-{self._key(spec)}"
         if (out / "row.json").is_file():
             row = json.loads((out / "row.json").read_text())
             if "accuracy_proxy" not in row:
