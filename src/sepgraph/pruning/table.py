@@ -118,9 +118,9 @@ def load_orders(results: str | Path) -> dict[str, list[str]]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def load_pruning(results: str | Path) -> list[PruningRow] | None:
-    """The rows of a folder's ``pruning.csv``, or None when there is none."""
-    path = Path(results) / "pruning.csv"
+def load_pruning(results: str | Path, stem: str = "pruning") -> list[PruningRow] | None:
+    """The rows of a folder's ``STEM.csv`` (``pruning``, or ``proxy``), or None when there is none."""
+    path = Path(results) / f"{stem}.csv"
     if not path.is_file():
         return None
     with open(path, newline="") as handle:
@@ -285,7 +285,9 @@ def _random_line(group: list[PruningRow]) -> str:
         return f"{sum(known) / len(known):.2f} [{min(known):.2f}, {max(known):.2f}]"
 
     row = group[0]
-    return (f"| random ({len(group)} cuts matching {row.matches}) | {rule_label(row)} | same units per size class | "
+    cuts = len({other.pruned_model for other in group})
+    return (f"| random ({cuts} cut{'s' * (cuts != 1)} matching {row.matches}) | {rule_label(row)} | "
+            "same units per size class | "
             f"{row.accuracy_original:.2f} / {spread([r.accuracy_proxy for r in group])} / "
             f"{spread([r.accuracy_head_refit for r in group])} / {spread([r.accuracy_finetuned for r in group])} | "
             f"{spread([r.accuracy_vs_control for r in group])} | {row.params_saved_pct:.2f}% | "
