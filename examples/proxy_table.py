@@ -24,14 +24,14 @@ from pathlib import Path
 
 from sepgraph.devices import processor
 from sepgraph.files import atomic_text
-from sepgraph.pruning.table import PruningRow, load_pruning
+from sepgraph.pruning.table import PruningRow, first_seed, load_pruning
 
 HEADING = "## Zero-training proxy at equal size, on the report half (no fine-tuning)"
 
 
 def model_section(folder: Path, log: Path) -> list[str]:
     """The tables of one model's proxy run."""
-    rows = load_pruning(folder, "proxy")
+    rows = first_seed(load_pruning(folder, "proxy") or [])
     if not rows:
         return [f"### {folder.name}", "", f"No `proxy.csv` in `{folder}` yet.", ""]
     halves = json.loads((folder / "halves.json").read_text())
@@ -57,11 +57,13 @@ def _target_table(rows: list[PruningRow], rule: str, target: float) -> list[str]
              "|---|---:|---:|---:|---:|---|---|"]
     criteria = [row for row in rows if row.kind == "criterion"]
     for row in criteria:
-        randoms = [other.accuracy_proxy for other in rows if other.kind == "random" and other.matches == row.curve]
+        randoms = list({other.pruned_model: other.accuracy_proxy for other in rows
+                        if other.kind == "random" and other.matches == row.curve}.values())  # each cut once
         count = f"{len(randoms)} cut{'s' * (len(randoms) != 1)}"
         spread = (f"{sum(randoms) / len(randoms):.2f} [{min(randoms):.2f}, {max(randoms):.2f}] ({count})"
                   if randoms else "-")
-        same = [other.curve for other in criteria if other is not row and other.pruned_model == row.pruned_model]
+        same = [other.curve for other in criteria
+                if other.curve != row.curve and other.pruned_model == row.pruned_model]
         lines.append(f"| {row.curve} | {row.units_removed} | {row.params_saved_pct:.2f}% | {row.flops_saved_pct:.2f}% "
                      f"| {row.accuracy_proxy:.2f} | {spread} | {', '.join(same) or '-'} |")
     return lines + [""]

@@ -74,11 +74,9 @@ def main() -> None:
     for name, count in zip(args.models, epochs, strict=True):
         folder = out / name / "analysis"
         started = time.perf_counter()
-        older = _set_aside(folder)
+        _set_aside(folder)  # its trained rows measured the whole test set: kept there, never reused here
         analyse_selection(name, test, GraphSettings(seed=0), out=folder, weights=data_dir / "weights" / WEIGHTS[name],
                           normalize="imagenet", run=RunSettings(device=args.device))  # SPEC 21: choices on one half
-        if older is not None and (older / "pruning").is_dir():  # the trained rows: their keys do not depend on it
-            (older / "pruning").rename(folder / "pruning")
         analysed = time.perf_counter()
         rows_before = len(list((folder / "pruning").glob("*/row.json")))
         # the paper's recipe (SPEC 10) with the epochs scaled down and one lr step before the last epoch
@@ -104,13 +102,14 @@ def main() -> None:
 
 
 def _set_aside(folder: Path) -> Path | None:
-    """Rename an analysis of an older results format to ``analysis-formatN`` so a fresh one can be made; returns
-    its new path (None when there is nothing to set aside)."""
+    """Rename an analysis of an older results format, or of the whole test set (before SPEC 21), to
+    ``analysis-formatN[-whole]`` so a fresh one of the selection half can be made; returns its new path (None when
+    there is nothing to set aside)."""
     manifest = folder / "manifest.json"
     version = json.loads(manifest.read_text()).get("format_version") if manifest.is_file() else FORMAT_VERSION
-    if version == FORMAT_VERSION:
+    if version == FORMAT_VERSION and (not manifest.is_file() or (folder / "halves.json").is_file()):
         return None
-    older = folder.with_name(f"{folder.name}-format{version}")
+    older = folder.with_name(f"{folder.name}-format{version}" + ("" if version != FORMAT_VERSION else "-whole"))
     folder.rename(older)
     return older
 

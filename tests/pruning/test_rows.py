@@ -215,7 +215,7 @@ def test_target_cuts_with_magnitude_and_random_beside_the_control(trained_analys
         assert 0 <= row.accuracy_proxy <= 100 and row.accuracy_finetuned is not None
         assert (row.matches != "") == (row.kind == "random")
     markdown = (root / "analysis" / "pruning.md").read_text()
-    assert "cuts matching M (ours)" in markdown and "Order of M (ours), first to go first" in markdown
+    assert " matching M (ours)) |" in markdown and "Order of M (ours), first to go first" in markdown
     report = render_report(root / "analysis", ReportSettings()).read_text()
     assert "Order of weight magnitude, first to go first" in report and "matching M (ours)" in report
 
@@ -293,13 +293,14 @@ def test_the_halves_never_overlap_and_are_stratified_and_seeded(fraction):
             PruningOptions(selection_fraction=bad)
 
 
-def test_the_report_half_only_measures_accuracies(trained_analysis):
-    """Poisoning every report-half image changes the reported accuracies and no choice: the same cuts, the same
-    random draws, the same order."""
-    from sepgraph.pruning.halves import Halves
+def test_the_report_half_only_measures_accuracies(trained_analysis, monkeypatch):
+    """Poisoning every report-half image of the set the comparison loads changes the reported accuracies and no
+    choice: the same cuts, the same random draws, the same orders (ablation included)."""
+    from sepgraph.data.sources import DataSource
+    from sepgraph.pruning import halves as module
 
     root, train_set = trained_analysis
-    halves = Halves.read(root / "analysis")
+    halves = module.Halves.read(root / "analysis")
     assert halves is not None and halves.data == "digits:test"
     whole = load_dataset("digits:test")
     images = whole.read(np.arange(len(whole)))
@@ -307,7 +308,13 @@ def test_the_report_half_only_measures_accuracies(trained_analysis):
     poisoned = ImageDataset.from_arrays(images, whole.labels, whole.classes, spec="digits:test")
     options = PruningOptions(curves=("M", "magnitude", "ablation", "random"), target_params=[30], proxy_only=True)
     clean = compare_pruning(root / "analysis", train_set, options, progress=False)
-    dirty = compare_pruning(root / "analysis", train_set, options, test_data=poisoned, progress=False)
+    orders = (root / "analysis" / "proxy-orders.json").read_text()
+    monkeypatch.setattr(module.Halves, "half", lambda self, whole, name: whole.subset(
+        np.asarray(getattr(self, name)), f"{self.data}[{name}]"))  # the poisoned set is not the recorded one
+    monkeypatch.setattr(DataSource, "load", lambda source: poisoned if source.spec == "digits:test" else
+                        load_dataset(source.spec))
+    dirty = compare_pruning(root / "analysis", train_set, options, progress=False)
+    assert (root / "analysis" / "proxy-orders.json").read_text() == orders
     assert [row.pruned_model for row in clean] == [row.pruned_model for row in dirty]
     assert [row.accuracy_proxy for row in clean] != [row.accuracy_proxy for row in dirty]
     assert clean[0].accuracy_original != dirty[0].accuracy_original
@@ -321,7 +328,7 @@ def test_an_analysis_that_chose_report_half_vertices_is_refused(trained_analysis
     before = sorted(whole.rglob("*"))
     assert main(["prune", str(whole), "--train-data", "digits:train", "--target-params", "20", "--proxy-only"]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("sepgraph: error: ")]
-    assert len(errors) == 1 and "chose its 150 vertices among all of 'digits:test'" in errors[0]
+    assert len(errors) == 1 and "used 364 images of 'digits:test'" in errors[0]  # every image: hist_samples all
     assert "in the report half" in errors[0] and "--test-data" in errors[0]
     assert sorted(whole.rglob("*")) == before
 

@@ -4,7 +4,7 @@ Trains resnet20 on scikit-learn's handwritten digits (upsampled to 32x32), analy
 the held-out digits (SPEC 21), applies Criterion I to M and to Lu et al.'s Q under the ``plateau`` and ``delta``
 rules, prunes, refits the head and fine-tunes every cut and an unpruned control with the same budget, reports their
 accuracies on the other half, says where M and Q differ, and writes a results folder with report.html. Sizes are
-scaled to the data (182 of the 364 test images in the selection half): N = 180 vertices (18 per class), |E| = 1,800
+scaled to the data (180 of the 364 test images in the selection half): N = 180 vertices (18 per class), |E| = 1,800
 (the paper's 10 edges per vertex), histograms over all its pairs, Lu et al.'s Q on 3 batches of 60.
 """
 
@@ -36,7 +36,7 @@ TRACK_EVERY = 2
 """Epochs between the measurements of the demo's training dynamics (SPEC 17)."""
 
 DEMO_GRAPH = GraphSettings(vertices=180, edges=1800, lu_batch_size=60, lu_batches=3)
-"""The paper's graph sizes scaled to the 182 test digits of the selection half: 18 vertices per class, 10 edges per
+"""The paper's graph sizes scaled to the 180 test digits of the selection half: 18 vertices per class, 10 edges per
 vertex."""
 
 

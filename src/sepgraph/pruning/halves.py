@@ -11,7 +11,7 @@ import numpy as np
 
 from ..analysis.run import Analysis, analyze
 from ..data.dataset import ImageDataset
-from ..data.samples import select_vertices, split_halves
+from ..data.samples import SampleSets, split_halves
 from ..data.sources import DataSource, as_dataset
 from ..errors import SepgraphError
 from ..files import atomic_text
@@ -26,13 +26,13 @@ class Halves:
     """How one evaluation set was split (SPEC 21).
 
     Attributes:
-        data: the whole set's spec; sha256: its file's hash (None where it has no file).
+        data: the whole set's spec; digest: :meth:`~sepgraph.data.dataset.ImageDataset.digest` of it.
         fraction, seed: the selection half's share of each class and the split's seed.
         selection, report: ascending indices into the whole set, disjoint, together all of it.
     """
 
     data: str
-    sha256: str | None
+    digest: str
     fraction: float
     seed: int
     selection: tuple[int, ...]
@@ -41,14 +41,22 @@ class Halves:
     @classmethod
     def of(cls, data: ImageDataset, fraction: float, seed: int) -> Halves:
         selection, report = split_halves(data.labels, fraction, seed)
-        return cls(data.spec, data.sha256, fraction, seed, tuple(selection.tolist()), tuple(report.tolist()))
+        return cls(data.spec, data.digest(), fraction, seed, tuple(selection.tolist()), tuple(report.tolist()))
 
     def half(self, whole: ImageDataset, name: str) -> ImageDataset:
-        """The ``selection`` or ``report`` half of ``whole`` (the set these halves split, checked by hash)."""
-        if self.sha256 is not None and whole.sha256 != self.sha256:
-            raise SepgraphError(f"the halves recorded split {self.data!r} (sha256 {self.sha256[:12]}...), not "
-                                f"{whole.spec!r}; give the data the analysis was made of")
+        """The ``selection`` or ``report`` half of ``whole``, which must be the set these halves split."""
+        if whole.digest() != self.digest:
+            raise SepgraphError(f"test_data {whole.spec!r} is not the set whose halves were recorded ({self.data!r}, "
+                                f"digest {self.digest[:12]}..., {len(self.selection) + len(self.report):,} images); "
+                                "leave test_data out to measure on the recorded report half", arguments=("test_data",))
         return whole.subset(np.asarray(getattr(self, name)), f"{self.data}[{name} {self.fraction:g} seed {self.seed}]")
+
+    def check(self, fraction: float, seed: int) -> None:
+        """Refuse other split settings than the recorded ones."""
+        if (fraction, seed) != (self.fraction, self.seed):
+            raise SepgraphError(f"selection_fraction {fraction:g} and split_seed {seed}: this folder's halves were "
+                                f"made with {self.fraction:g} and {self.seed}; use those, or analyse into a new folder",
+                                arguments=("selection_fraction", "split_seed"))
 
     def write(self, folder: Path) -> None:
         atomic_text(folder / HALVES_FILE, json.dumps(asdict(self)) + "\n")
@@ -68,25 +76,26 @@ def analyse_selection(model: str, data: str | DataSource | ImageDataset, setting
     stopped), and the halves recorded there (``halves.json``); ``analysis``: ``analyze``'s other arguments."""
     whole = as_dataset(data)
     halves = Halves.of(whole, fraction, seed)
+    recorded = Halves.read(Path(out))
+    if recorded is not None:
+        recorded.check(fraction, seed)
     result = analyze(model, halves.half(whole, "selection"), settings, out=out, resume=True, **analysis)
     halves.write(Path(out))
     return result
 
 
-def selection_set(results: Path, parameters: dict, like: DataSource | None) -> ImageDataset:
-    """The images every choice is made on (SPEC 21): the selection half recorded in ``results``, else the analysis's
-    own data (which chose the cuts already)."""
-    halves = Halves.read(results)
-    spec = parameters["data"] if halves is None else halves.data
-    data = (replace(like, spec=spec) if like is not None else DataSource(spec)).load()
-    return data if halves is None else halves.half(data, "selection")
+def evaluation_halves(results: Path, parameters: dict, test_data: str | DataSource | ImageDataset | None,
+                      like: DataSource | None, fraction: float, seed: int) -> tuple[ImageDataset, ImageDataset]:
+    """(selection, report): where a comparison makes its choices (scores such as ``ablation``) and where it
+    measures the accuracies it reports (SPEC 21).
 
-
-def report_set(results: Path, parameters: dict, test_data: str | DataSource | ImageDataset | None,
-               like: DataSource | None, fraction: float, seed: int) -> ImageDataset:
-    """The images whose accuracies a comparison reports (SPEC 21): the report half recorded in ``results``; else,
-    where the test data is the analysis's own (``test_data`` None, or the same file), its report half, refused
-    when the analysis chose vertices there; else ``test_data`` as given (images the analysis never saw).
+    - ``results`` records its halves (``halves.json``): those, the report half taken from ``test_data`` when given
+      (it must be the set that was split).
+    - Else, where the accuracies would be measured on the analysis's own data (``test_data`` None, or the same
+      content): that data split by ``fraction`` and ``seed``, refused when the analysis used any report-half image
+      (its vertices, histogram samples or Lu et al.'s batches).
+    - Else ``test_data`` as given is the report set (images the analysis never saw), and the analysis's data the
+      selection set.
 
     Args:
         parameters: the analysis manifest's parameters.
@@ -97,20 +106,25 @@ def report_set(results: Path, parameters: dict, test_data: str | DataSource | Im
 
     halves = Halves.read(results)
     if halves is not None:
-        return halves.half(load(halves.data) if test_data is None else as_dataset(test_data), "report")
+        halves.check(fraction, seed)
+        whole = load(halves.data)
+        return halves.half(whole, "selection"), halves.half(whole if test_data is None else as_dataset(test_data),
+                                                             "report")
+    if "[selection " in parameters["data"]:
+        raise SepgraphError(f"the analysis in {str(results)!r} is of a selection half, but {HALVES_FILE} is missing "
+                            "(an interrupted 'prune --model'); run that command again to record it")
     analysed = load(parameters["data"])
     given = analysed if test_data is None else as_dataset(test_data)
-    if given.spec != analysed.spec and (given.sha256 is None or given.sha256 != analysed.sha256):
-        return given
+    if given.digest() != analysed.digest():
+        return analysed, given
     halves = Halves.of(analysed, fraction, seed)
-    graph = GraphSettings.from_parameters(parameters)
-    vertices = select_vertices(analysed.labels, graph.vertices, graph.vertex_choice, graph.seed,
-                               parameters.get("num_classes"))
-    seen = np.intersect1d(vertices, np.asarray(halves.report))
+    used = SampleSets.choose(analysed.labels, parameters.get("num_classes") or analysed.num_classes,
+                             GraphSettings.from_parameters(parameters)).order
+    seen = np.intersect1d(used, np.asarray(halves.report))
     if len(seen):
         raise SepgraphError(
-            f"the analysis in {str(results)!r} chose its {len(vertices):,} vertices among all of {analysed.spec!r}, "
-            f"{len(seen):,} of them in the report half whose accuracies would be reported; analyse the selection "
-            "half into a new folder ('sepgraph prune NEW_FOLDER --model ... --data ...'), or give test_data images "
-            "the analysis never saw", arguments=("test_data",))
-    return halves.half(analysed, "report")
+            f"the analysis in {str(results)!r} used {len(used):,} images of {analysed.spec!r}, {len(seen):,} of them "
+            "in the report half whose accuracies would be reported; analyse the selection half into a new folder "
+            "('sepgraph prune NEW_FOLDER --model ... --data ...'), or give test_data images the analysis never saw",
+            arguments=("test_data",))
+    return halves.half(analysed, "selection"), halves.half(analysed, "report")

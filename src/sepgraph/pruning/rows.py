@@ -37,7 +37,7 @@ from ..training.recalibration import proxy_images, recalibrate_batch_norm
 from ..training.recipe import Recipe
 from .candidates import Candidate, candidates, reference_candidate
 from .criterion import TARGET_RULES, UnitSizes
-from .halves import report_set, selection_set
+from .halves import evaluation_halves
 from .options import PruningOptions
 from .scores import ablation_scores, magnitude_scores, unit_sizes, without_each
 from .table import PruningRow, write_pruning
@@ -60,8 +60,8 @@ def compare_pruning(
 
     Args:
         train_data: where heads are refitted, models fine-tuned and batch-norm statistics re-estimated.
-        test_data: where accuracy is measured (SPEC 21, :func:`~sepgraph.pruning.halves.report_set`): by default
-            the report half of the analysis's data, read like ``train_data``.
+        test_data: where accuracy is measured (SPEC 21, :func:`~sepgraph.pruning.halves.evaluation_halves`): by
+            default the report half of the analysis's data, read like ``train_data``.
 
     Returns:
         the table's rows, the control first.
@@ -114,8 +114,8 @@ class _Comparison:
                                 f"(got model {base!r}, convention {parameters['convention']!r})")
         train_set = as_dataset(train_data)
         like = train_data if isinstance(train_data, DataSource) else None
-        test_set = report_set(results, parameters, test_data, like, options.selection_fraction, options.split_seed)
-        selection = selection_set(results, parameters, like) if "ablation" in options.curves else None
+        selection, test_set = evaluation_halves(results, parameters, test_data, like, options.selection_fraction,
+                                                options.split_seed)
         # without weights: the random model the analysis measured
         original = build_model(base, classes, parameters["weights"], parameters["seed"]).model
         settings = {"model": base, "weights_sha256": parameters["weights_sha256"], "train_data": train_set.spec,

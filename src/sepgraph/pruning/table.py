@@ -154,10 +154,16 @@ def percent(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
+def first_seed(table: list[PruningRow]) -> list[PruningRow]:
+    """The rows of the first seed (the control's first), where every row was trained with several."""
+    return [row for row in table if row.seed == table[0].seed] if table else []
+
+
 def curve_pairs(table: list[PruningRow]) -> list[tuple[str, PruningRow, PruningRow]]:
-    """(name, M's row, Q's row) for every rule setting and for the equal-units pair that has both, in table order."""
+    """(name, M's row, Q's row) for every rule setting and for the equal-units pair that has both, in table order
+    (of the first seed, where rows were trained with several)."""
     groups: dict[str, dict[str, PruningRow]] = {}
-    for row in table:
+    for row in first_seed(table):
         if row.kind == "criterion":
             key = rule_label(row)
         elif row.kind == "equal-units":
@@ -174,7 +180,7 @@ def differences(table: list[PruningRow]) -> list[str]:
     or why they agree, then one per row cut by another curve (SPEC 16)."""
     sentences = [_pair_sentence(name, m, q) for name, m, q in curve_pairs(table)]
     paper = {curve_label(key) for key in PAPER_CURVES}
-    for row in table:
+    for row in first_seed(table):
         if row.kind in ("criterion", "equal-units") and row.curve not in paper:
             setting = rule_label(row) + (" at equal units" if row.kind == "equal-units" else "")
             sentences.append(f"{setting}, cut by {row.curve}: {_outcome(row)}.")
@@ -264,13 +270,14 @@ def _seed_groups(rows: list[PruningRow]) -> list[list[PruningRow]]:
 
 
 def _over_seeds(values: list[float | None], signed: bool = False) -> str:
-    """One value, ``91.25``; several, mean ± sample standard deviation and their count; ``-`` where none."""
+    """One value, ``91.25``; two, both (SPEC 20: no spread from two); three or more, mean ± sample standard
+    deviation and their count; ``-`` where none."""
     known = [value for value in values if value is not None]
     sign = "+" if signed else ""
     if not known:
         return "-"
-    if len(known) == 1:
-        return f"{known[0]:{sign}.2f}"
+    if len(known) <= 2:
+        return " and ".join(f"{value:{sign}.2f}" for value in known) + (" (2 seeds)" if len(known) == 2 else "")
     mean = sum(known) / len(known)
     deviation = (sum((value - mean) ** 2 for value in known) / (len(known) - 1)) ** 0.5
     return f"{mean:{sign}.2f} ± {deviation:.2f} ({len(known)} seeds)"

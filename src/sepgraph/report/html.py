@@ -182,7 +182,8 @@ def _pruning_html(results: Path) -> str:
     body = []
     for r in rows:
         control = r.kind == "control"
-        curve = html.escape(r.curve) + (" <b>(control)</b>" if control else
+        curve = html.escape(r.curve) + (f" (seed {r.seed})" if len({row.seed for row in rows}) > 1 else "") + (
+            " <b>(control)</b>" if control else
                                            " at equal units" if r.kind == "equal-units" else
                                            f" matching {html.escape(r.matches)}" if r.kind == "random" else "")
         rule, change = html.escape(rule_label(r)), html.escape(change_label(r))

@@ -214,7 +214,9 @@ def _restore(state: _State) -> int:
     saved, current = _comparable(json.loads(checkpoint["recipe"])), _comparable(asdict(state.recipe))
     changed = sorted(key for key in saved.keys() | current.keys() if saved.get(key) != current.get(key))
     if changed:
-        raise SepgraphError(f"cannot resume: the recipe changed ({', '.join(changed)}); only --epochs may differ")
+        only = "nothing may differ under schedule cosine" if current["schedule"] == "cosine" else \
+            "only --epochs may differ"
+        raise SepgraphError(f"cannot resume: the recipe changed ({', '.join(changed)}); {only}")
     state.model.load_state_dict(checkpoint["model"])
     state.optimizer.load_state_dict(checkpoint["optimizer"])
     state.scheduler.load_state_dict(checkpoint["scheduler"])
