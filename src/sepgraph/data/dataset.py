@@ -84,11 +84,11 @@ class ImageDataset:
             content.update(np.ascontiguousarray(self.read(np.arange(start, min(start + chunk, len(self))))).tobytes())
         return content.hexdigest()
 
-    def subset(self, indices: np.ndarray, spec: str) -> ImageDataset:
-        """The samples at ``indices`` (in that order) as a dataset of their own, named ``spec``; the class names and
-        the description are kept, the file hash is not (the subset is no file)."""
+    def subset(self, indices: np.ndarray, spec: str, description: str | None = None) -> ImageDataset:
+        """The samples at ``indices`` (in that order) as a dataset of their own, named ``spec`` and described as
+        ``description`` (default: as the whole); the class names are kept, the file hash is not (no file)."""
         indices = np.asarray(indices, dtype=np.int64)
-        return replace(self, spec=spec, labels=self.labels[indices],
+        return replace(self, spec=spec, description=description or self.description, labels=self.labels[indices],
                        _images=None if self._images is None else self._images[indices],
                        _paths=None if self._paths is None else [self._paths[i] for i in indices], sha256=None)
 

@@ -49,7 +49,9 @@ class Halves:
             raise SepgraphError(f"test_data {whole.spec!r} is not the set whose halves were recorded ({self.data!r}, "
                                 f"digest {self.digest[:12]}..., {len(self.selection) + len(self.report):,} images); "
                                 "leave test_data out to measure on the recorded report half", arguments=("test_data",))
-        return whole.subset(np.asarray(getattr(self, name)), f"{self.data}[{name} {self.fraction:g} seed {self.seed}]")
+        indices = np.asarray(getattr(self, name))
+        return whole.subset(indices, f"{self.data}[{name} {self.fraction:g} seed {self.seed}]",
+                            f"{whole.description}, its {name} half ({len(indices):,} images, SPEC 21)")
 
     def check(self, fraction: float, seed: int) -> None:
         """Refuse other split settings than the recorded ones."""
