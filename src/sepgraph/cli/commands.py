@@ -20,11 +20,13 @@ from ..data.sources import DataSource, as_dataset
 from ..errors import SepgraphError
 from ..models import build_model, input_size, list_models, model_info, parameter_count
 from ..models.capture import point_shapes
-from ..models.points import CONVENTIONS, layer_points
+from ..models.points import CONVENTIONS, layer_points, removable_units
 from ..models.protocol import LayerPoint
+from ..pruning.criterion import TARGET_RULES
 from ..pruning.halves import analyse_selection
 from ..pruning.options import PruningOptions
 from ..pruning.rows import compare_pruning
+from ..pruning.scores import check_reachable
 from ..pruning.table import PruningRow
 from ..report.figures import dynamics_heatmap
 from ..report.html import ReportSettings, render_report
@@ -169,6 +171,10 @@ def prune(folder: str | Path, train_data: DataSource, *, test_data: DataSource |
         if first.data is None:
             raise SepgraphError("model needs data: the data to analyse it on (e.g. its test set)",
                                 arguments=("model", "data"))
+        targets = [(rule, value) for rule, value in options.all_rules if rule in TARGET_RULES]
+        if targets:  # a target no cut reaches is refused before the analysis
+            model = build_model(first.model).model
+            check_reachable(model, removable_units(model, first.points), input_size(first.model), targets)
         analyse_selection(first.model, first.data, first.settings, fraction=options.selection_fraction,
                           seed=options.split_seed, out=folder, weights=first.weights, normalize=first.normalize,
                           points=first.points, run=replace(first.run or RunSettings(), device=device))

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from torch import nn
 
 from ..data.dataset import ImageDataset
+from ..errors import SepgraphError
 from ..models.protocol import RemovableUnit
 from ..models.pruned import remove
 from ..models.size import flop_count, parameter_count
@@ -58,3 +59,18 @@ def ablation_scores(model: nn.Module, without: Sequence[nn.Module], selection: I
 
     whole = accuracy(model)
     return [whole - accuracy(other) for other in without]
+
+
+def check_reachable(model: nn.Module, units: Sequence[RemovableUnit], input_size: tuple[int, int, int],
+                    targets: Sequence[tuple[str, float]]) -> None:
+    """Refuse a target (``target-params``/``target-flops``, percent) that removing every unit cannot reach, before
+    an analysis that may take hours (SPEC 19)."""
+    if not targets:
+        return
+    sizes = unit_sizes(model, without_each(model, units), input_size)
+    for rule, target in targets:
+        savings, total = sizes.of(rule)
+        if sum(savings) * 100 < target * total:
+            raise SepgraphError(f"{rule.replace('-', '_')} {target:g}: the most a cut can reach is "
+                                f"{100 * sum(savings) / total:.2f}% (removing all {len(units)} removable units); "
+                                "choose a smaller target", arguments=(rule.replace("-", "_"),))
