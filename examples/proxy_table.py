@@ -74,6 +74,7 @@ def main() -> None:
     parser.add_argument("--folder", default="results/proxy", help="one results folder per model, and MODEL.log")
     parser.add_argument("--models", nargs="+", default=["resnet20", "resnet56", "vgg11_bn"])
     parser.add_argument("--table", default="docs/TABLE1.md")
+    parser.add_argument("--note", default="", help="a sentence on how the runs went, printed under the heading")
     args = parser.parse_args()
     folder = Path(args.folder)
     lines = [HEADING, "",
@@ -82,7 +83,7 @@ def main() -> None:
              "parameters by each criterion, its accuracy after batch-norm recalibration alone (2,048 unaugmented "
              "training images, seed 0), beside 10 random cuts of the same size classes (or all of them where "
              "fewer exist). A proxy, not a verdict: the Table 1 run fine-tunes these cuts. Machine: "
-             f"{processor().describe()}, 2 cores.", ""]
+             f"{processor().describe()}, 2 cores.", *([args.note, ""] if args.note else [""])]
     for model in args.models:
         lines += model_section(folder / model, folder / f"{model}.log")
     table = Path(args.table)
