@@ -10,6 +10,7 @@ import hashlib
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -74,14 +75,15 @@ class ImageDataset:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def digest(self, chunk: int = 1024) -> str:
-        """sha256 of what the dataset holds: its file's hash where it has one, else of its labels and every image
-        (read ``chunk`` at a time), so two in-memory sets with the same name but other pixels differ."""
+    @cached_property
+    def digest(self) -> str:
+        """sha256 of what the dataset holds, computed once: its file's hash where it has one, else of its labels and
+        every image (read 1,024 at a time), so two in-memory sets with the same name but other pixels differ."""
         if self.sha256 is not None:
             return self.sha256
         content = hashlib.sha256(np.ascontiguousarray(self.labels, dtype=np.int64).tobytes())
-        for start in range(0, len(self), chunk):
-            content.update(np.ascontiguousarray(self.read(np.arange(start, min(start + chunk, len(self))))).tobytes())
+        for start in range(0, len(self), 1024):
+            content.update(np.ascontiguousarray(self.read(np.arange(start, min(start + 1024, len(self))))).tobytes())
         return content.hexdigest()
 
     def subset(self, indices: np.ndarray, spec: str, description: str | None = None) -> ImageDataset:

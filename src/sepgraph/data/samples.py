@@ -58,6 +58,13 @@ def select_vertices(
     return np.sort(np.concatenate(chosen)).astype(np.int64)
 
 
+def check_fraction(fraction: float) -> None:
+    """A selection half's share of each class (SPEC 21): strictly between 0 and 1."""
+    if not 0 < fraction < 1:
+        raise SepgraphError(f"selection_fraction {fraction:g}: the share of the evaluation images that chooses the "
+                            "cuts must lie strictly between 0 and 1 (e.g. 0.5)", arguments=("selection_fraction",))
+
+
 def split_halves(labels: np.ndarray, fraction: float = 0.5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """The evaluation images split into a *selection* half and a *report* half (SPEC 21), stratified and seeded:
     from each class of n samples, round(fraction x n) drawn by ``seed`` go to the selection half (at least one and
@@ -66,9 +73,7 @@ def split_halves(labels: np.ndarray, fraction: float = 0.5, seed: int = 0) -> tu
     Returns:
         (selection, report): int64 dataset indices, each ascending, disjoint, together every sample.
     """
-    if not 0 < fraction < 1:
-        raise SepgraphError(f"selection_fraction {fraction}: the share of the evaluation images that chooses the "
-                            "cuts must lie strictly between 0 and 1 (e.g. 0.5)", arguments=("selection_fraction",))
+    check_fraction(fraction)
     labels = np.asarray(labels)
     rng = np.random.default_rng([seed, 2])
     chosen = []

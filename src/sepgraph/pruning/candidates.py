@@ -14,7 +14,7 @@ from ..models.points import layer_points, removable_units
 from ..models.protocol import RemovableUnit
 from ..models.pruned import PruningSpec, apply_pruning
 from ..results.layer_row import LayerRow
-from .criterion import CRITERIA, CURVE, Cut, UnitSizes, curve_values, recommend, tau_for_count
+from .criterion import CRITERIA, CURVE, Cut, UnitSizes, curve_values, points_removed, recommend, tau_for_count
 from .options import PruningOptions, Rule
 from .random_cuts import matched_cuts
 from .table import CONTROL, REFERENCE, curve_label
@@ -61,16 +61,13 @@ def _random(base: str, found: list[Candidate], names: list[str], units: Sequence
     if units is None or sizes is None:
         raise SepgraphError("random cuts need the removable units and their sizes, which analyses of sepgraph's zoo "
                             "models record", arguments=("curves",))
-    position = {name: k for k, name in enumerate(names)}
     drawn = []
     for matched in (row for row in found if row.kind in ("criterion", "equal-units") and row.units_removed):
         label = matched.curve + (" at equal units" if matched.kind == "equal-units" else "")
         for cut in matched_cuts(units, sizes, matched.spec.targets, count, seed):
-            chosen = [unit for unit in units if unit.name in cut]
-            points = sum(position[u.output_point] - position[u.input_point] for u in chosen
-                         if u.input_point in position and u.output_point in position)
+            points = points_removed([unit for unit in units if unit.name in cut], names)
             drawn.append(Candidate(CRITERIA["random"].label, "random", matched.rule, matched.parameter,
-                                   "remove " + ", ".join(cut), PruningSpec(base, "remove", cut), points, len(cut),
+                                   "remove " + ", ".join(cut), PruningSpec(base, "remove", cut), len(points), len(cut),
                                    matches=label))
     return drawn
 

@@ -228,6 +228,13 @@ class UnitSizes:
         return (self.params, self.params_total) if rule == "target-params" else (self.flops, self.flops_total)
 
 
+def unreachable(rule: str, target: float, most: float, removing: str) -> SepgraphError:
+    """The one-line refusal of a target (percent) above the ``most`` any cut reaches, by ``removing`` what."""
+    name = rule.replace("-", "_")
+    return SepgraphError(f"{name} {target:g}: the most a cut can reach is {most:.2f}% (removing {removing}); choose a "
+                         "smaller target", arguments=(name,))
+
+
 def target_cut(scores: Sequence[float | None], names: Sequence[str], units: Sequence[RemovableUnit],
                sizes: UnitSizes, rule: str, target: float) -> Cut:
     """The units taken in order of increasing score until at least ``target`` percent of the model's parameters
@@ -243,10 +250,8 @@ def target_cut(scores: Sequence[float | None], names: Sequence[str], units: Sequ
     saved = np.cumsum([savings[k] for k in order], dtype=np.int64)
     reached = np.flatnonzero(saved * 100 >= target * total)  # exact at a boundary: 7 of 100 reaches 7%
     if not len(reached):
-        most = 100 * float(saved[-1]) / total if len(saved) else 0.0
-        raise SepgraphError(f"{rule.replace('-', '_')} {target:g}: the most a cut can reach is {most:.2f}% (removing "
-                            f"all {len(order)} scored units); choose a smaller target",
-                            arguments=(rule.replace("-", "_"),))
+        raise unreachable(rule, target, 100 * float(saved[-1]) / total if len(saved) else 0.0,
+                          f"all {len(order)} scored units")
     taken = set(order[:int(reached[0]) + 1])
     removed = points_removed([units[k] for k in taken], names)
     return Cut(rule, target, None, removed, [u.name for k, u in enumerate(units) if k in taken],

@@ -26,7 +26,7 @@ class Halves:
     """How one evaluation set was split (SPEC 21).
 
     Attributes:
-        data: the whole set's spec; digest: :meth:`~sepgraph.data.dataset.ImageDataset.digest` of it.
+        data: the whole set's spec; digest: :attr:`~sepgraph.data.dataset.ImageDataset.digest` of it.
         fraction, seed: the selection half's share of each class and the split's seed.
         selection, report: ascending indices into the whole set, disjoint, together all of it.
     """
@@ -41,11 +41,11 @@ class Halves:
     @classmethod
     def of(cls, data: ImageDataset, fraction: float, seed: int) -> Halves:
         selection, report = split_halves(data.labels, fraction, seed)
-        return cls(data.spec, data.digest(), fraction, seed, tuple(selection.tolist()), tuple(report.tolist()))
+        return cls(data.spec, data.digest, fraction, seed, tuple(selection.tolist()), tuple(report.tolist()))
 
     def half(self, whole: ImageDataset, name: str) -> ImageDataset:
         """The ``selection`` or ``report`` half of ``whole``, which must be the set these halves split."""
-        if whole.digest() != self.digest:
+        if whole.digest != self.digest:
             raise SepgraphError(f"test_data {whole.spec!r} is not the set whose halves were recorded ({self.data!r}, "
                                 f"digest {self.digest[:12]}..., {len(self.selection) + len(self.report):,} images); "
                                 "leave test_data out to measure on the recorded report half", arguments=("test_data",))
@@ -117,7 +117,7 @@ def evaluation_halves(results: Path, parameters: dict, test_data: str | DataSour
                             "(an interrupted 'prune --model'); run that command again to record it")
     analysed = load(parameters["data"])
     given = analysed if test_data is None else as_dataset(test_data)
-    if given.digest() != analysed.digest():
+    if given.digest != analysed.digest:
         return analysed, given
     halves = Halves.of(analysed, fraction, seed)
     used = SampleSets.choose(analysed.labels, parameters.get("num_classes") or analysed.num_classes,

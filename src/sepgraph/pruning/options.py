@@ -7,6 +7,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..data.samples import check_fraction
 from ..errors import SepgraphError
 from .criterion import PAPER_CURVES, RANDOM, TARGET_RULES, TRUNCATION_RULES, check_criteria, check_rule
 
@@ -60,10 +61,7 @@ class PruningOptions:
             raise SepgraphError(f"init must be finetune or scratch, got {self.init!r}", arguments=("init",))
         if self.head_epochs < 0:
             raise SepgraphError(f"head_epochs must be 0 or more, got {self.head_epochs}", arguments=("head_epochs",))
-        if not 0 < self.selection_fraction < 1:
-            raise SepgraphError(f"selection_fraction {self.selection_fraction:g}: the share of the evaluation images "
-                                "that chooses the cuts must lie strictly between 0 and 1 (e.g. 0.5)",
-                                arguments=("selection_fraction",))
+        check_fraction(self.selection_fraction)
         if self.seeds < 1:
             raise SepgraphError(f"seeds must be at least 1, got {self.seeds}: every row is trained that many times",
                                 arguments=("seeds",))

@@ -33,7 +33,7 @@ from ..models.size import flop_count, parameter_count
 from ..results.folder import load_results, removable_units_of
 from ..training.evaluation import evaluate
 from ..training.loop import train
-from ..training.recalibration import proxy_images, recalibrate_batch_norm
+from ..training.recalibration import recalibrated_accuracy
 from ..training.recipe import Recipe
 from .candidates import Candidate, candidates, reference_candidate
 from .criterion import TARGET_RULES, UnitSizes
@@ -120,7 +120,7 @@ class _Comparison:
         original = build_model(base, classes, parameters["weights"], parameters["seed"]).model
         settings = {"model": base, "weights_sha256": parameters["weights_sha256"], "train_data": train_set.spec,
                     "train_sha256": train_set.sha256, "test_data": test_set.spec,
-                    "test_sha256": test_set.digest(),  # a half of a set, or images in memory: their content
+                    "test_sha256": test_set.digest,  # a half of a set, or images in memory: their content
                     "normalize": normalize, "init": options.init, "head_epochs": options.head_epochs,
                     "recipe": recipe.key()}
         if not parameters["weights"]:
@@ -154,8 +154,9 @@ class _Comparison:
         params, flops = parameter_count(self.original), flop_count(self.original, self.size)
         outcomes: dict[tuple[str | None, int], dict] = {}
         table = []
+        runs = self._seeds()
         for candidate in found:
-            for run in self._seeds():
+            for run in runs:
                 key = (candidate.spec.pruning, run.recipe.seed)
                 if key not in outcomes:
                     outcomes[key] = run._proxy_row(candidate.spec) if self.options.proxy_only \
@@ -235,10 +236,8 @@ class _Comparison:
         seed; None for a truncation (its new head is untrained)."""
         if spec.operation == "truncate":
             return None
-        recalibrated = recalibrate_batch_norm(copy.deepcopy(model), self.train_set,
-                                              proxy_images(self.train_set, self.recipe.seed),
-                                              normalize=self.settings["normalize"], device=self.device)
-        return self._accuracy(recalibrated)
+        return recalibrated_accuracy(model, self.train_set, self.recipe.seed, self.test_set,
+                                     normalize=self.settings["normalize"], device=self.device, progress=self.progress)
 
     def _pruned(self, spec: PruningSpec, start: bool = True) -> nn.Module:
         """The original model pruned as ``spec`` says (a copy), re-initialised for ``--init scratch`` when it is

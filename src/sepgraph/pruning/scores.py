@@ -4,19 +4,16 @@ the copies of it without each unit."""
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 
 from torch import nn
 
 from ..data.dataset import ImageDataset
-from ..errors import SepgraphError
 from ..models.protocol import RemovableUnit
 from ..models.pruned import remove
 from ..models.size import flop_count, parameter_count
-from ..training.evaluation import evaluate
-from ..training.recalibration import proxy_images, recalibrate_batch_norm
-from .criterion import UnitSizes
+from ..training.recalibration import recalibrated_accuracy
+from .criterion import UnitSizes, unreachable
 
 
 def without_each(model: nn.Module, units: Sequence[RemovableUnit]) -> list[nn.Module]:
@@ -50,12 +47,8 @@ def ablation_scores(model: nn.Module, without: Sequence[nn.Module], selection: I
     """Each unit's ``ablation`` score (SPEC 19): the accuracy (percent) the model loses on the ``selection`` half when
     that unit alone is removed, both sides batch-norm recalibrated as the proxy is (the same training images,
     drawn with ``seed``); the smaller, the earlier it goes. A model without batch norm is measured as it is."""
-    images = proxy_images(train_set, seed)
-
     def accuracy(network: nn.Module) -> float:
-        recalibrated = recalibrate_batch_norm(copy.deepcopy(network), train_set, images, normalize=normalize,
-                                              device=device)
-        return evaluate(recalibrated, selection, normalize=normalize, device=device, progress=False).accuracy
+        return recalibrated_accuracy(network, train_set, seed, selection, normalize=normalize, device=device)
 
     whole = accuracy(model)
     return [whole - accuracy(other) for other in without]
@@ -71,6 +64,4 @@ def check_reachable(model: nn.Module, units: Sequence[RemovableUnit], input_size
     for rule, target in targets:
         savings, total = sizes.of(rule)
         if sum(savings) * 100 < target * total:
-            raise SepgraphError(f"{rule.replace('-', '_')} {target:g}: the most a cut can reach is "
-                                f"{100 * sum(savings) / total:.2f}% (removing all {len(units)} removable units); "
-                                "choose a smaller target", arguments=(rule.replace("-", "_"),))
+            raise unreachable(rule, target, 100 * sum(savings) / total, f"all {len(units)} removable units")

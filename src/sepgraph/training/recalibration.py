@@ -3,12 +3,15 @@ weight left as it is."""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 from torch import nn
 
 from ..data.dataset import ImageDataset
 from ..devices import evaluation_mode, resolve_device
+from .evaluation import evaluate
 
 PROXY_IMAGES = 2048
 """Unaugmented training images the statistics are re-estimated on."""
@@ -42,3 +45,12 @@ def recalibrate_batch_norm(model: nn.Module, dataset: ImageDataset, indices: np.
         for norm, momentum in zip(norms, momenta, strict=True):
             norm.momentum = momentum
     return model
+
+
+def recalibrated_accuracy(model: nn.Module, train_set: ImageDataset, seed: int, evaluation: ImageDataset, *,
+                          normalize: str, device: str = "auto", progress: bool = False) -> float:
+    """The zero-training proxy (SPEC 19): accuracy (percent) on ``evaluation`` of a copy of ``model`` whose batch
+    norms were recalibrated on :data:`PROXY_IMAGES` of ``train_set`` drawn with ``seed``; ``model`` is left as it is."""
+    recalibrated = recalibrate_batch_norm(copy.deepcopy(model), train_set, proxy_images(train_set, seed),
+                                          normalize=normalize, device=device)
+    return evaluate(recalibrated, evaluation, normalize=normalize, device=device, progress=progress).accuracy
