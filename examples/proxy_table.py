@@ -5,7 +5,10 @@ Usage (from the repository root), after for each MODEL of resnet20, resnet56 and
 
     sepgraph prune results/proxy/MODEL --model MODEL --weights ... --data npz:.../cifar10_test.npz --normalize ... \\
         --train-data npz:.../cifar10_train.npz --proxy-only --target-params 30 --target-params 50 \\
-        --curves M,lu_q,knn_acc,probe_acc,cka_last,ablation,magnitude,random --random-seeds 10 > results/proxy/MODEL.log
+        --curves M,lu_q,knn_acc,probe_acc,cka_last,ablation,magnitude,block_influence,angular,random \\
+        --random-seeds 10 > results/proxy/MODEL.log
+
+(vgg11_bn without ``angular``: each of its runs is one unit, and none saves 30%; SPEC 22)
 
     .venv/bin/python examples/proxy_table.py --folder results/proxy --table docs/TABLE1.md
 

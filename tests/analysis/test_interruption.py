@@ -40,6 +40,7 @@ def test_kill_and_resume(tmp_path, gemm):
     straight = tmp_path / "straight"
     assert main([*args, "--out", str(straight)]) == 0
     assert (killed / "layers.csv").read_bytes() == (straight / "layers.csv").read_bytes()
+    assert (killed / "depth.csv").read_bytes() == (straight / "depth.csv").read_bytes()
     assert not list(killed.rglob("*.tmp"))
     for edges in (straight / "edges").glob("*.npz"):
         with np.load(edges) as a, np.load(killed / "edges" / edges.name) as b:

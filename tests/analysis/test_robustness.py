@@ -37,6 +37,7 @@ def test_auto_writes_the_same_bytes_every_way(tmp_path):
     assert edges and (first / "layers.csv").is_file()
     for other in others:
         assert (other / "layers.csv").read_bytes() == (first / "layers.csv").read_bytes(), other.name
+        assert (other / "depth.csv").read_bytes() == (first / "depth.csv").read_bytes(), other.name
         assert sorted(path.name for path in (other / "edges").iterdir()) == edges
         for name in edges:
             assert (other / "edges" / name).read_bytes() == (first / "edges" / name).read_bytes(), (other.name, name)

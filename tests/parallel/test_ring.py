@@ -47,6 +47,7 @@ def torchrun(*args: str, processes: int = 2) -> subprocess.Popen:
 
 def same_results(first: Path, second: Path) -> None:
     assert (first / "layers.csv").read_bytes() == (second / "layers.csv").read_bytes()
+    assert (first / "depth.csv").read_bytes() == (second / "depth.csv").read_bytes()  # SPEC 22, gathered by rank
     names = sorted(path.name for path in (first / "edges").iterdir())
     assert names == sorted(path.name for path in (second / "edges").iterdir()) and names
     for name in names:

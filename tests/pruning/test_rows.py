@@ -255,6 +255,11 @@ def test_proxy_only_trains_nothing_and_writes_no_weights(trained_analysis, capsy
     (["--selection-fraction", "1"], "--selection-fraction 1: the share of the evaluation images"),
     (["--curves", "M,magnitude", "--rule", "plateau", "--target-params", "30"],
      "'magnitude' is a unit score with no curve, so the plateau rule cannot cut by it"),
+    (["--curves", "M,angular", "--rule", "plateau", "--target-params", "30"],
+     "'angular' is a distance per run of units with no curve, so the plateau rule cannot cut by it"),
+    (["--target-params", "60", "--curves", "M,angular"],
+     "--target-params 60: no run of consecutive same-shape units reaches it for criterion 'angular' (the most one "
+     "saves is 54.86%); choose a smaller target, or cut by block_influence, M or another criterion instead"),
     (["--proxy-only"], "--proxy-only measures removal cuts and the default rule, plateau, truncates; give "
                        "--target-params"),
     (["--proxy-only", "--rule", "peak"], "--proxy-only: --rule peak truncates, and a truncated model needs a new "
@@ -350,3 +355,31 @@ def test_more_seeds_on_a_rerun_train_only_the_new_ones(trained_analysis):
     assert "(2 seeds)" in (root / "analysis" / "pruning.md").read_text()
     with pytest.raises(SepgraphError, match="seeds must be at least 1, got 0"):
         PruningOptions(seeds=0)
+
+
+def test_depth_criteria_cut_by_the_analysis_depth_file_and_show_in_the_report(trained_analysis, tmp_path, capsys):
+    import shutil
+
+    from sepgraph.results.depth_table import load_depth
+
+    root, train_set = trained_analysis
+    options = PruningOptions(curves=("M", "block_influence", "angular", "random"), target_params=[30],
+                             proxy_only=True, random_seeds=2)
+    table = compare_pruning(root / "analysis", train_set, options, progress=False)
+    depth = load_depth(root / "analysis")
+    influence, angular = (next(row for row in table if row.curve == label and row.kind == "criterion")
+                          for label in ("block influence (ShortGPT)", "angular distance (Gromov et al.)"))
+    chosen = next(run for run in depth if run.units == tuple(angular.cut.removeprefix("remove ").split(", ")))
+    assert chosen.units == ("layer3.1", "layer3.2")  # resnet20's one run that saves 30%: stage 3's identity blocks
+    assert angular.params_saved_pct >= 30
+    assert influence.params_saved_pct >= 30 and any(row.matches == influence.curve for row in table)
+    report = render_report(root / "analysis", ReportSettings()).read_text()
+    assert "Depth criteria (SPEC 22)" in report and "block influence" in report
+    assert (root / "analysis" / "figures" / "depth.png").stat().st_size > 10_000
+    old = tmp_path / "old"  # a folder written before SPEC 22: one line naming how to add the measures
+    shutil.copytree(root / "analysis", old)
+    (old / "depth.csv").unlink()
+    assert main(["prune", str(old), "--train-data", "digits:train", "--proxy-only", "--target-params", "30",
+                 "--curves", "M,angular"]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("sepgraph: error: ")]
+    assert len(errors) == 1 and "has no depth measures (depth.csv, SPEC 22)" in errors[0] and "--resume" in errors[0]

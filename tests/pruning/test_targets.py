@@ -211,3 +211,63 @@ def test_ablation_is_the_drop_after_removing_one_unit_and_recalibrating():
     whole = direct(model)
     assert scores == pytest.approx([whole - direct(other) for other in without], abs=1e-9)
     assert len(scores) == len(units) == 7
+
+
+def depth_row(units, distance, cosine=0.5):
+    from sepgraph.results.depth_table import DepthRow
+
+    return DepthRow(tuple(units), "in", "out", 10, cosine, distance)
+
+
+def test_angular_cuts_the_fewest_units_that_reach_the_target_at_the_smallest_distance():
+    from sepgraph.pruning.criterion import run_cut
+
+    # b0-b2 one chain (10 each), b3 alone (30), b4 alone (40): SIZES
+    runs = [depth_row(["b0"], 0.2), depth_row(["b0", "b1"], 0.25), depth_row(["b0", "b1", "b2"], 0.3),
+            depth_row(["b1"], 0.1), depth_row(["b1", "b2"], 0.15), depth_row(["b2"], 0.3),
+            depth_row(["b3"], 0.05), depth_row(["b4"], 0.5)]
+    cut = run_cut(runs, NAMES, UNITS, SIZES, "target-params", 10)  # one unit reaches it: the nearest single run
+    assert cut.units == ["b3"] and cut.threshold == 0.05 and cut.removed == [4]
+    cut = run_cut(runs, NAMES, UNITS, SIZES, "target-params", 15)  # b3 (15%) or b4 (20%): b3 is nearer
+    assert cut.units == ["b3"]
+    cut = run_cut(runs, NAMES, UNITS, SIZES, "target-params", 16)  # b4 alone reaches it in one unit
+    assert cut.units == ["b4"]
+    cut = run_cut(runs, NAMES, UNITS, SIZES, "target-flops", 5)  # of single units only b4 saves 10 FLOPs or more,
+    assert cut.units == ["b4"]  # though shorter-distance runs of two units (b1, b2) also reach it
+    tie = [depth_row(["b0", "b1"], 0.2), depth_row(["b1", "b2"], 0.2)]
+    assert run_cut(tie, NAMES, UNITS, SIZES, "target-params", 10).units == ["b0", "b1"]  # ties: the earliest
+    assert [c.value for c in cut.contributions] == [0.2, 0.1, 0.3, 0.05, 0.5]  # each unit's distance alone
+    with pytest.raises(SepgraphError) as error:
+        run_cut(runs[:6], NAMES, UNITS, SIZES, "target-params", 20)
+    assert str(error.value) == ("target_params 20: no run of consecutive same-shape units reaches it for criterion "
+                                "'angular' (the most one saves is 15.00%); choose a smaller target, or cut by "
+                                "block_influence, M or another criterion instead")
+
+
+def test_block_influence_scores_units_with_a_one_unit_run_only():
+    from sepgraph.pruning.criterion import block_influence_scores
+
+    runs = [depth_row(["b0"], 0.2, cosine=0.9), depth_row(["b0", "b1"], 0.3), depth_row(["b3"], 0.1, cosine=0.25)]
+    assert block_influence_scores(runs, UNITS) == [pytest.approx(0.1), None, None, 0.75, None]
+    cut = target_cut(block_influence_scores(runs, UNITS), NAMES, UNITS, SIZES, "target-params", 5)
+    assert cut.units == ["b0"]
+
+
+def test_depth_criteria_refuse_targets_they_cannot_reach_before_any_analysis():
+    from sepgraph.pruning.scores import check_reachable, same_shape_runs
+
+    model = create_model("vgg11_bn")
+    units = removable_units(model)
+    runs = same_shape_runs(model, units, (3, 32, 32), "paper")
+    assert all(len(run.units) == 1 for run in runs)  # pooling or a change of width between any two units
+    assert len(runs) < len(units)  # a unit right after a pooling compares points of two shapes: no score
+    sizes = unit_sizes(model, without_each(model, units), (3, 32, 32))
+    single = max(sizes.params[[u.name for u in units].index(run.units[0])] for run in runs)
+    check_reachable(model, units, (3, 32, 32), [("target-params", 100 * single / sizes.params_total - 1)],
+                    ("angular",), "paper")
+    with pytest.raises(SepgraphError, match="no run of consecutive same-shape units reaches it for criterion"):
+        check_reachable(model, units, (3, 32, 32), [("target-params", 30)], ("M", "angular"), "paper")
+    scored = sum(sizes.params[[u.name for u in units].index(run.units[0])] for run in runs)
+    with pytest.raises(SepgraphError, match="criterion 'block_influence' scores only units whose input and output"):
+        check_reachable(model, units, (3, 32, 32), [("target-params", 100 * scored / sizes.params_total + 1)],
+                        ("block_influence",), "paper")

@@ -60,11 +60,11 @@ def test_ring_positions_keep_classes_contiguous():
 def test_report_is_self_contained_with_table_and_images(folder):
     report = render_report(folder)
     text = report.read_text()
-    assert text.count("data:image/png;base64,") == 4
+    assert text.count("data:image/png;base64,") == 5  # a zoo model: its depth criteria's figure too (SPEC 22)
     assert "<table class='layers'>" in text and text.count("<tr>") >= 10 + 1
-    assert "layer3.2" in text and "scikit-learn digits" in text
+    assert "layer3.2" in text and "scikit-learn digits" in text and "Depth criteria (SPEC 22)" in text
     assert not re.search(r"(src|href)=['\"]https?://", text)  # nothing to fetch: opens offline
-    for name in ("modularity", "histograms", "histogram_heatmap", "rings"):
+    for name in ("modularity", "histograms", "histogram_heatmap", "rings", "depth"):
         assert (folder / "figures" / f"{name}.png").stat().st_size > 10_000
     assert (folder / "recommendation.json").is_file()
 

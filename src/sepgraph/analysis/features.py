@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 import numpy as np
 import torch
@@ -48,6 +48,16 @@ class PointFeatures:
     point: LayerPoint
     shape: tuple[int, ...]
     features: np.ndarray
+
+
+class RowObserver(Protocol):
+    """What sees the (batch, D) rows of its own ``points`` during an extraction's first forward pass, beside the
+    points extracted (e.g. :class:`~sepgraph.analysis.depth.DepthObserver`); it must not change them."""
+
+    points: Sequence[LayerPoint]
+
+    def sink(self, start: int, stop: int) -> Sink:
+        """Where rows ``start:stop`` of the extracted indices go, by position in ``points``."""
 
 
 def feature_budget(n_samples: int, dims: Sequence[int], max_memory: int | None) -> int:
@@ -89,6 +99,7 @@ def extract_features(
     spill_dir: str | Path | None = None,
     progress: bool = True,
     reverse: bool = False,
+    observer: RowObserver | None = None,
 ) -> Iterator[PointFeatures]:
     """Yield each point's features for ``dataset[indices]``, in point order (``reverse``: from the last
     point to the first, at the same cost), never holding more than ``max_memory`` bytes of features
@@ -99,7 +110,8 @@ def extract_features(
     when it is yielded: one pass instead of one per group, with one point in memory.
 
     The model runs in ``eval()`` under ``torch.inference_mode()`` on ``device``. Drop each
-    item (``del item``) before asking for the next: the next group's features are filled then.
+    item (``del item``) before asking for the next: the next group's features are filled then. An ``observer`` sees
+    its points' rows during the first pass, which then runs at least as deep as its deepest point.
     """
     if not points:
         raise SepgraphError("the list of layer points is empty; name at least one")
@@ -113,13 +125,14 @@ def extract_features(
         groups = plan_groups(dims, len(indices), feature_budget(len(indices), dims, max_memory))
         forward_pass = _Pass(model, dataset, indices, normalize, batch_size, target, progress)
         if spill_dir is not None:
-            yield from _spilled(forward_pass, points, shapes, dims, Path(spill_dir), reverse)
+            yield from _spilled(forward_pass, points, shapes, dims, Path(spill_dir), reverse, observer)
             return
         log.info("extracting %d points in %d pass(es) over %d samples", len(points), len(groups), len(indices))
         for number, group in enumerate(groups[::-1] if reverse else groups, 1):
             arrays = {p: np.empty((len(indices), dims[p]), dtype=np.float32) for p in group}
-            forward_pass([points[p] for p in group], _into_arrays([arrays[p] for p in group]),
-                desc=f"features {number}/{len(groups)}" if len(groups) > 1 else "features")
+            forward_pass(*_observed([points[p] for p in group], _into_arrays([arrays[p] for p in group]),
+                                    observer if number == 1 else None),
+                         desc=f"features {number}/{len(groups)}" if len(groups) > 1 else "features")
             for position in group[::-1] if reverse else group:
                 yield PointFeatures(position, points[position], shapes[position], arrays.pop(position))
 
@@ -153,6 +166,30 @@ class _Pass:
             capture.remove()
 
 
+def _observed(points: list[LayerPoint], sink: Callable[[int, int], Sink], observer: RowObserver | None
+              ) -> tuple[list[LayerPoint], Callable[[int, int], Sink]]:
+    """A pass's points and sink with an observer's points added; a point both want goes to both."""
+    if observer is None:
+        return points, sink
+    merged = points + [point for point in observer.points if point not in points]
+    where = [merged.index(point) for point in observer.points]
+
+    def both(start: int, stop: int) -> Sink:
+        ours, theirs = dict(sink(start, stop)), observer.sink(start, stop)
+        for k, position in enumerate(where):
+            ours[position] = _each(ours[position], theirs[k]) if position in ours else theirs[k]
+        return ours
+
+    return merged, both
+
+
+def _each(*sinks: Callable[[torch.Tensor], object]) -> Callable[[torch.Tensor], None]:
+    def call(rows: torch.Tensor) -> None:
+        for sink in sinks:
+            sink(rows)
+    return call
+
+
 def _into_arrays(arrays: list[np.ndarray]) -> Callable[[int, int], Sink]:
     """Rows ``start:stop`` of point i are copied into ``arrays[i][start:stop]``."""
     buffers = [torch.from_numpy(array) for array in arrays]
@@ -167,9 +204,9 @@ def _into_files(handles: list[BinaryIO]) -> Callable[[int, int], Sink]:
 
 
 def _spilled(forward_pass: _Pass, points: Sequence[LayerPoint], shapes: list[tuple[int, ...]], dims: list[int],
-             spill_dir: Path, reverse: bool) -> Iterator[PointFeatures]:
-    """All points in one pass, each point's rows appended to its own file; then read back one by one
-    (from the last with ``reverse``)."""
+             spill_dir: Path, reverse: bool, observer: RowObserver | None) -> Iterator[PointFeatures]:
+    """All points in one pass (seen by ``observer`` too), each point's rows appended to its own file; then read back
+    one by one (from the last with ``reverse``)."""
     n_samples = len(forward_pass.indices)
     needed = n_samples * sum(dims) * 4
     if not spill_dir.is_dir():
@@ -188,7 +225,7 @@ def _spilled(forward_pass: _Pass, points: Sequence[LayerPoint], shapes: list[tup
         paths = [Path(folder) / f"{position:04d}.f32" for position in range(len(points))]
         handles = [open(path, "wb") for path in paths]
         try:
-            forward_pass(points, _into_files(handles), desc="features (spilled)")
+            forward_pass(*_observed(list(points), _into_files(handles), observer), desc="features (spilled)")
         finally:
             for handle in handles:
                 handle.close()

@@ -37,14 +37,16 @@ from ..graph.tiles import TilePlan
 from ..models.capture import point_shapes
 from ..models.checkpoints import load_weights
 from ..models.factory import build_model
-from ..models.points import layer_points, removable_units
+from ..models.points import UnitRun, layer_points, removable_units, unit_runs
 from ..models.protocol import LayerPoint, ZooModel
 from ..parallel.merge import scan_layer
 from ..parallel.workers import Workers, gather_leading
+from ..results.depth_table import DEPTH_FILE, write_depth
 from ..results.folder import ResultsFolder
 from ..results.layer_row import LayerRow
 from ..settings import GraphSettings, RunSettings
 from .cka import CkaLinks, Reference
+from .depth import DepthObserver, depth_rows
 from .features import PointFeatures, extract_features, feature_budget
 from .point import measure_point
 
@@ -109,11 +111,14 @@ def analyze(
     context, manifest = _prepare(model, as_dataset(data), settings, weights, num_classes, normalize, points, run,
                                  progress)
     with ExitStack() as stack:
-        folder, stored, missing = _open_folder(stack, context, out, manifest, resume, overwrite)
+        folder, stored, missing, depth_missing = _open_folder(stack, context, out, manifest, resume, overwrite)
         clock = StageClock()
         links = CkaLinks(len(context.points) - 1, _reference_grams(context, missing))
         clock.lap("peers")
-        _measure_missing(context, settings, missing, links, clock, folder, stored)
+        observer = context.depth_observer() if depth_missing else None
+        _measure_missing(context, settings, missing, links, clock, folder, stored, observer)
+        if observer is not None:
+            _measure_depth(context, observer, folder, fed=bool(missing))
         peaks = gather_leading(np.array([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024.0]),
                                context.workers)
         if not context.workers.leader:
@@ -138,22 +143,35 @@ class _Context:
     plan: TilePlan
     workers: Workers
     progress: bool
+    runs: list[UnitRun] | None
 
-    def extract(self, points: list[LayerPoint], n_rows: int) -> Iterator[PointFeatures]:
-        """Each point's features (from the last point) for this rank's rows of the first ``n_rows`` rows of
-        the extraction order, run in the batches of a single-process extraction (so the same numbers)."""
+    def rows(self, n_rows: int) -> tuple[int, int, int, int]:
+        """(first, start, stop, end): this rank's rows start:stop of the first ``n_rows`` rows of the extraction
+        order, and the rows first:end it extracts for them (whole batches of a single-process extraction)."""
         start, stop = self.plan.over(n_rows).slice_of(self.workers.rank)
+        size = self.run.batch_size
+        return start // size * size, start, stop, min(-(-stop // size) * size, n_rows)
+
+    def extract(self, points: list[LayerPoint], n_rows: int, observer: DepthObserver | None = None
+                ) -> Iterator[PointFeatures]:
+        """Each point's features (from the last point) for this rank's rows of the first ``n_rows`` rows of
+        the extraction order, run in the batches of a single-process extraction (so the same numbers); an
+        ``observer`` of :meth:`depth_observer` sees its points in the first pass."""
+        first, start, stop, end = self.rows(n_rows)
         if start == stop:  # more processes than this scan's tile rows: nothing of it here
             yield from self._empty(points)
             return
-        size = self.run.batch_size
-        first, end = start // size * size, min(-(-stop // size) * size, n_rows)
         for item in extract_features(self.model, points, self.dataset, self.sample_sets.order[first:end],
-                                     normalize=self.normalize, batch_size=size, device=self.run.device,
+                                     normalize=self.normalize, batch_size=self.run.batch_size, device=self.run.device,
                                      max_memory=self.budget, spill_dir=self.run.spill_dir,
-                                     progress=self.progress and self.workers.leader, reverse=True):
+                                     progress=self.progress and self.workers.leader, reverse=True, observer=observer):
             yield replace(item, features=item.features[start - first:stop - first])
             del item
+
+    def depth_observer(self) -> DepthObserver:
+        """What keeps this rank's per-sample cosines of every run (SPEC 22) during a full extraction."""
+        first, start, stop, _ = self.rows(len(self.sample_sets.order))
+        return DepthObserver(self.runs or [], self.points, (start - first, stop - first))
 
     def _empty(self, points: list[LayerPoint]) -> Iterator[PointFeatures]:
         """No rows of each point (from the last), for a rank that holds none."""
@@ -185,8 +203,11 @@ def _prepare(model: str | nn.Module, dataset: ImageDataset, settings: GraphSetti
     workers = Workers.current()
     plan = TilePlan.create(len(sample_sets.order), budget, device, run.tile_rows, workers.world, run.gemm)
     plan.check_ranks("the analysis")
+    units = removable_units(model, convention) if names is None and isinstance(model, ZooModel) else None
+    runs = None if units is None else unit_runs(units, {p.name: shape for p, shape in zip(point_list, shapes,
+                                                                                           strict=True)})
     context = _Context(model, dataset, sample_sets, point_list, normalize, run, device, budget, plan, workers,
-                       progress)
+                       progress, runs)
     parameters = {
         "model": model_name, "weights": str(weights) if weights else None, "weights_sha256": weights_sha256,
         "data": dataset.spec, "data_sha256": dataset.sha256, "normalize": normalize,
@@ -194,7 +215,6 @@ def _prepare(model: str | nn.Module, dataset: ImageDataset, settings: GraphSetti
         **asdict(settings), "num_classes": classes,  # the model's head (pruning rebuilds it); the data's are "classes"
         "gemm": plan.engine.library,  # another engine computes other floats: a resume must use the same
     }
-    units = removable_units(model, convention) if names is None and isinstance(model, ZooModel) else None
     return context, _manifest(context, parameters, units)
 
 
@@ -222,21 +242,23 @@ def _manifest(context: _Context, parameters: dict, units: list | None) -> dict:
 
 
 def _open_folder(stack: ExitStack, context: _Context, out: str | Path, manifest: dict, resume: bool,
-                 overwrite: bool) -> tuple[ResultsFolder | None, list[LayerRow | None], list[int]]:
-    """Open (or resume) the results folder on rank 0; every rank learns which points are missing."""
+                 overwrite: bool) -> tuple[ResultsFolder | None, list[LayerRow | None], list[int], bool]:
+    """Open (or resume) the results folder on rank 0; every rank learns which points are missing, and whether the
+    depth measures (SPEC 22) are."""
     opened: dict = {}
 
-    def open_on_leader() -> list[int]:
+    def open_on_leader() -> tuple[list[int], bool]:
         opened["folder"] = stack.enter_context(ResultsFolder(out, manifest, resume=resume, overwrite=overwrite))
         opened["stored"] = [opened["folder"].completed_row(i, p.name) for i, p in enumerate(context.points)]
-        return [i for i, row in enumerate(opened["stored"]) if row is None]
+        depth_missing = context.runs is not None and not (opened["folder"].path / DEPTH_FILE).is_file()
+        return [i for i, row in enumerate(opened["stored"]) if row is None], depth_missing
 
-    missing = context.workers.agree(open_on_leader, who="leader")  # rank 0 alone writes the folder
+    missing, depth_missing = context.workers.agree(open_on_leader, who="leader")  # rank 0 alone writes the folder
     stack.enter_context(context.workers.watch())  # a rank that stops: a clear error, recorded by the folder
     count = len(context.points)
     if len(missing) < count and context.workers.leader:
         log.info("resuming: %d of %d layer points are already complete", count - len(missing), count)
-    return opened.get("folder"), opened.get("stored", []), missing
+    return opened.get("folder"), opened.get("stored", []), missing, depth_missing
 
 
 class StageClock:
@@ -263,10 +285,12 @@ class StageClock:
 
 
 def _measure_missing(context: _Context, settings: GraphSettings, missing: list[int], links: CkaLinks,
-                     clock: StageClock, folder: ResultsFolder | None, stored: list[LayerRow | None]) -> None:
-    """Extract and measure every missing point (from the last); rank 0 writes each one once it is complete."""
+                     clock: StageClock, folder: ResultsFolder | None, stored: list[LayerRow | None],
+                     observer: DepthObserver | None) -> None:
+    """Extract and measure every missing point (from the last), seen by ``observer`` in the first pass; rank 0
+    writes each one once it is complete."""
     clock.restart()
-    stream = context.extract([context.points[i] for i in missing], len(context.sample_sets.order)) \
+    stream = context.extract([context.points[i] for i in missing], len(context.sample_sets.order), observer) \
         if missing else iter(())
     show = context.progress and context.workers.leader
     with tqdm(total=len(missing), desc="layers", unit="point", disable=not show) as bar:
@@ -284,6 +308,17 @@ def _measure_missing(context: _Context, settings: GraphSettings, missing: list[i
                 bar.set_postfix_str(f"{measured.row.name} M={measured.row.M:.4f}")
             bar.update()
             clock.restart()
+
+
+def _measure_depth(context: _Context, observer: DepthObserver, folder: ResultsFolder | None, fed: bool) -> None:
+    """``depth.csv`` (SPEC 22) from the observer's cosines, once an extraction ``fed`` it; with no point left to
+    measure (a resumed folder written before SPEC 22), a pass of the runs' end points alone feeds it here."""
+    if observer.points and not fed:
+        for item in context.extract(list(observer.points[-1:]), len(context.sample_sets.order), observer):
+            del item
+    cosines, angles = observer.gathered(context.workers)
+    if context.workers.leader:
+        write_depth(folder.path, depth_rows(context.runs, cosines, angles))
 
 
 def _write_complete(folder: ResultsFolder, stored: list[LayerRow], settings: GraphSettings, clock: StageClock,

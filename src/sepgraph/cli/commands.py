@@ -22,7 +22,7 @@ from ..models import build_model, input_size, list_models, model_info, parameter
 from ..models.capture import point_shapes
 from ..models.points import CONVENTIONS, layer_points, removable_units
 from ..models.protocol import LayerPoint
-from ..pruning.criterion import TARGET_RULES
+from ..pruning.criterion import DEPTH_CRITERIA, TARGET_RULES
 from ..pruning.halves import analyse_selection
 from ..pruning.options import PruningOptions
 from ..pruning.rows import compare_pruning
@@ -30,6 +30,7 @@ from ..pruning.scores import check_reachable
 from ..pruning.table import PruningRow
 from ..report.figures import dynamics_heatmap
 from ..report.html import ReportSettings, render_report
+from ..results.depth_table import load_depth
 from ..results.folder import is_complete
 from ..settings import GraphSettings, RunSettings
 from ..training.evaluation import Evaluation, evaluate
@@ -166,7 +167,8 @@ def prune(folder: str | Path, train_data: DataSource, *, test_data: DataSource |
     """
     folder = Path(folder)
     options = options or PruningOptions()
-    if analyse_first is not None and not is_complete(folder):
+    wants_depth = any(key in DEPTH_CRITERIA for key in options.curves)
+    if analyse_first is not None and (not is_complete(folder) or wants_depth and load_depth(folder) is None):
         first = analyse_first
         if first.data is None:
             raise SepgraphError("model needs data: the data to analyse it on (e.g. its test set)",
@@ -174,7 +176,8 @@ def prune(folder: str | Path, train_data: DataSource, *, test_data: DataSource |
         targets = [(rule, value) for rule, value in options.all_rules if rule in TARGET_RULES]
         if targets:  # a target no cut reaches is refused before the analysis
             model = build_model(first.model).model
-            check_reachable(model, removable_units(model, first.points), input_size(first.model), targets)
+            check_reachable(model, removable_units(model, first.points), input_size(first.model), targets,
+                            options.curves, first.points)
         analyse_selection(first.model, first.data, first.settings, fraction=options.selection_fraction,
                           seed=options.split_seed, out=folder, weights=first.weights, normalize=first.normalize,
                           points=first.points, run=replace(first.run or RunSettings(), device=device))

@@ -151,8 +151,9 @@ def _prune_command(commands: argparse._SubParsersAction) -> None:
                        "and delta, 0.03 delta-abs)")
     prune.add_argument("--curves", type=_curves, default=PAPER_CURVES, metavar="CURVE,...",
                        help=f"criteria to cut by, one pruned model each per rule: {', '.join(CRITERIA)} "
-                       "(default: M,lu_q; SPEC 16, 19; magnitude is a unit score, cut by the target rules only; "
-                       "random draws size-matched cuts beside every other criterion's)")
+                       "(default: M,lu_q; SPEC 16, 19, 22; magnitude, ablation and block_influence are unit scores "
+                       "and angular a distance per run of units, cut by the target rules only; random draws "
+                       "size-matched cuts beside every other criterion's)")
     prune.add_argument("--equal-units", action="store_true",
                        help="add delta rows where each curve removes as many units as the first does under delta")
     prune.add_argument("--reference-cut", action="append", default=[], metavar="SPEC",

@@ -10,7 +10,8 @@ module, in the order it runs (a module that runs twice gives two points, named
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -35,6 +36,40 @@ def removable_units(model: nn.Module, convention: str = "paper") -> list[Removab
         raise SepgraphError(f"removing units needs one of sepgraph's zoo models, not {type(model).__name__}; "
                             "truncation rules (plateau, peak) work on the curve alone")
     return model.removable_units(convention)
+
+
+@dataclass(frozen=True)
+class UnitRun:
+    """Consecutive removable units whose input and output points have one shape (SPEC 22): what the angular
+    distance compares (the representation entering the run with the one leaving it) and may remove.
+
+    Attributes:
+        units: the units, in network order.
+        input_point, output_point: the first unit's input point and the last unit's output point.
+    """
+
+    units: tuple[str, ...]
+    input_point: str
+    output_point: str
+
+
+def unit_runs(units: Sequence[RemovableUnit], shapes: Mapping[str, tuple[int, ...]]) -> list[UnitRun]:
+    """Every run of consecutive units (SPEC 22), by first unit then length: each unit's input and output points are
+    layer points (``shapes``: their per-sample shapes) of the same shape, and each unit's input point is the previous
+    unit's output point; so a run never crosses a unit or point that changes the shape (a stage boundary)."""
+    def same_shape(unit: RemovableUnit) -> bool:
+        return (unit.input_point in shapes and unit.output_point in shapes
+                and shapes[unit.input_point] == shapes[unit.output_point])
+
+    runs = []
+    for first, unit in enumerate(units):
+        last = first
+        while last < len(units) and same_shape(units[last]) and (
+                last == first or units[last].input_point == units[last - 1].output_point):
+            runs.append(UnitRun(tuple(u.name for u in units[first:last + 1]), unit.input_point,
+                                units[last].output_point))
+            last += 1
+    return runs
 
 
 def check_convention(convention: str) -> None:

@@ -13,6 +13,7 @@ from ..errors import SepgraphError
 from ..models.points import layer_points, removable_units
 from ..models.protocol import RemovableUnit
 from ..models.pruned import PruningSpec, apply_pruning
+from ..results.depth_table import DepthRow
 from ..results.layer_row import LayerRow
 from .criterion import CRITERIA, CURVE, Cut, UnitSizes, curve_values, points_removed, recommend, tau_for_count
 from .options import PruningOptions, Rule
@@ -39,14 +40,14 @@ class Candidate:
 
 def candidates(base: str, rows: list[LayerRow], units: Sequence[RemovableUnit] | None, options: PruningOptions,
                sizes: UnitSizes | None = None, scores: dict[str, list[float]] | None = None,
-               seed: int = 0) -> list[Candidate]:
+               seed: int = 0, runs: Sequence[DepthRow] | None = None) -> list[Candidate]:
     """The control, each criterion's cut under each rule, the equal-units rows and the random cuts matched to every
-    removal cut (drawn with ``seed``), for an analysis of ``base``; ``sizes`` and ``scores`` as
+    removal cut (drawn with ``seed``), for an analysis of ``base``; ``sizes``, ``scores`` and ``runs`` as
     :func:`~sepgraph.pruning.criterion.recommend` takes them."""
     names = [row.name for row in rows]
     found = [Candidate(CONTROL, "control", "", None, "nothing removed (the control)", PruningSpec(base), 0, 0)]
     for rule, parameter in options.all_rules:
-        cuts = recommend(rows, rule, parameter, units, options.curves, scores, sizes)
+        cuts = recommend(rows, rule, parameter, units, options.curves, scores, sizes, runs)
         found += [_candidate(base, curve_label(key), "criterion", cut, names) for key, cut in cuts.items()]
     if options.equal_units:
         found += _equal_units(base, rows, units, options.rules, options.curves)

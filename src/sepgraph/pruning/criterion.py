@@ -8,7 +8,8 @@ Pure functions over a curve c_1..c_K or over unit scores; each returns a :class:
 its parameter and what to remove. The truncation rules (``plateau``, ``peak``) read the curve alone; the unit
 rules (``delta``, ``delta-abs``) judge each removable unit by its contribution, curve(output point) -
 curve(input point); the target rules (``target-params``, ``target-flops``) take units in order of increasing
-score until a share of the model's parameters (FLOPs) is saved.
+score until a share of the model's parameters (FLOPs) is saved; the run rule of ``angular`` takes the run of
+consecutive units with the smallest angular distance that reaches such a share (SPEC 22).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 
 from ..errors import SepgraphError
 from ..models.protocol import RemovableUnit
+from ..results.depth_table import DepthRow
 from ..results.layer_row import LayerRow
 
 TRUNCATION_RULES = ("plateau", "peak")
@@ -31,6 +33,7 @@ DEFAULT_PARAMETERS = {"plateau": 0.02, "peak": None, "delta": 0.02, "delta-abs":
 
 CURVE = "curve"
 SCORE = "score"
+RUN = "run"
 RANDOM = "random"
 
 
@@ -40,7 +43,8 @@ class Criterion:
 
     Attributes:
         kind: :data:`CURVE` (values over layer points, the :class:`LayerRow` ``attribute``; every rule applies, a
-            unit's score is its contribution), :data:`SCORE` (a value per unit; the target rules only) or
+            unit's score is its contribution), :data:`SCORE` (a value per unit; the target rules only), :data:`RUN`
+            (a value per run of consecutive units, SPEC 22; the target rules only, one run is cut) or
             :data:`RANDOM` (cuts drawn to match each other criterion's removal cut in size).
         label: how tables name it.
         attribute: a curve's :class:`LayerRow` attribute.
@@ -57,9 +61,13 @@ CRITERIA = {
     "cka_last": Criterion(CURVE, "CKA to the last point", "cka_last"),
     "magnitude": Criterion(SCORE, "weight magnitude"),
     "ablation": Criterion(SCORE, "per-unit ablation"),
+    "block_influence": Criterion(SCORE, "block influence (ShortGPT)"),
+    "angular": Criterion(RUN, "angular distance (Gromov et al.)"),
     "random": Criterion(RANDOM, "random (size-matched)"),
 }
-"""The one registry of the criteria (SPEC 8, 16, 19), by the key ``--curves`` names them with."""
+"""The one registry of the criteria (SPEC 8, 16, 19, 22), by the key ``--curves`` names them with."""
+DEPTH_CRITERIA = ("block_influence", "angular")
+"""The criteria read off the analysis's depth measures, ``depth.csv`` (SPEC 22)."""
 
 PAPER_CURVES = ("M", "lu_q")
 """The paper's comparison: its M against Lu et al.'s Q; the default of ``--curves``."""
@@ -73,8 +81,9 @@ def check_criteria(keys: Sequence[str], rules: Sequence[str] = ()) -> tuple[str,
                             f"(unknown: {', '.join(unknown) or 'none'})", arguments=("curves",))
     curve_rules = [rule for rule in rules if rule not in TARGET_RULES]
     for key in keys:
-        if CRITERIA[key].kind == SCORE and curve_rules:
-            raise SepgraphError(f"criterion {key!r} is a unit score with no curve, so the {curve_rules[0]} rule "
+        if CRITERIA[key].kind in (SCORE, RUN) and curve_rules:
+            what = "a unit score" if CRITERIA[key].kind == SCORE else "a distance per run of units"
+            raise SepgraphError(f"criterion {key!r} is {what} with no curve, so the {curve_rules[0]} rule "
                                 f"cannot cut by it; cut it with target_params or target_flops, or leave it out",
                                 arguments=("curves", "target_params", "target_flops"))
     if RANDOM in keys:
@@ -261,6 +270,47 @@ def target_cut(scores: Sequence[float | None], names: Sequence[str], units: Sequ
                [units[k].name for k in order])
 
 
+def no_run_reaches(rule: str, target: float, most: float) -> SepgraphError:
+    """The one-line refusal of a target (percent) that no run of ``angular`` reaches (the ``most`` one saves)."""
+    name = rule.replace("-", "_")
+    return SepgraphError(f"{name} {target:g}: no run of consecutive same-shape units reaches it for criterion "
+                         f"'angular' (the most one saves is {most:.2f}%); choose a smaller target, or cut by "
+                         "block_influence, M or another criterion instead", arguments=("curves", name))
+
+
+def run_cut(runs: Sequence[DepthRow], names: Sequence[str], units: Sequence[RemovableUnit], sizes: UnitSizes,
+            rule: str, target: float) -> Cut:
+    """``angular``'s cut (SPEC 22): the fewest consecutive units that can reach ``target`` percent of the parameters
+    (``target-params``) or FLOPs (``target-flops``), and among the runs of that many units that reach it, the one
+    with the smallest angular distance (ties: the earliest); Gromov et al.'s choice for that number of blocks.
+
+    Args:
+        runs: the analysis's runs with their angular distances (``depth.csv``).
+        names: the analysis's layer points, for the points the cut takes away.
+    """
+    savings, total = sizes.of(rule)
+    index = {unit.name: k for k, unit in enumerate(units)}
+    reaching = [run for run in runs if sum(savings[index[name]] for name in run.units) * 100 >= target * total]
+    if not reaching:
+        most = max((sum(savings[index[name]] for name in run.units) for run in runs), default=0)
+        raise no_run_reaches(rule, target, 100 * most / total)
+    fewest = min(len(run.units) for run in reaching)
+    chosen = min((run for run in reaching if len(run.units) == fewest),
+                 key=lambda run: (run.angular_distance, index[run.units[0]]))
+    alone = {run.units[0]: run.angular_distance for run in runs if len(run.units) == 1}
+    removed = points_removed([units[index[name]] for name in chosen.units], names)
+    return Cut(rule, target, None, removed, list(chosen.units), chosen.angular_distance,
+               [Contribution(u.name, u.input_point, u.output_point, alone.get(u.name), u.name in chosen.units)
+                for u in units])
+
+
+def block_influence_scores(runs: Sequence[DepthRow], units: Sequence[RemovableUnit]) -> list[float | None]:
+    """Each unit's ``block_influence`` (SPEC 22), 1 - its mean cosine, from its one-unit run; None for a unit
+    without one (its input and output points differ in shape or are not both layer points)."""
+    influence = {run.units[0]: run.block_influence for run in runs if len(run.units) == 1}
+    return [influence.get(unit.name) for unit in units]
+
+
 def tau_for_count(values: Sequence[float], names: Sequence[str], units: Sequence[RemovableUnit], count: int
                   ) -> float:
     """A relative tau at which ``delta`` removes ``count`` units, or the count nearest to it when
@@ -331,11 +381,13 @@ def _needed(sizes: UnitSizes | None, rule: str) -> UnitSizes:
 
 def recommend(rows: Sequence[LayerRow], rule: str = "plateau", parameter: float | dict[str, float] | None = None,
               units: Sequence[RemovableUnit] | None = None, curves: Sequence[str] = PAPER_CURVES,
-              scores: dict[str, Sequence[float]] | None = None, sizes: UnitSizes | None = None) -> dict[str, Cut]:
+              scores: dict[str, Sequence[float]] | None = None, sizes: UnitSizes | None = None,
+              runs: Sequence[DepthRow] | None = None) -> dict[str, Cut]:
     """Criterion I under the same rule on each of ``curves`` (keys of :data:`CRITERIA`; by default M and the
     mean of Lu et al.'s Q over its batches), from an analysis's rows. ``parameter`` may differ per curve
-    (a dict by key). A unit score (kind :data:`SCORE`) takes its values from ``scores`` (one per unit) and is cut
-    by the target rules only; ``random`` has no cut of its own (its cuts match the others')."""
+    (a dict by key). A unit score (kind :data:`SCORE`) takes its values from ``scores`` (one per unit), ``angular``
+    (kind :data:`RUN`) its runs from ``runs`` (``depth.csv``); both are cut by the target rules only; ``random``
+    has no cut of its own (its cuts match the others')."""
     names = [row.name for row in rows]
     cuts = {}
     for key in check_criteria(curves):
@@ -349,4 +401,11 @@ def recommend(rows: Sequence[LayerRow], rule: str = "plateau", parameter: float 
                 raise SepgraphError(f"criterion {key!r} scores removable units, which 'sepgraph prune' reads off a "
                                     "zoo model whose analysis recorded its units in manifest.json")
             cuts[key] = target_cut(scores[key], names, units, _needed(sizes, rule), rule, value)
+        elif CRITERIA[key].kind == RUN:
+            check_criteria([key], [rule])
+            check_rule(rule, value)
+            if runs is None or units is None:
+                raise SepgraphError(f"criterion {key!r} needs the analysis's depth measures (depth.csv, SPEC 22), "
+                                    "which analyses of zoo models write; add them with 'sepgraph analyze --resume'")
+            cuts[key] = run_cut(runs, names, units, _needed(sizes, rule), rule, value)
     return cuts

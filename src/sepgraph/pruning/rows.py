@@ -30,13 +30,14 @@ from ..models.protocol import RemovableUnit
 from ..models.pruned import PruningSpec, apply_pruning, reinitialise
 from ..models.registry import input_size
 from ..models.size import flop_count, parameter_count
+from ..results.depth_table import DepthRow, load_depth
 from ..results.folder import load_results, removable_units_of
 from ..training.evaluation import evaluate
 from ..training.loop import train
 from ..training.recalibration import recalibrated_accuracy
 from ..training.recipe import Recipe
 from .candidates import Candidate, candidates, reference_candidate
-from .criterion import TARGET_RULES, UnitSizes
+from .criterion import DEPTH_CRITERIA, TARGET_RULES, UnitSizes, block_influence_scores
 from .halves import evaluation_halves
 from .options import PruningOptions
 from .scores import ablation_scores, magnitude_scores, unit_sizes, without_each
@@ -72,8 +73,8 @@ def compare_pruning(
     comparison = _Comparison.open(results, manifest["parameters"], train_data, test_data, options,
                                   recipe or Recipe(), device, progress)
     units = removable_units_of(manifest)
-    sizes, scores = comparison.unit_measures(units)
-    found = candidates(comparison.base, rows, units, options, sizes, scores, comparison.recipe.seed)
+    sizes, scores, runs = comparison.unit_measures(units)
+    found = candidates(comparison.base, rows, units, options, sizes, scores, comparison.recipe.seed, runs)
     found += [reference_candidate(comparison.original, text, comparison.base, manifest["parameters"]["convention"],
                                   comparison.classes, comparison.size) for text in options.reference_cuts]
     table = comparison.train_all(found)
@@ -129,10 +130,12 @@ class _Comparison:
                    device, progress, selection)
 
     def unit_measures(self, units: list[RemovableUnit] | None
-                      ) -> tuple[UnitSizes | None, dict[str, list[float]] | None]:
-        """The units' sizes where a target rule or random cuts need them, and the unit scores the criteria name."""
+                      ) -> tuple[UnitSizes | None, dict[str, list[float]] | None, list[DepthRow] | None]:
+        """The units' sizes where a target rule or random cuts need them, the unit scores the criteria name, and the
+        analysis's runs of units with their depth measures where a criterion reads them (SPEC 22)."""
         if units is None:
-            return None, None
+            return None, None, None
+        runs = self._depth() if any(key in DEPTH_CRITERIA for key in self.options.curves) else None
         needs_sizes = self.options.draws_random or any(rule in TARGET_RULES for rule, _ in self.options.all_rules)
         named = [key for key in ("magnitude", "ablation") if key in self.options.curves]
         without = without_each(self.original, units) if needs_sizes or named else []
@@ -144,7 +147,18 @@ class _Comparison:
             scores["ablation"] = ablation_scores(self.original, without, self.selection_set, self.train_set,
                                                  normalize=self.settings["normalize"], seed=self.recipe.seed,
                                                  device=self.device)
-        return sizes, scores or None
+        if "block_influence" in self.options.curves:
+            scores["block_influence"] = block_influence_scores(runs, units)
+        return sizes, scores or None, runs
+
+    def _depth(self) -> list[DepthRow]:
+        """The analysis's ``depth.csv`` (SPEC 22), refused in one line where it predates them."""
+        runs = load_depth(self.results)
+        if runs is None:
+            raise SepgraphError(f"the analysis in {str(self.results)!r} has no depth measures (depth.csv, SPEC 22), "
+                                "which block_influence and angular read; rerun its command with --resume (or 'sepgraph "
+                                "prune --model' again): one more pass adds them", arguments=("curves",))
+        return runs
 
     def train_all(self, found: list[Candidate]) -> list[PruningRow]:
         """Train (or, proxy only, measure) each distinct pruning once and give every candidate its row, the control

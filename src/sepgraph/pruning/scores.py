@@ -6,14 +6,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import nn
 
 from ..data.dataset import ImageDataset
+from ..errors import SepgraphError
+from ..models.capture import point_shapes
+from ..models.points import UnitRun, layer_points, unit_runs
 from ..models.protocol import RemovableUnit
 from ..models.pruned import remove
 from ..models.size import flop_count, parameter_count
 from ..training.recalibration import recalibrated_accuracy
-from .criterion import UnitSizes, unreachable
+from .criterion import UnitSizes, no_run_reaches, unreachable
 
 
 def without_each(model: nn.Module, units: Sequence[RemovableUnit]) -> list[nn.Module]:
@@ -55,13 +59,38 @@ def ablation_scores(model: nn.Module, without: Sequence[nn.Module], selection: I
 
 
 def check_reachable(model: nn.Module, units: Sequence[RemovableUnit], input_size: tuple[int, int, int],
-                    targets: Sequence[tuple[str, float]]) -> None:
-    """Refuse a target (``target-params``/``target-flops``, percent) that removing every unit cannot reach, before
-    an analysis that may take hours (SPEC 19)."""
+                    targets: Sequence[tuple[str, float]], curves: Sequence[str] = (), convention: str = "paper"
+                    ) -> None:
+    """Refuse a target (``target-params``/``target-flops``, percent) that removing every unit cannot reach, or that
+    ``block_influence`` (its scored units) or ``angular`` (its longest-saving run) cannot reach when ``curves`` name
+    them, before an analysis that may take hours (SPEC 19, 22)."""
     if not targets:
         return
     sizes = unit_sizes(model, without_each(model, units), input_size)
+    runs = same_shape_runs(model, units, input_size, convention) if {"block_influence", "angular"} & set(curves) \
+        else []
+    index = {unit.name: k for k, unit in enumerate(units)}
     for rule, target in targets:
         savings, total = sizes.of(rule)
         if sum(savings) * 100 < target * total:
             raise unreachable(rule, target, 100 * sum(savings) / total, f"all {len(units)} removable units")
+        scored = sum(savings[index[run.units[0]]] for run in runs if len(run.units) == 1)
+        if "block_influence" in curves and scored * 100 < target * total:
+            raise SepgraphError(
+                f"{rule.replace('-', '_')} {target:g}: criterion 'block_influence' scores only units whose input and "
+                f"output points have one shape, and removing all {sum(len(r.units) == 1 for r in runs)} of them "
+                f"saves {100 * scored / total:.2f}%; choose a smaller target, or cut by M, magnitude or ablation "
+                "instead",
+                arguments=("curves", rule.replace("-", "_")))
+        longest = max((sum(savings[index[name]] for name in run.units) for run in runs), default=0)
+        if "angular" in curves and longest * 100 < target * total:
+            raise no_run_reaches(rule, target, 100 * longest / total)
+
+
+def same_shape_runs(model: nn.Module, units: Sequence[RemovableUnit], input_size: tuple[int, int, int],
+                    convention: str) -> list[UnitRun]:
+    """The model's runs of consecutive same-shape units under ``convention`` (SPEC 22), its point shapes read off one
+    forward pass of a zero image of ``input_size``."""
+    points = layer_points(model, convention)
+    shapes = point_shapes(model, points, torch.zeros(1, *input_size))
+    return unit_runs(units, {point.name: shape for point, shape in zip(points, shapes, strict=True)})

@@ -18,6 +18,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from ..pruning.criterion import Cut
+from ..results.depth_table import DepthRow
 from ..results.dynamics_table import MEASURES, DynamicsRow
 from ..results.layer_row import LayerRow
 
@@ -243,4 +244,31 @@ def dynamics_heatmap(rows: Sequence[DynamicsRow], title: str) -> Figure:
     axes[-1].set_xticks(range(len(names)), names, rotation=90, fontsize=6 if len(names) > 30 else 8)
     axes[-1].set_xlabel("layer point")
     figure.suptitle(f"{title}\nduring training (epoch 0: before the first)", fontsize=10)
+    return figure
+
+
+def depth_measures(rows: Sequence[DepthRow], title: str) -> Figure:
+    """SPEC 22 as pictures: each unit's block influence (left) and the angular distance of every run of consecutive
+    same-shape units by its first unit (rows) and length n (columns), Gromov et al.'s picture (right)."""
+    firsts = list(dict.fromkeys(row.units[0] for row in rows))
+    longest = max(len(row.units) for row in rows)
+    figure = Figure(figsize=(11.0, max(3.5, 0.28 * len(firsts) + 1.8)), layout="constrained")
+    influence, runs = figure.subplots(1, 2, width_ratios=(1, 1.4))
+    alone = [row for row in rows if len(row.units) == 1]
+    influence.barh(range(len(alone)), [row.block_influence for row in alone], color="#4c72b0")
+    influence.set_yticks(range(len(alone)), [row.units[0] for row in alone], fontsize=7)
+    influence.invert_yaxis()
+    influence.set_xlabel("block influence: 1 - mean cos(input, output)")
+    influence.set_title("each unit (lowest goes first)", fontsize=9)
+    grid = np.full((len(firsts), longest), np.nan)
+    for row in rows:
+        grid[firsts.index(row.units[0]), len(row.units) - 1] = row.angular_distance
+    image = runs.imshow(grid, aspect="auto", cmap="viridis", interpolation="nearest")
+    runs.set_yticks(range(len(firsts)), firsts, fontsize=7)
+    runs.set_xticks(range(longest), [str(n) for n in range(1, longest + 1)], fontsize=7)
+    runs.set_xlabel("units in the run, n")
+    runs.set_ylabel("first unit of the run")
+    runs.set_title("angular distance arccos(cos)/pi of each run (smallest goes)", fontsize=9)
+    figure.colorbar(image, ax=runs)
+    figure.suptitle(f"{title}\neach sample compared with itself across depth (SPEC 22)", fontsize=10)
     return figure

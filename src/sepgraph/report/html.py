@@ -19,11 +19,12 @@ from ..errors import SepgraphError
 from ..files import atomic_text, atomic_write, file_sha256
 from ..pruning.criterion import Cut, check_rule, recommend
 from ..pruning.table import change_label, load_orders, load_pruning, percent, rule_label
+from ..results.depth_table import DepthRow, load_depth
 from ..results.dynamics_table import load_dynamics
 from ..results.folder import edges_path, load_results, removable_units_of
 from ..results.layer_row import LayerRow
 from ..settings import GraphSettings
-from .figures import dynamics_heatmap, histogram_grid, histogram_heatmap, modularity_curves, ring_graphs
+from .figures import depth_measures, dynamics_heatmap, histogram_grid, histogram_heatmap, modularity_curves, ring_graphs
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,10 @@ def render_report(path: str | Path, settings: ReportSettings | None = None) -> P
         "rings": ("Ring dynamic graphs", lambda: ring_graphs(rows, load_edges, manifest["classes"], title,
                                                             ring_edges)),
     }
+    depth = load_depth(path)
+    if depth:
+        figures["depth"] = ("Block influence and angular distance: each sample against itself across depth (SPEC 22)",
+                            lambda: depth_measures(depth, title))
     dynamics = dynamics_of(manifest)
     if dynamics is not None:
         figures["dynamics"] = ("During training: M, Lu et al.'s Q and k-NN accuracy every few epochs (SPEC 17; "
@@ -103,7 +108,7 @@ def render_report(path: str | Path, settings: ReportSettings | None = None) -> P
                                             else None} for key, cut in cuts.items()}
     atomic_text(path / "recommendation.json", json.dumps(recommendation, indent=2) + "\n")
     report = path / "report.html"
-    atomic_text(report, _html(manifest, rows, cuts, embedded, path))
+    atomic_text(report, _html(manifest, rows, cuts, embedded, path, depth))
     return report
 
 
@@ -164,6 +169,34 @@ def _contributions_html(cuts: dict[str, Cut]) -> str:
             cells += ["not judged" if item.value is None else f"{item.value:+.4f}", "yes" if item.removed else ""]
         body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
     return f"<table class='facts'><thead>{head}</thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _depth_html(depth: list[DepthRow] | None, units: list) -> str:
+    """Each removable unit's block influence and angular distance (SPEC 22), and Gromov et al.'s best run per
+    number of units; empty where the analysis has no depth measures."""
+    if depth is None:
+        return ""
+    alone = {row.units[0]: row for row in depth if len(row.units) == 1}
+    head = ("<tr><th>unit</th><th>input point</th><th>output point</th><th>block influence</th>"
+            "<th>angular distance</th></tr>")
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in (
+            unit.name, unit.input_point or "-", unit.output_point or "-",
+            *((f"{alone[unit.name].block_influence:.4f}", f"{alone[unit.name].angular_distance:.4f}")
+              if unit.name in alone else ("no score: its input and output points differ in shape", "-")))) + "</tr>"
+        for unit in units)
+    best = {}
+    for row in depth:
+        if len(row.units) not in best or row.angular_distance < best[len(row.units)].angular_distance:
+            best[len(row.units)] = row
+    runs = "".join(f"<li>n = {n}: {html.escape(', '.join(row.units))} (distance {row.angular_distance:.4f})</li>"
+                   for n, row in sorted(best.items()))
+    return ("<h2>Depth criteria (SPEC 22)</h2><p>Each sample compared with itself across depth, over the "
+            f"{depth[0].samples if depth else 0:,} analysed samples: <i>block influence</i> (Men et al. 2025) is 1 - "
+            "the mean cosine between a unit's input and output; <i>angular distance</i> (Gromov et al. 2024) is the "
+            "mean arccos(cos)/pi between a run's input and output. The lowest go first.</p>"
+            f"<table class='facts'><thead>{head}</thead><tbody>{body}</tbody></table>"
+            + (f"<p>The run of each length with the smallest angular distance:</p><ul>{runs}</ul>" if runs else ""))
 
 
 def _pruning_html(results: Path) -> str:
@@ -244,7 +277,8 @@ def _manifest_html(manifest: dict) -> str:
         f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in facts) + "</table>"
 
 
-def _html(manifest: dict, rows: list[LayerRow], cuts: dict[str, Cut], embedded: dict, path: Path) -> str:
+def _html(manifest: dict, rows: list[LayerRow], cuts: dict[str, Cut], embedded: dict, path: Path,
+          depth: list[DepthRow] | None) -> str:
     parameters = manifest["parameters"]
     title = f"sepgraph: {parameters['model']} on {manifest['data_description']}"
     pruning_html = _pruning_html(path)
@@ -267,6 +301,7 @@ figcaption {{ font-size: 13px; color: #555; }}
 <h1>{html.escape(title)}</h1>
 <h2>Recommendation</h2>{_recommendation_html(rows, cuts)}
 {pruning_html}
+{_depth_html(depth, removable_units_of(manifest) or [])}
 <h2>Figures</h2>{images}
 <h2>Per layer point</h2><div class="scroll">{_table(rows)}</div>
 <h2>Run</h2>{_manifest_html(manifest)}
