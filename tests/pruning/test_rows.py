@@ -383,3 +383,15 @@ def test_depth_criteria_cut_by_the_analysis_depth_file_and_show_in_the_report(tr
                  "--curves", "M,angular"]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("sepgraph: error: ")]
     assert len(errors) == 1 and "has no depth measures (depth.csv, SPEC 22)" in errors[0] and "--resume" in errors[0]
+
+
+def test_halves_recorded_under_the_field_s_first_name_still_read(tmp_path):
+    import json
+
+    from sepgraph.pruning.halves import Halves
+
+    halves = Halves.of(load_dataset("digits:test"), 0.5, 0)
+    record = {"data": halves.data, "sha256": halves.digest, "fraction": 0.5, "seed": 0,
+              "selection": list(halves.selection), "report": list(halves.report)}
+    (tmp_path / "halves.json").write_text(json.dumps(record))
+    assert Halves.read(tmp_path) == halves

@@ -69,6 +69,8 @@ class Halves:
         if not path.is_file():
             return None
         record = json.loads(path.read_text())
+        if "sha256" in record:  # written before the field was renamed: the same value (the set's file hash)
+            record["digest"] = record.pop("sha256")
         return cls(**{**record, "selection": tuple(record["selection"]), "report": tuple(record["report"])})
 
 
