@@ -1,207 +1,371 @@
-"""The paper's Table 1 on the shared pretrained CIFAR ResNets, with an unpruned control: docs/TABLE1.md.
+"""The Table 1 run: claim (e) fine-tuned at equal size against random cuts on the shared resnet56, resnet20 and
+vgg11_bn (SPEC 19-22), a few rows at a time, into docs/table1/ and docs/TABLE1.md.
 
-Usage (from the repository root; about two hours on a 2-core CPU at the default budgets):
+Usage (from the repository root; start it in the background, from a git worktree of main)::
 
-    .venv/bin/python examples/table1.py --data-dir ../shared/data --out results/table1
+    .venv/bin/python examples/table1.py --data-dir ../shared/data --out results/proxy --budget-minutes 110
 
-Per model: the full analysis (SPEC 2-7 defaults, vertex seed 0), then ``compare_pruning`` with the cuts by
-M and by Lu et al.'s Q under ``plateau`` and ``delta``, the ``delta`` pair at equal unit counts, Lu et
-al.'s published resnet56 cut as a reference row, and the unpruned control: every row gets the same head
-epoch and the same fine-tuning budget and seed. For the models of ``--all-curves`` (default resnet20)
-the cuts by the k-NN and probe accuracy and by CKA to the last point (SPEC 13-16) are trained too.
-Reruns resume (finished rows are reused, an interrupted one continues from its last epoch); TABLE1.md is
-rewritten after each model. The images are a lossy JPEG
-export of CIFAR-10 (quality 75): results are stated as such.
+The plan (:data:`BLOCKS`) lists every row in the order the verdict needs them. A row whose record exists in
+``--records`` is skipped; a row is started only when its estimated minutes fit in what is left of the budget (the
+estimate scales the model's measured seconds per epoch by the row's share of FLOPs). Each finished row's record
+(JSON: block, criterion, cut, sizes reached, seed, epochs, precision, accuracies on the report half, proxy, seconds,
+processor) is written at once; the section of ``--table`` and its figure are regenerated from the records alone
+after every row (``--table-only``: nothing trained). Each model's analysis of the selection half is made (or read
+back) in ``--out/MODEL``, the folder ``prune --proxy-only`` used for the proxy table, so the cuts are the proxy
+table's. The images are a lossy JPEG export of CIFAR-10 (quality 75): results are stated as such.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
-import os
-import platform
+import statistics
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from matplotlib.figure import Figure
 
-from sepgraph import GraphSettings, RunSettings, load_dataset
-from sepgraph.devices import resolve_device
-from sepgraph.files import atomic_text
-from sepgraph.pruning.criterion import CRITERIA, CURVE, PAPER_CURVES, recommend
+from sepgraph import GraphSettings, load_dataset
+from sepgraph.devices import processor, resolve_device
+from sepgraph.files import atomic_text, atomic_write
+from sepgraph.pruning.candidates import Candidate
+from sepgraph.pruning.criterion import CRITERIA
 from sepgraph.pruning.halves import analyse_selection
 from sepgraph.pruning.options import PruningOptions
-from sepgraph.pruning.rows import compare_pruning
-from sepgraph.pruning.table import change_label, differences, rule_label
-from sepgraph.report.html import ReportSettings, render_report
-from sepgraph.results.folder import load_results, removable_units_of
-from sepgraph.results.formats import FORMAT_VERSION
-from sepgraph.results.layer_row import LayerRow
+from sepgraph.pruning.rows import PruningPlan, plan_pruning
+from sepgraph.results.folder import is_complete
+from sepgraph.training.precision import native_bf16
 from sepgraph.training.recipe import Recipe
 
-WEIGHTS = {"resnet20": "resnet20-12fca82f.th", "resnet56": "resnet56-4bfd9763.th"}
-LU_RESNET56 = "resnet56+remove=" + ",".join(
-    [f"layer1.{b}" for b in range(2, 9)] + [f"layer2.{b}" for b in range(3, 9)] + [f"layer3.{b}" for b in range(6, 9)])
-"""Lu et al.'s resnet56: they keep 2, 3 and 6 blocks of its three stages (the first ones)."""
-PUBLISHED = [
-    ("resnet56, the paper's Table 1 (cut by M)", "93.27", "93.26", "60.76%"),
-    ("resnet56, Lu et al. (ECCV 2022), as the paper quotes it", "-", "93.30", "41.24%"),
-]
-EPOCHS = {"resnet20": 3, "resnet56": 2}
-ALL_CURVES = tuple(key for key, criterion in CRITERIA.items() if criterion.kind == CURVE)
-TAUS = (0.0, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2)
+MODELS = {"resnet20": ("resnet20-12fca82f.th", "imagenet"), "resnet56": ("resnet56-4bfd9763.th", "imagenet"),
+          "vgg11_bn": ("vgg11_bn-cifar10jpeg-15ep-f98bf862.pt", "cifar10")}
+"""Each shared model's weights file and the normalisation it was trained with (``../shared/data/README``)."""
+SECONDS_PER_EPOCH = {"resnet20": 55.0, "resnet56": 150.0, "vgg11_bn": 140.0}
+"""First estimates of one unpruned training epoch (bf16, 50,000 images) on a 2-core AMD EPYC Zen 4, before a
+record of this machine says better (issue 35's figures, scaled to that processor)."""
+SEEDS = 3
+HEADING = "## Fine-tuned at equal size against random cuts (SPEC 19-22)"
+
+
+@dataclass(frozen=True)
+class Block:
+    """One block of the plan: a model at one target, its epochs, and which criteria get :data:`SEEDS` seeds."""
+
+    name: str
+    model: str
+    target: float
+    epochs: int
+    seeded: tuple[str, ...]
+    single: tuple[str, ...]
+    random_for: tuple[str, ...]
+    budget_epochs: int | None = None
+    budget_rows: tuple[str, ...] = ()
+
+
+BLOCKS = (
+    Block("1-resnet56-50", "resnet56", 50, 6, ("M", "lu_q"), ("ablation", "magnitude"), ("M", "lu_q")),
+    Block("2-resnet56-30", "resnet56", 30, 6, (), ("M", "lu_q", "knn_acc", "probe_acc", "cka_last", "ablation",
+                                                  "magnitude", "block_influence", "angular"), ("M", "lu_q")),
+    Block("3-resnet20-30", "resnet20", 30, 10, ("M",), ("lu_q", "knn_acc", "probe_acc", "cka_last", "ablation",
+                                                       "magnitude", "block_influence", "angular"),
+          ("M", "lu_q", "knn_acc", "probe_acc", "cka_last", "ablation", "magnitude", "block_influence", "angular"),
+          budget_epochs=3, budget_rows=("M", "lu_q", "random")),
+    Block("4-vgg11_bn-50", "vgg11_bn", 50, 10, (), ("M", "lu_q"), ("M", "lu_q")),
+)
+"""The plan, in the order of issue 35: each block gives a verdict by itself; the control always gets SEEDS seeds."""
+
+
+@dataclass(frozen=True)
+class PlannedRow:
+    """One row to train: a candidate of the block's comparison at one seed (and, for the budget check, epochs)."""
+
+    block: Block
+    candidate: Candidate
+    seed: int
+    epochs: int
+
+    @property
+    def record_name(self) -> str:
+        """A file name that names the row: its kind, criterion, what it matches, its pruning, seed and epochs."""
+        what = json.dumps([self.candidate.kind, self.candidate.curve, self.candidate.matches,
+                           str(self.candidate.spec), self.seed, self.epochs])
+        slug = "".join(c if c.isalnum() else "-" for c in f"{self.candidate.kind}-{self.candidate.curve}")[:40]
+        return f"{slug}-s{self.seed}-e{self.epochs}-{hashlib.sha256(what.encode()).hexdigest()[:10]}.json"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default="../shared/data", help="the shared data folder")
-    parser.add_argument("--out", default="results/table1")
-    parser.add_argument("--models", nargs="+", default=list(WEIGHTS), choices=list(WEIGHTS))
-    parser.add_argument("--epochs", nargs="+", type=int,
-                        help="fine-tuning epochs per model, in --models order (default: 3 resnet20, 2 resnet56)")
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", default="results/proxy", help="one results folder per model (its analysis)")
+    parser.add_argument("--records", default="docs/table1", help="where each finished row's record goes (tracked)")
     parser.add_argument("--table", default="docs/TABLE1.md")
-    parser.add_argument("--all-curves", nargs="*", default=["resnet20"], choices=list(WEIGHTS),
-                        help="models also cut by knn_acc, probe_acc and cka_last (default: resnet20)")
+    parser.add_argument("--budget-minutes", type=float, default=110.0,
+                        help="start no row that cannot finish within this many minutes of the start")
+    parser.add_argument("--blocks", nargs="+", default=[block.name for block in BLOCKS],
+                        choices=[block.name for block in BLOCKS])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--table-only", action="store_true", help="regenerate the table and figure, train nothing")
     args = parser.parse_args()
-    epochs = args.epochs or [EPOCHS[name] for name in args.models]
-    if len(epochs) != len(args.models):
-        parser.error(f"--epochs needs one number per model ({len(args.models)}), got {len(epochs)}")
-    data_dir, out = Path(args.data_dir), Path(args.out)
+    records = Path(args.records)
+    if not args.table_only:
+        run_plan(args, records, time.monotonic() + 60 * args.budget_minutes)
+    write_table(records, Path(args.table))
+
+
+def run_plan(args: argparse.Namespace, records: Path, deadline: float) -> None:
+    """Train the plan's missing rows in order while the budget allows, writing each record and the table at once."""
+    device = resolve_device(args.device)
+    precision = "bf16" if native_bf16(device) else "fp32"
+    data_dir = Path(args.data_dir)
     test = load_dataset(f"npz:{data_dir}/cifar10-jpeg/cifar10_test.npz")
     train = load_dataset(f"npz:{data_dir}/cifar10-jpeg/cifar10_train.npz")
-    sections = []
-    for name, count in zip(args.models, epochs, strict=True):
-        folder = out / name / "analysis"
-        started = time.perf_counter()
-        _set_aside(folder)  # its trained rows measured the whole test set: kept there, never reused here
-        analyse_selection(name, test, GraphSettings(seed=0), out=folder, weights=data_dir / "weights" / WEIGHTS[name],
-                          normalize="imagenet", run=RunSettings(device=args.device))  # SPEC 21: choices on one half
-        analysed = time.perf_counter()
-        rows_before = len(list((folder / "pruning").glob("*/row.json")))
-        # the paper's recipe (SPEC 10) with the epochs scaled down and one lr step before the last epoch
-        recipe = Recipe(epochs=count, milestones=(count - 1,) if count > 1 else ())
-        curves = ALL_CURVES if name in args.all_curves else PAPER_CURVES
-        options = PruningOptions(rules=("plateau", "delta"), curves=curves, equal_units=True,
-                                 reference_cuts=[LU_RESNET56] if name == "resnet56" else [], head_epochs=1)
-        table = compare_pruning(folder, train, options, test_data=test, recipe=recipe, device=args.device)
-        finished = time.perf_counter()
-        timings = folder.parent / "timings.json"
-        logged = json.loads(timings.read_text()) if timings.is_file() else {}
-        if analysed - started > 60:  # the analysis ran in this run, not only read back
-            logged.update(analysis_seconds=analysed - started)
-        if len(list((folder / "pruning").glob("*/row.json"))) > rows_before:  # rows were trained in this run
-            logged.update(pruning_rows_seconds=logged.get("pruning_rows_seconds", 0) + finished - analysed,
-                          pruning_runs=logged.get("pruning_runs", 0) + 1, machine=_machine(args.device))
-        atomic_text(timings, json.dumps(logged, indent=1) + "\n")
-        render_report(folder, ReportSettings(rule="delta"))
-        sections.append(_section(name, folder, table, recipe, timings))
-        atomic_text(Path(args.table), _document(sections, test.description))
-        print(f"{name}: analysis {analysed - started:.0f} s, pruning rows {finished - analysed:.0f} s", flush=True)
-    print(f"table: {args.table}")
+    for block in (block for block in BLOCKS if block.name in args.blocks):
+        folder = Path(args.out) / block.model
+        if _mixes_precision(records / block.name, precision):
+            print(f"{block.name}: its rows so far are in another precision than {precision}; skipped", flush=True)
+            continue
+        weights, normalize = MODELS[block.model]
+        if not is_complete(folder) or not (folder / "depth.csv").is_file():
+            print(f"{block.name}: analysing the selection half into {folder}", flush=True)
+            analyse_selection(block.model, test, GraphSettings(seed=0), out=folder, weights=data_dir / "weights" /
+                              weights, normalize=normalize, progress=False)
+        plan = plan_pruning(folder, train, _options(block), recipe=_recipe(block.epochs, 0, precision),
+                            device=args.device, progress=False)
+        for row in planned_rows(block, plan.candidates):
+            path = records / block.name / row.record_name
+            if path.is_file():
+                continue
+            estimate = _estimate(row, plan, records)
+            left = deadline - time.monotonic()
+            if estimate > left:
+                print(f"{block.name}: {row.candidate.curve} seed {row.seed} needs about {estimate / 60:.0f} min, "
+                      f"{left / 60:.0f} left; not started", flush=True)
+                continue
+            started = time.monotonic()
+            trained = plan.row(row.candidate, _recipe(row.epochs, row.seed, precision))
+            record = {"block": block.name, "model": block.model, "target_params": block.target,
+                      "criterion": row.candidate.curve, "kind": row.candidate.kind, "matches": row.candidate.matches,
+                      "cut": row.candidate.cut, "pruned_model": str(row.candidate.spec), "seed": row.seed,
+                      "epochs": row.epochs, "head_epochs": 1, "precision": precision,
+                      "wall_seconds": time.monotonic() - started, "processor": processor().describe(),
+                      "threads": torch.get_num_threads(), "data": "CIFAR-10 (JPEG q75 export), report half",
+                      "row": asdict(trained)}
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_text(path, json.dumps(record, indent=1) + "\n")
+            print(f"{block.name}: {row.candidate.curve} ({row.candidate.cut[:60]}) seed {row.seed}: "
+                  f"{trained.accuracy_finetuned:.2f}% after {record['wall_seconds'] / 60:.1f} min", flush=True)
+            write_table(records, Path(args.table))
 
 
-def _set_aside(folder: Path) -> Path | None:
-    """Rename an analysis of an older results format, or of the whole test set (before SPEC 21), to
-    ``analysis-formatN[-whole]`` so a fresh one of the selection half can be made; returns its new path (None when
-    there is nothing to set aside)."""
-    manifest = folder / "manifest.json"
-    version = json.loads(manifest.read_text()).get("format_version") if manifest.is_file() else FORMAT_VERSION
-    if version == FORMAT_VERSION and (not manifest.is_file() or (folder / "halves.json").is_file()):
-        return None
-    older = folder.with_name(f"{folder.name}-format{version}" + ("" if version != FORMAT_VERSION else "-whole"))
-    folder.rename(older)
-    return older
+def _options(block: Block) -> PruningOptions:
+    curves = tuple(dict.fromkeys((*block.seeded, *block.single))) + ("random",)
+    return PruningOptions(curves=curves, target_params=(block.target,), random_seeds=3, head_epochs=1)
 
 
-def _machine(device: str) -> str:
-    target = resolve_device(device)
-    where = torch.cuda.get_device_name(target) if target.type == "cuda" else "no GPU"
-    return (f"{os.cpu_count()} CPU cores ({platform.machine()}), {torch.get_num_threads()} torch threads, {where}, "
-            f"torch {torch.__version__}")
+def _recipe(epochs: int, seed: int, precision: str) -> Recipe:
+    """The paper's recipe (SPEC 10) with a short cosine schedule: every row of a block alike."""
+    return Recipe(epochs=epochs, schedule="cosine", seed=seed, precision=precision)
 
 
-def _section(name: str, folder: Path, table: list[dict], recipe: Recipe, timings: Path) -> str:
-    manifest, rows = load_results(folder)
-    lines = [f"## {name}", "",
-             f"Original accuracy {table[0].accuracy_original:.2f}% on this data; {table[0].params_original:,} "
-             f"parameters. Every row: 1 head-only epoch, then {recipe.epochs} fine-tuning epochs (SGD lr "
-             f"{recipe.lr}, momentum {recipe.momentum}, weight decay {recipe.weight_decay}, batch "
-             f"{recipe.batch_size}, lr x {recipe.gamma} after epoch {list(recipe.milestones)}, crop + flip), seed "
-             f"{recipe.seed}, starting from the surviving weights.", "",
-             "| row | rule (tau) | cut | units / points removed | parameters saved | FLOPs saved | accuracy (%): "
-             "original / head refit / fine-tuned | vs control | training time |",
-             "|---|---|---|---:|---:|---:|---|---:|---:|"]
-    seen = set()
-    for row in table:
-        label = {"control": "**unpruned (control)**", "reference": "Lu et al.'s published cut"}.get(
-            row.kind, row.curve + (" at equal units" if row.kind == "equal-units" else ""))
-        rule, change = rule_label(row), change_label(row)
-        trained = "same model as above" if row.weights in seen else f"{row.train_seconds / 60:.1f} min"
-        seen.add(row.weights)
-        lines.append(
-            f"| {label} | {rule} | {_short(row.cut)} | {row.units_removed} / {row.points_removed} | "
-            f"{row.params_saved_pct:.2f}% | {row.flops_saved_pct:.2f}% | {row.accuracy_original:.2f} / "
-            f"{row.accuracy_head_refit:.2f} / {row.accuracy_finetuned:.2f} | {change} | {trained} |")
-    distinct = {row.weights: row.train_seconds for row in table}
-    logged = json.loads(timings.read_text())
-    lines += ["", f"{len(distinct)} distinct models trained, {sum(distinct.values()) / 60:.1f} min of training "
-              f"epochs in all. Wall time: the analysis {logged.get('analysis_seconds', 0) / 60:.1f} min, the rows "
-              f"{logged.get('pruning_rows_seconds', 0) / 60:.1f} min (evaluations included{_runs(logged)}), on "
-              f"{logged.get('machine', 'this machine')}."]
-    lines += ["", "What differs (from the rows above):", ""] + [f"- {sentence}" for sentence in differences(table)]
-    lines += ["", f"Results folder: `{folder}` (pruning.csv, report.html).", "",
-              _sensitivity(manifest, rows, table[0].params_original)]
-    return "\n".join(lines)
+def planned_rows(block: Block, candidates: list[Candidate]) -> list[PlannedRow]:
+    """The block's rows in the order the verdict needs them: the control, M, Q and the random cuts matching M at the
+    first seed; the control's and the seeded criteria's other seeds; the random cuts matching the others; the
+    remaining criteria; the budget check last."""
+    label = {CRITERIA[key].label: key for key in CRITERIA}
+    control = next(c for c in candidates if c.kind == "control")
+    criteria = [c for c in candidates if c.kind == "criterion"]
+    randoms = [c for c in candidates if c.kind == "random"]
+
+    def of(keys: tuple[str, ...]) -> list[Candidate]:
+        return [c for c in criteria if label.get(c.curve) in keys]
+
+    def matching(keys: tuple[str, ...]) -> list[Candidate]:
+        return [c for c in randoms if label.get(c.matches) in keys]
+
+    first, rest = block.seeded[:2] or block.single[:2], [key for key in block.random_for]
+    order = [(control, 0), *((c, 0) for c in of(first)), *((c, 0) for c in matching(first[:1]))]
+    order += [(control, seed) for seed in range(1, SEEDS)]
+    order += [(c, seed) for seed in range(1, SEEDS) for c in of(block.seeded)]
+    order += [(c, 0) for c in matching(tuple(rest))] + [(c, 0) for c in of(block.single)]
+    rows = [PlannedRow(block, candidate, seed, block.epochs) for candidate, seed in dict.fromkeys(order)]
+    if block.budget_epochs:
+        check = of(tuple(key for key in block.budget_rows if key != "random")) + matching(("M",))[:1]
+        rows += [PlannedRow(block, candidate, 0, block.budget_epochs) for candidate in check]
+    return rows
 
 
-def _runs(logged: dict) -> str:
-    runs = logged.get("pruning_runs", 1)
-    return f", in {runs} runs as rows were added" if runs > 1 else ""
+def _mixes_precision(folder: Path, precision: str) -> bool:
+    """Whether a block's rows so far were trained in another precision (a block never mixes them)."""
+    return any(json.loads(path.read_text())["precision"] != precision for path in folder.glob("*.json"))
 
 
-def _short(cut: str, limit: int = 90) -> str:
+def _estimate(row: PlannedRow, plan: PruningPlan, records: Path) -> float:
+    """Seconds the row should take: (head + fine-tuning epochs) x the model's seconds per epoch x the pruned
+    model's share of FLOPs, plus three passes over the report half and the proxy; the seconds per epoch are the
+    most any record of this model on this processor implies, else :data:`SECONDS_PER_EPOCH`."""
+    share = plan.flops_share(row.candidate)
+    per_epoch = SECONDS_PER_EPOCH[row.block.model]
+    for path in records.glob("*/*.json"):
+        record = json.loads(path.read_text())
+        if record["model"] == row.block.model and record["processor"] == processor().describe():
+            flops = 1 - record["row"]["flops_saved_pct"] / 100
+            per_epoch = max(per_epoch, record["wall_seconds"] / ((record["epochs"] + 1) * max(flops, 0.05)))
+    return (row.epochs + 1) * per_epoch * share * 1.1 + 0.1 * per_epoch
+
+
+def load_records(records: Path) -> list[dict]:
+    return [json.loads(path.read_text()) for path in sorted(records.glob("*/*.json"))]
+
+
+def write_table(records: Path, table: Path) -> None:
+    """The section of ``table`` under :data:`HEADING` and ``records/figure.png``, from the records alone."""
+    rows = load_records(records)
+    lines = [HEADING, "", _intro(rows), ""]
+    for block in BLOCKS:
+        mine = [record for record in rows if record["block"] == block.name]
+        lines += block_section(block, mine)
+    if any(record["epochs"] == block.epochs for block in BLOCKS for record in rows if record["block"] == block.name):
+        figure = accuracy_figure(rows)
+        buffer_path = records / "figure.png"
+        atomic_write(buffer_path, lambda handle: figure.savefig(handle, format="png", dpi=110))
+        lines += [f"![accuracy against parameters saved]({buffer_path.relative_to(table.parent)})", ""]
+    text = table.read_text() if table.is_file() else ""
+    start = text.find(HEADING)
+    if start >= 0:  # this section's last version goes
+        after = text.find("\n## ", start + len(HEADING))
+        text = text[:start] + (text[after + 1:] if after >= 0 else "")
+    split = text.find("\n## ")  # the new one goes first, after the title and its introduction
+    head, tail = (text[:split], text[split + 1:]) if split >= 0 else (text, "")
+    parts = [head.strip("\n"), "\n".join(lines).strip("\n"), tail.strip("\n")]
+    atomic_text(table, "\n\n".join(part for part in parts if part) + "\n")
+
+
+def _intro(rows: list[dict]) -> str:
+    planned = ", ".join(f"block {b.name} ({b.model} at about {b.target:g}% of the parameters, {b.epochs} epochs)"
+                        for b in BLOCKS)
+    machines = sorted({f"{record['processor']}, {record['threads']} threads, {record['precision']}" for record in rows})
+    return ("**Rows so far** (the run goes on in later sessions; a block's verdict waits for its seeds). "
+            f"The plan: {planned}. Every row: the surviving weights, 1 head-only epoch, then the block's epochs of "
+            "SGD (lr 0.01 down to 0 by a cosine, momentum 0.9, weight decay 0.005, batch 256, crop + flip) on the "
+            "export's 50,000 training images; the cut chosen on the selection half of CIFAR-10 test (JPEG q75 "
+            "export), every accuracy measured on the other half (SPEC 21), at the final epoch. Verdicts follow "
+            "SPEC 20. Machine: " + ("; ".join(machines) or "none yet") + ".")
+
+
+def block_section(block: Block, rows: list[dict]) -> list[str]:
+    """A block's table: one line per criterion (seeds pooled), random cuts as mean [min, max], and its verdicts."""
+    lines = [f"### Block {block.name}: {block.model} at about {block.target:g}% of the parameters, "
+             f"{block.epochs} epochs", ""]
+    main = [record for record in rows if record["epochs"] == block.epochs]
+    if not main:
+        return lines + ["No row finished yet.", ""]
+    lines += ["| criterion | cut | parameters saved | FLOPs saved | proxy (%) | fine-tuned (%) | seeds | vs control "
+              "(points) | verdict (SPEC 20) | minutes |", "|---|---|---:|---:|---:|---|---:|---:|---|---:|"]
+    control = _accuracies(main, "control")
+    noise = statistics.stdev(control) if len(control) >= SEEDS else None
+    for kind, criterion in dict.fromkeys((r["kind"], r["criterion"]) for r in main if r["kind"] != "random"):
+        group = [r for r in main if (r["kind"], r["criterion"]) == (kind, criterion)]
+        values = [r["row"]["accuracy_finetuned"] for r in group]
+        randoms = [r["row"]["accuracy_finetuned"] for r in main if r["kind"] == "random" and r["matches"] == criterion]
+        first = group[0]["row"]
+        change = f"{statistics.mean(values) - statistics.mean(control):+.2f}" if control and kind != "control" else "-"
+        lines.append(f"| {criterion} | {_short(group[0]['cut'])} | {first['params_saved_pct']:.2f}% | "
+                     f"{first['flops_saved_pct']:.2f}% | {_number(first['accuracy_proxy'])} | {_spread(values)} | "
+                     f"{len(values)} | {change} | {_verdict(kind, values, control, randoms, noise)} | "
+                     f"{sum(r['wall_seconds'] for r in group) / 60:.1f} |")
+        if randoms:
+            lines.append(f"| random, matching {criterion} | {len(randoms)} cuts of its size classes | "
+                         f"{first['params_saved_pct']:.2f}% | {first['flops_saved_pct']:.2f}% | - | "
+                         f"{statistics.mean(randoms):.2f} [{min(randoms):.2f}, {max(randoms):.2f}] | 1 each | "
+                         f"{statistics.mean(randoms) - statistics.mean(control):+.2f} | - | "
+                         f"{sum(r['wall_seconds'] for r in main if r['matches'] == criterion) / 60:.1f} |"
+                         if control else f"| random, matching {criterion} | {len(randoms)} cuts | | | | "
+                         f"{_spread(randoms)} | 1 each | - | - | |")
+    check = [record for record in rows if record["epochs"] != block.epochs]
+    if check:
+        lines += ["", f"Budget check at {check[0]['epochs']} epochs: " + "; ".join(
+            f"{r['criterion']} {r['row']['accuracy_finetuned']:.2f}%" for r in check) + "."]
+    lines += ["", f"Noise level s (SPEC 20): {_number(noise, '.3f') if noise is not None else 'not measured'} "
+              f"(control seeds: {len(control)}).", ""]
+    return lines
+
+
+def _accuracies(rows: list[dict], kind: str) -> list[float]:
+    return [record["row"]["accuracy_finetuned"] for record in rows if record["kind"] == kind]
+
+
+def _verdict(kind: str, values: list[float], control: list[float], randoms: list[float], noise: float | None) -> str:
+    """SPEC 20's words for a criterion's row: against the control and against its random cuts."""
+    if kind == "control":
+        return "-"
+    if noise is None or len(values) < SEEDS:
+        seeds = min(len(values), len(control))
+        return f"undecided ({seeds} seed{'s' * (seeds != 1)}{'; no noise level' if noise is None else ''})"
+    mean = statistics.mean(values)
+    words = ["equal accuracy with the control" if abs(mean - statistics.mean(control)) <= 2 * noise else
+             "below the control" if mean < statistics.mean(control) else "above the control"]
+    if randoms:
+        words.append("better than random" if all(mean > r + 2 * noise for r in randoms) else
+                     "worse than random" if all(mean < r - 2 * noise for r in randoms) else
+                     "indistinguishable from random")
+    return "; ".join(words)
+
+
+def _spread(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    if len(values) == 2:
+        return f"{values[0]:.2f}, {values[1]:.2f}"
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+
+def _number(value: float | None, form: str = ".2f") -> str:
+    return "-" if value is None else format(value, form)
+
+
+def _short(cut: str, limit: int = 70) -> str:
     return cut if len(cut) <= limit else cut[: limit - 3] + "..."
 
 
-def _sensitivity(manifest: dict, rows: list[LayerRow], params: int) -> str:
-    """Units removed and parameters saved by ``delta`` for several tau, and by ``delta-abs`` at 0.03 (no training)."""
-    units = removable_units_of(manifest)
-    lines = [f"`delta` sensitivity ({len(units)} removable units; no training involved):", "",
-             "| tau | units removed by M | parameters saved by M | units removed by Q | parameters saved by Q |",
-             "|---:|---:|---:|---:|---:|"]
-    size = {unit.name: unit.parameters for unit in units}
-    settings = [("delta", tau) for tau in TAUS] + [("delta-abs", 0.03)]
-    for rule, tau in settings:
-        cuts = recommend(rows, rule, tau, units)
-        cells = [f"{len(cuts[k].units)} | {100 * sum(size[u] for u in cuts[k].units) / params:.2f}%"
-                 for k in ("M", "lu_q")]
-        label = f"{tau:g}" if rule == "delta" else f"{tau:g} absolute (`delta-abs`, Lu et al.)"
-        lines.append(f"| {label} | {cells[0]} | {cells[1]} |")
-    return "\n".join(lines)
-
-
-def _document(sections: list[str], description: str) -> str:
-    published = "\n".join(f"| {row} | {before} | {after} | {saved} |" for row, before, after, saved in PUBLISHED)
-    return (
-        "# Table 1 on real data: cutting by M against cutting by Lu et al.'s Q, beside an unpruned control\n\n"
-        f"Measured by `examples/table1.py` on {description}: a lossy JPEG export (quality 75, 4:2:0 chroma), "
-        "**CIFAR-10 (JPEG q75 export)**, not CIFAR-10. Fine-tuning uses the export's 50,000 training images. "
-        "Criterion I (SPEC 8): `plateau` truncates after the point where the curve stops rising by more than "
-        "tau x its range; `delta` removes each removable unit whose contribution (curve at its output point "
-        "minus curve at its input point) is at most tau x the curve's range, so M and Q are judged on the same "
-        "relative scale; *at equal units*, each curve's tau is chosen so all remove as many units as M does "
-        "under `delta`, which compares which units each curve picks. For resnet20 the same rules also cut by "
-        "the field's other per-layer measures on the same 4,000 vertices (SPEC 13-16): leave-one-out k-NN "
-        "accuracy, a ridge linear probe's cross-validated accuracy, and linear CKA with the last point (where "
-        "it stops rising, the later layers change the representation little). *vs control* is a row's fine-tuned "
-        "accuracy minus the control's: the control is the unpruned model trained with the same budget, so the "
-        "gain every row shows from training on the JPEG images is not credited to the cut. The fine-tuning "
-        "budgets (2-3 epochs) are far below the paper's 150: the accuracies say what a cut costs after a short "
-        "recovery, and a cut that removes most blocks may recover more with more epochs.\n\n"
-        + "\n\n".join(sections)
-        + "\n\n## Published figures (lossless CIFAR-10, 150-epoch training; not comparable in accuracy)\n\n"
-        "| row | accuracy before (%) | after (%) | parameters saved |\n|---|---:|---:|---:|\n" + published + "\n")
+def accuracy_figure(rows: list[dict]) -> Figure:
+    """Per model, fine-tuned accuracy on the report half against parameters saved: a marker per criterion (its
+    seeds' mean, bars min-max), random cuts as a band per size, the control as a line with its seed spread."""
+    epochs = {block.name: block.epochs for block in BLOCKS}
+    rows = [record for record in rows if record["epochs"] == epochs.get(record["block"])]  # not the budget check
+    models = list(dict.fromkeys(record["model"] for record in rows))
+    figure = Figure(figsize=(5.5 * len(models), 4.2), layout="constrained")
+    axes = figure.subplots(1, len(models), squeeze=False)[0]
+    colours = dict(zip([criterion.label for criterion in CRITERIA.values()],
+                       ("C0", "C1", "C2", "C3", "C4", "C5", "C6", "C8", "C9", "0.5"), strict=False))
+    for axis, model in zip(axes, models, strict=True):
+        mine = [record for record in rows if record["model"] == model]
+        control = _accuracies(mine, "control")
+        if control:
+            axis.axhline(statistics.mean(control), color="k", lw=1, label="unpruned control")
+            axis.axhspan(min(control), max(control), color="k", alpha=0.1)
+        by_size: dict[float, list[float]] = {}
+        for record in (r for r in mine if r["kind"] == "random"):
+            by_size.setdefault(round(record["row"]["params_saved_pct"], 2), []).append(
+                record["row"]["accuracy_finetuned"])
+        for size, values in by_size.items():
+            axis.fill_between([size - 0.6, size + 0.6], min(values), max(values), color="0.6", alpha=0.4,
+                              label="random cuts (min-max)" if size == next(iter(by_size)) else None)
+        for criterion in dict.fromkeys(r["criterion"] for r in mine if r["kind"] == "criterion"):
+            group = [r for r in mine if r["kind"] == "criterion" and r["criterion"] == criterion]
+            values = [r["row"]["accuracy_finetuned"] for r in group]
+            size = group[0]["row"]["params_saved_pct"]
+            mean = statistics.mean(values)
+            axis.errorbar([size], [mean], yerr=[[mean - min(values)], [max(values) - mean]], fmt="o", capsize=3,
+                          color=colours.get(criterion, "C7"), label=criterion)
+        axis.set_title(f"{model} ({mine[0]['epochs']} fine-tuning epochs)", fontsize=10)
+        axis.set_xlabel("parameters saved (%)")
+        axis.set_ylabel("accuracy on the report half (%)")
+        axis.legend(fontsize=7, loc="best")
+    figure.suptitle("Table 1 rows so far: CIFAR-10 test (JPEG q75 export), report half", fontsize=10)
+    return figure
 
 
 if __name__ == "__main__":

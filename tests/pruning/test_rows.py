@@ -395,3 +395,21 @@ def test_halves_recorded_under_the_field_s_first_name_still_read(tmp_path):
               "selection": list(halves.selection), "report": list(halves.report)}
     (tmp_path / "halves.json").write_text(json.dumps(record))
     assert Halves.read(tmp_path) == halves
+
+
+def test_ablation_scores_are_measured_once_per_folder_and_seed(trained_analysis, monkeypatch):
+    from sepgraph.pruning import rows as module
+
+    root, train_set = trained_analysis
+    options = PruningOptions(curves=("ablation",), target_params=[20], proxy_only=True)
+    first = compare_pruning(root / "analysis", train_set, options, progress=False)
+    assert len(list((root / "analysis" / "scores").glob("ablation-*.json"))) >= 1
+
+    def measured_again(*_args, **_kwargs):
+        raise AssertionError("the ablation scores were measured again")
+
+    monkeypatch.setattr(module, "ablation_scores", measured_again)
+    again = compare_pruning(root / "analysis", train_set, options, progress=False)
+    assert [row.pruned_model for row in again] == [row.pruned_model for row in first]
+    with pytest.raises(AssertionError, match="measured again"):  # another seed: other recalibration images
+        compare_pruning(root / "analysis", train_set, options, recipe=Recipe(seed=5), progress=False)

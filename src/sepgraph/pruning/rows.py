@@ -14,7 +14,7 @@ import copy
 import hashlib
 import json
 import shutil
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -68,6 +68,27 @@ def compare_pruning(
         the table's rows, the control first.
     """
     options = options or PruningOptions()
+    plan = plan_pruning(results, train_data, options, test_data=test_data, recipe=recipe, device=device,
+                        progress=progress)
+    table = plan.comparison.train_all(plan.candidates)
+    orders = {row.curve: list(row.order) for row in plan.candidates if row.order}  # a criterion's order, any target
+    write_pruning(Path(results), table, plan.comparison.recipe, "proxy" if options.proxy_only else "pruning", orders)
+    return table
+
+
+def plan_pruning(
+    results: str | Path,
+    train_data: str | DataSource | ImageDataset,
+    options: PruningOptions | None = None,
+    *,
+    test_data: str | DataSource | ImageDataset | None = None,
+    recipe: Recipe | None = None,
+    device: str = "auto",
+    progress: bool = True,
+) -> PruningPlan:
+    """What :func:`compare_pruning` would train, ready to train one row at a time (:meth:`PruningPlan.row`), for a
+    driver that spends a budget row by row; the arguments are :func:`compare_pruning`'s."""
+    options = options or PruningOptions()
     results = Path(results)
     manifest, rows = load_results(results)
     comparison = _Comparison.open(results, manifest["parameters"], train_data, test_data, options,
@@ -77,10 +98,27 @@ def compare_pruning(
     found = candidates(comparison.base, rows, units, options, sizes, scores, comparison.recipe.seed, runs)
     found += [reference_candidate(comparison.original, text, comparison.base, manifest["parameters"]["convention"],
                                   comparison.classes, comparison.size) for text in options.reference_cuts]
-    table = comparison.train_all(found)
-    orders = {row.curve: list(row.order) for row in found if row.order}  # a criterion's order, whatever the target
-    write_pruning(results, table, comparison.recipe, "proxy" if options.proxy_only else "pruning", orders)
-    return table
+    return PruningPlan(found, comparison)
+
+
+@dataclass
+class PruningPlan:
+    """A comparison's candidates (the control first) and how each row is trained, in the results folder's
+    ``pruning/`` as :func:`compare_pruning` trains it (the same keys, so either reuses the other's rows)."""
+
+    candidates: list[Candidate]
+    comparison: _Comparison
+
+    def row(self, candidate: Candidate, recipe: Recipe | None = None) -> PruningRow:
+        """One candidate trained (or read back) under ``recipe`` (default: the plan's), its ``accuracy_vs_control``
+        left empty (the control is another row)."""
+        run = self.comparison if recipe is None else self.comparison.under(recipe)
+        return PruningRow(**run.record(candidate), accuracy_vs_control=None)
+
+    def flops_share(self, candidate: Candidate) -> float:
+        """The pruned model's FLOPs over the original's (one image): what a row's training costs, relatively."""
+        model = self.comparison._pruned(candidate.spec, start=False)
+        return flop_count(model, self.comparison.size) / flop_count(self.comparison.original, self.comparison.size)
 
 
 @dataclass
@@ -102,6 +140,9 @@ class _Comparison:
     device: str
     progress: bool
     selection_set: ImageDataset | None = None
+    memo: dict = field(default_factory=dict)
+    """What every copy of the comparison (one per seed or recipe) shares: each row's outcome, the original's
+    measures."""
 
     @classmethod
     def open(cls, results: Path, parameters: dict, train_data: str | DataSource | ImageDataset,
@@ -144,12 +185,25 @@ class _Comparison:
         if "magnitude" in named:
             scores["magnitude"] = magnitude_scores(self.original, without)
         if "ablation" in named:
-            scores["ablation"] = ablation_scores(self.original, without, self.selection_set, self.train_set,
-                                                 normalize=self.settings["normalize"], seed=self.recipe.seed,
-                                                 device=self.device)
+            scores["ablation"] = self._ablation(units, without)
         if "block_influence" in self.options.curves:
             scores["block_influence"] = block_influence_scores(runs, units)
         return sizes, scores or None, runs
+
+    def _ablation(self, units: list[RemovableUnit], without: list[nn.Module]) -> list[float]:
+        """The units' ``ablation`` scores, kept in ``scores/ablation-<key>.json`` (keyed by the weights, the training
+        and selection images, the normalisation and the recipe's seed) so a rerun reads them back."""
+        what = {"weights_sha256": self.settings["weights_sha256"], "train_sha256": self.settings["train_sha256"],
+                "selection": self.selection_set.digest, "normalize": self.settings["normalize"],
+                "seed": self.recipe.seed, "units": [unit.name for unit in units]}
+        path = self.results / "scores" / f"ablation-{_digest(what)}.json"
+        if path.is_file():
+            return json.loads(path.read_text())
+        scores = ablation_scores(self.original, without, self.selection_set, self.train_set,
+                                 normalize=self.settings["normalize"], seed=self.recipe.seed, device=self.device)
+        path.parent.mkdir(exist_ok=True)
+        atomic_text(path, json.dumps(scores) + "\n")
+        return scores
 
     def _depth(self) -> list[DepthRow]:
         """The analysis's ``depth.csv`` (SPEC 22), refused in one line where it predates them."""
@@ -161,40 +215,44 @@ class _Comparison:
         return runs
 
     def train_all(self, found: list[Candidate]) -> list[PruningRow]:
-        """Train (or, proxy only, measure) each distinct pruning once and give every candidate its row, the control
-        first."""
-        accuracy = evaluate(self.original, self.test_set, normalize=self.settings["normalize"], device=self.device,
-                            progress=self.progress).accuracy
-        params, flops = parameter_count(self.original), flop_count(self.original, self.size)
-        outcomes: dict[tuple[str | None, int], dict] = {}
-        table = []
-        runs = self._seeds()
-        for candidate in found:
-            for run in runs:
-                key = (candidate.spec.pruning, run.recipe.seed)
-                if key not in outcomes:
-                    outcomes[key] = run._proxy_row(candidate.spec) if self.options.proxy_only \
-                        else run._trained_row(candidate.spec)
-                outcome = outcomes[key]
-                table.append(dict(
-                    model=self.base, curve=candidate.curve, kind=candidate.kind, rule=candidate.rule,
-                    parameter=candidate.parameter, cut=candidate.cut, pruned_model=str(candidate.spec),
-                    points_removed=candidate.points_removed, units_removed=candidate.units_removed,
-                    init=self.settings["init"], accuracy_original=accuracy, **outcome,
-                    head_epochs=self.settings["head_epochs"], finetune_epochs=self.recipe.epochs,
-                    seed=run.recipe.seed, params_original=params, flops_original=flops,
-                    params_saved_pct=100.0 * (1 - outcome["params_pruned"] / params),
-                    flops_saved_pct=100.0 * (1 - outcome["flops_pruned"] / flops), matches=candidate.matches))
-        controls = {seed: outcome["accuracy_finetuned"] for (pruning, seed), outcome in outcomes.items()
-                    if pruning is None}
+        """Train (or, proxy only, measure) each distinct pruning once and give every candidate its row at every seed,
+        the control first."""
+        table = [run.record(candidate) for candidate in found for run in self._seeds()]
+        controls = {row["seed"]: row["accuracy_finetuned"] for row in table if row["kind"] == "control"}
         return [PruningRow(**row, accuracy_vs_control=None if controls[row["seed"]] is None
                            else row["accuracy_finetuned"] - controls[row["seed"]]) for row in table]
+
+    def under(self, recipe: Recipe) -> _Comparison:
+        """This comparison trained with another ``recipe`` (a seed, a budget), its rows keyed by it."""
+        return replace(self, recipe=recipe, settings={**self.settings, "recipe": recipe.key()})
+
+    def record(self, candidate: Candidate) -> dict:
+        """One candidate's row under this comparison's recipe (but its ``accuracy_vs_control``), its pruning trained
+        (or measured, proxy only) once per recipe whatever criteria chose it."""
+        if "original" not in self.memo:
+            self.memo["original"] = (evaluate(self.original, self.test_set, normalize=self.settings["normalize"],
+                                              device=self.device, progress=self.progress).accuracy,
+                                     parameter_count(self.original), flop_count(self.original, self.size))
+        accuracy, params, flops = self.memo["original"]
+        key = (candidate.spec.pruning, self._key(candidate.spec))
+        if key not in self.memo:
+            self.memo[key] = self._proxy_row(candidate.spec) if self.options.proxy_only \
+                else self._trained_row(candidate.spec)
+        outcome = self.memo[key]
+        return dict(
+            model=self.base, curve=candidate.curve, kind=candidate.kind, rule=candidate.rule,
+            parameter=candidate.parameter, cut=candidate.cut, pruned_model=str(candidate.spec),
+            points_removed=candidate.points_removed, units_removed=candidate.units_removed,
+            init=self.settings["init"], accuracy_original=accuracy, **outcome,
+            head_epochs=self.settings["head_epochs"], finetune_epochs=self.recipe.epochs,
+            seed=self.recipe.seed, params_original=params, flops_original=flops,
+            params_saved_pct=100.0 * (1 - outcome["params_pruned"] / params),
+            flops_saved_pct=100.0 * (1 - outcome["flops_pruned"] / flops), matches=candidate.matches)
 
     def _seeds(self) -> list[_Comparison]:
         """This comparison once per seed of ``options.seeds``: the recipe's seed, +1, ... (SPEC 20); each keys its
         own rows, so a rerun with more seeds trains only the new ones."""
-        recipes = [replace(self.recipe, seed=self.recipe.seed + k) for k in range(self.options.seeds)]
-        return [replace(self, recipe=recipe, settings={**self.settings, "recipe": recipe.key()}) for recipe in recipes]
+        return [self.under(replace(self.recipe, seed=self.recipe.seed + k)) for k in range(self.options.seeds)]
 
     def _proxy_row(self, spec: PruningSpec) -> dict:
         """One pruned model's size and proxy accuracy, nothing trained and no weights written; kept in
@@ -212,8 +270,7 @@ class _Comparison:
 
     def _key(self, spec: PruningSpec) -> str:
         """The digest of the pruning and every setting that makes its row (SPEC 9)."""
-        return hashlib.sha256(json.dumps({**self.settings, "pruning": spec.pruning}, sort_keys=True).encode()
-                              ).hexdigest()[:12]
+        return _digest({**self.settings, "pruning": spec.pruning})
 
     def _trained_row(self, spec: PruningSpec) -> dict:
         """Build (seeded), measure the proxy, refit the head, fine-tune and measure one pruned model, or reuse a
@@ -285,6 +342,11 @@ class _Comparison:
     def _accuracy(self, model: nn.Module) -> float:
         return evaluate(model, self.test_set, normalize=self.settings["normalize"], device=self.device,
                         progress=self.progress).accuracy
+
+
+def _digest(settings: dict) -> str:
+    """The first 12 hex digits of the sha256 of ``settings`` as sorted JSON."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def _head(model: nn.Module) -> nn.Module:
