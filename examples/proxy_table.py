@@ -25,8 +25,9 @@ import json
 import re
 from pathlib import Path
 
+from common import replace_section
+
 from sepgraph.devices import processor
-from sepgraph.files import atomic_text
 from sepgraph.pruning.table import PruningRow, first_seed, load_pruning
 
 HEADING = "## Zero-training proxy at equal size, on the report half (no fine-tuning)"
@@ -45,7 +46,7 @@ def model_section(folder: Path, log: Path) -> list[str]:
              f"{len(halves['selection']):,} selection-half images chose the cuts (analysis, ablation), "
              f"{len(halves['report']):,} report-half images measured every accuracy below. Unpruned: "
              f"{control.accuracy_original:.2f}% as trained, {control.accuracy_proxy:.2f}% after the same "
-             f"batch-norm recalibration as every cut. Wall time of the whole run (analysis included): "
+             f"batch-norm recalibration as every cut. Wall time of the run that last wrote it: "
              f"{wall.group(1) if wall else 'not logged'}.", ""]
     for rule, target in sorted({(row.rule, row.parameter) for row in rows if row.kind == "criterion"}):
         lines += _target_table([row for row in rows if (row.rule, row.parameter) == (rule, target)], rule, target)
@@ -89,13 +90,7 @@ def main() -> None:
              f"{processor().describe()}, 2 cores.", *([args.note, ""] if args.note else [""])]
     for model in args.models:
         lines += model_section(folder / model, folder / f"{model}.log")
-    table = Path(args.table)
-    text = table.read_text() if table.is_file() else ""
-    start = text.find(HEADING)
-    if start >= 0:
-        after = text.find("\n## ", start + len(HEADING))
-        text = text[:start] + text[after + 1:] if after >= 0 else text[:start]
-    atomic_text(table, text.rstrip("\n") + "\n\n" + "\n".join(lines).rstrip("\n") + "\n")
+    replace_section(Path(args.table), HEADING, lines)
     print(f"{args.table}: {HEADING[3:]} for {', '.join(args.models)}")
 
 

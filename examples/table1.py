@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from common import replace_section
 from matplotlib.figure import Figure
 
 from sepgraph import GraphSettings, load_dataset
@@ -232,15 +233,7 @@ def write_table(records: Path, table: Path) -> None:
         buffer_path = records / "figure.png"
         atomic_write(buffer_path, lambda handle: figure.savefig(handle, format="png", dpi=110))
         lines += [f"![accuracy against parameters saved]({buffer_path.relative_to(table.parent)})", ""]
-    text = table.read_text() if table.is_file() else ""
-    start = text.find(HEADING)
-    if start >= 0:  # this section's last version goes
-        after = text.find("\n## ", start + len(HEADING))
-        text = text[:start] + (text[after + 1:] if after >= 0 else "")
-    split = text.find("\n## ")  # the new one goes first, after the title and its introduction
-    head, tail = (text[:split], text[split + 1:]) if split >= 0 else (text, "")
-    parts = [head.strip("\n"), "\n".join(lines).strip("\n"), tail.strip("\n")]
-    atomic_text(table, "\n\n".join(part for part in parts if part) + "\n")
+    replace_section(table, HEADING, lines, first=True)
 
 
 def _intro(rows: list[dict]) -> str:
