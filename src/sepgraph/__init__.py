@@ -18,8 +18,10 @@ from ._version import __version__  # noqa: E402
 from .analysis.features import PointFeatures, extract_features
 from .analysis.run import Analysis, analyze
 from .data.dataset import ImageDataset
+from .data.protocol import LabelledImages
 from .data.samples import select_vertices
 from .data.sources import DataSource, load_dataset
+from .data.user import TorchDataset
 from .devices import keep_freed_memory, mkl_strict
 from .errors import SepgraphError
 from .models import (
@@ -48,9 +50,9 @@ if mkl_strict() is False:
                   RuntimeWarning, stacklevel=2)
 
 __all__ = [
-    "__version__", "Analysis", "BuiltModel", "DataSource", "Evaluation", "GraphSettings", "ImageDataset", "LayerPoint",
-    "LayerRow", "PointFeatures", "PruningOptions", "PruningRow", "PruningSpec", "RunSettings", "SepgraphError",
-    "ZooModel", "analyze", "build_model", "create_model", "evaluate", "extract_features", "layer_points", "list_models",
-    "load_dataset",
-    "load_weights", "parameter_count", "read_state_dict", "save_weights", "select_vertices",
+    "__version__", "Analysis", "BuiltModel", "DataSource", "Evaluation", "GraphSettings", "ImageDataset",
+    "LabelledImages", "LayerPoint", "LayerRow", "PointFeatures", "PruningOptions", "PruningRow", "PruningSpec",
+    "RunSettings", "SepgraphError", "TorchDataset", "ZooModel", "analyze", "build_model", "create_model", "evaluate",
+    "extract_features", "layer_points", "list_models", "load_dataset", "load_weights", "parameter_count",
+    "read_state_dict", "save_weights", "select_vertices",
 ]

@@ -73,7 +73,7 @@ class DepthObserver:
         if workers.world == 1:
             return self.cosines, self.angles
         both = torch.from_numpy(np.concatenate([self.cosines, self.angles], axis=1))
-        gathered = torch.cat(gather_rows(both, workers)).numpy()
+        gathered = torch.cat(gather_rows(both, workers)).cpu().numpy()
         return gathered[:, :self.cosines.shape[1]], gathered[:, self.cosines.shape[1]:]
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.dataset import ImageDataset, to_tensor
+from ..data.protocol import LabelledImages
 from ..data.samples import SampleSets
 from ..devices import ieee_float32_matmul
 from ..errors import SepgraphError
@@ -33,7 +33,7 @@ from .features import extract_features
 from .point import point_graph
 
 
-def small_settings(data: ImageDataset, vertices: int = 500, seed: int = 0) -> GraphSettings:
+def small_settings(data: LabelledImages, vertices: int = 500, seed: int = 0) -> GraphSettings:
     """The graph of a tracking measurement: ``vertices`` stratified vertices (at most 90% of the data), 10 edges per
     vertex (the paper's ratio), Lu et al.'s Q on 2 batches of a fifth of the vertices each, k = 10."""
     if vertices < 21:
@@ -45,13 +45,13 @@ def small_settings(data: ImageDataset, vertices: int = 500, seed: int = 0) -> Gr
                          lu_batches=2, lu_k=3, knn_k=10, seed=seed)
 
 
-def measure_dynamics(model: nn.Module, data: ImageDataset, settings: GraphSettings, normalize: str,
+def measure_dynamics(model: nn.Module, data: LabelledImages, settings: GraphSettings, normalize: str,
                      epoch: int, points: str = "paper", run: RunSettings | None = None) -> list[DynamicsRow]:
     """M, Lu et al.'s Q and k-NN accuracy of ``model`` at every layer point (SPEC 17), one row per point, run as
     ``run`` says (device, memory budget, batch size, tile rows), in the tiles an analysis would use."""
     run = run or RunSettings()
     sample_sets = SampleSets.choose(data.labels, data.num_classes, replace(settings, hist_samples=settings.vertices))
-    example = to_tensor(data.read(sample_sets.order[:1]), normalize).to(next(model.parameters()).device)
+    example = data.tensors(sample_sets.order[:1], normalize).to(next(model.parameters()).device)
     found = layer_points(model, points, example_input=example)
     vertex_labels = sample_sets.labels[sample_sets.vertices]
     rows = []
@@ -76,7 +76,7 @@ class DynamicsTracker:
     finished and measures on from there, and a run that starts afresh starts a fresh file.
     """
 
-    def __init__(self, out: str | Path, data: ImageDataset, settings: GraphSettings, *, every: int,
+    def __init__(self, out: str | Path, data: LabelledImages, settings: GraphSettings, *, every: int,
                  epochs: int, normalize: str, points: str = "paper", run: RunSettings | None = None):
         if every < 1:
             raise SepgraphError(f"every must be at least 1, got {every}", arguments=("every",))

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..data.dataset import ImageDataset, to_tensor
+from ..data.protocol import LabelledImages
 from ..devices import default_max_memory, evaluation_mode, resolve_device
 from ..errors import SepgraphError
 from ..models.capture import PointCapture, Sink, point_shapes
@@ -89,7 +89,7 @@ def plan_groups(dims: Sequence[int], n_samples: int, max_memory: int) -> list[li
 def extract_features(
     model: nn.Module,
     points: Sequence[LayerPoint],
-    dataset: ImageDataset,
+    dataset: LabelledImages,
     indices: Sequence[int] | np.ndarray,
     *,
     normalize: str,
@@ -119,7 +119,7 @@ def extract_features(
     target = resolve_device(device)
     model.to(target)
     with evaluation_mode(model):
-        example = to_tensor(dataset.read(indices[:1]), normalize).to(target)
+        example = dataset.tensors(indices[:1], normalize).to(target)
         shapes = point_shapes(model, points, example)
         dims = [math.prod(shape) for shape in shapes]
         groups = plan_groups(dims, len(indices), feature_budget(len(indices), dims, max_memory))
@@ -142,7 +142,7 @@ class _Pass:
     """One forward pass over ``dataset[indices]`` that hands each chosen point's rows to a sink."""
 
     model: nn.Module
-    dataset: ImageDataset
+    dataset: LabelledImages
     indices: np.ndarray
     normalize: str
     batch_size: int

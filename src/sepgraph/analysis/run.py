@@ -25,9 +25,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .._version import __version__
-from ..data.dataset import ImageDataset, to_tensor
+from ..data.protocol import LabelledImages
 from ..data.samples import SampleSets
-from ..data.sources import DataSource, as_dataset
+from ..data.sources import DataLike, as_dataset
 from ..devices import resolve_device
 from ..errors import SepgraphError
 from ..graph.peers import CenteredGram
@@ -73,7 +73,7 @@ class Analysis:
 
 def analyze(
     model: str | nn.Module,
-    data: str | DataSource | ImageDataset,
+    data: DataLike,
     settings: GraphSettings | None = None,
     *,
     weights: str | Path | None = None,
@@ -133,7 +133,7 @@ class _Context:
     to run, and the tiles."""
 
     model: nn.Module
-    dataset: ImageDataset
+    dataset: LabelledImages
     sample_sets: SampleSets
     points: list[LayerPoint]
     normalize: str
@@ -175,14 +175,14 @@ class _Context:
 
     def _empty(self, points: list[LayerPoint]) -> Iterator[PointFeatures]:
         """No rows of each point (from the last), for a rank that holds none."""
-        example = to_tensor(self.dataset.read(self.sample_sets.order[:1]), self.normalize)
+        example = self.dataset.tensors(self.sample_sets.order[:1], self.normalize)
         shapes = point_shapes(self.model, points, example)
         for position in range(len(points) - 1, -1, -1):
             yield PointFeatures(position, points[position], shapes[position],
                                 np.empty((0, math.prod(shapes[position])), dtype=np.float32))
 
 
-def _prepare(model: str | nn.Module, dataset: ImageDataset, settings: GraphSettings, weights: str | Path | None,
+def _prepare(model: str | nn.Module, dataset: LabelledImages, settings: GraphSettings, weights: str | Path | None,
              num_classes: int | None, normalize: str, points: str | Sequence[str], run: RunSettings,
              progress: bool) -> tuple[_Context, dict]:
     """The model, its points, the samples and the tiles, checked before anything is written; and the manifest."""
@@ -196,7 +196,7 @@ def _prepare(model: str | nn.Module, dataset: ImageDataset, settings: GraphSetti
     device = resolve_device(run.device)
     convention, names = (points, None) if isinstance(points, str) else ("paper", list(points))
     sample_sets = SampleSets.choose(dataset.labels, dataset.num_classes, settings)
-    example = to_tensor(dataset.read(sample_sets.order[:1]), normalize)
+    example = dataset.tensors(sample_sets.order[:1], normalize)
     point_list = layer_points(model, convention, names, example_input=example)
     shapes = point_shapes(model, point_list, example)  # wrong input shapes, missing points fail before any write
     budget = feature_budget(len(sample_sets.order), [math.prod(shape) for shape in shapes], run.max_memory)
@@ -210,7 +210,7 @@ def _prepare(model: str | nn.Module, dataset: ImageDataset, settings: GraphSetti
                        progress, runs)
     parameters = {
         "model": model_name, "weights": str(weights) if weights else None, "weights_sha256": weights_sha256,
-        "data": dataset.spec, "data_sha256": dataset.sha256, "normalize": normalize,
+        "data": dataset.spec, "data_sha256": dataset.sha256, "normalize": dataset.normalization(normalize),
         "convention": convention if names is None else "explicit", "points": [p.name for p in point_list],
         **asdict(settings), "num_classes": classes,  # the model's head (pruning rebuilds it); the data's are "classes"
         "gemm": plan.engine.library,  # another engine computes other floats: a resume must use the same

@@ -15,8 +15,7 @@ import torch
 
 from ..analysis.dynamics import DynamicsTracker, small_settings
 from ..analysis.run import Analysis, analyze
-from ..data.dataset import ImageDataset
-from ..data.sources import DataSource, as_dataset
+from ..data.sources import DataLike, DataSource, as_dataset
 from ..errors import SepgraphError
 from ..models import build_model, input_size, list_models, model_info, parameter_count
 from ..models.capture import point_shapes
@@ -87,11 +86,11 @@ def evaluate_checkpoint(model: str, data: str | DataSource, *, weights: str | No
                     "data_description": dataset.description, "normalize": normalize, **result.as_dict()}
 
 
-def train_model(model: str, data: str | DataSource | ImageDataset, *, out: str | Path,
-                test_data: str | DataSource | ImageDataset | None = None,
+def train_model(model: str, data: DataLike, *, out: str | Path,
+                test_data: DataLike | None = None,
                 weights: str | None = None, num_classes: int | None = None, normalize: str = "cifar10",
                 recipe: Recipe | None = None, resume: bool = False, device: str = "auto", track_every: int = 0,
-                track_data: str | DataSource | ImageDataset | None = None, track_vertices: int = 500,
+                track_data: DataLike | None = None, track_vertices: int = 500,
                 progress: bool = True) -> TrainingRun:
     """Train a model with the recipe (``sepgraph train``); its initial weights come from the recipe's seed.
 
@@ -103,13 +102,13 @@ def train_model(model: str, data: str | DataSource | ImageDataset, *, out: str |
     dataset = as_dataset(data)
     classes = dataset.num_classes if num_classes is None else num_classes
     network = build_model(model, classes, weights, recipe.seed).model
-    test = as_dataset(test_data) if test_data else None
+    test = as_dataset(test_data) if test_data is not None else None
     tracker = None
     if track_data is not None and not track_every:
         raise SepgraphError("track_data needs track_every K: the epochs between measurements",
                             arguments=("track_data", "track_every"))
     if track_every:
-        tracked = as_dataset(track_data) if track_data else test or dataset
+        tracked = as_dataset(track_data) if track_data is not None else test if test is not None else dataset
         tracker = DynamicsTracker(out, tracked, small_settings(tracked, track_vertices, recipe.seed),
                                   every=track_every, epochs=recipe.epochs, normalize=normalize,
                                   run=RunSettings(device=device))
@@ -176,8 +175,8 @@ def prune(folder: str | Path, train_data: DataSource, *, test_data: DataSource |
         targets = [(rule, value) for rule, value in options.all_rules if rule in TARGET_RULES]
         if targets:  # a target no cut reaches is refused before the analysis
             model = build_model(first.model).model
-            check_reachable(model, removable_units(model, first.points), input_size(first.model), targets,
-                            options.curves, first.points)
+            size = tuple(as_dataset(first.data).tensors([0], first.normalize).shape[1:])  # the data's, as the rows
+            check_reachable(model, removable_units(model, first.points), size, targets, options.curves, first.points)
         analyse_selection(first.model, first.data, first.settings, fraction=options.selection_fraction,
                           seed=options.split_seed, out=folder, weights=first.weights, normalize=first.normalize,
                           points=first.points, run=replace(first.run or RunSettings(), device=device))

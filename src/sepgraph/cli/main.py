@@ -70,7 +70,7 @@ def as_flags(error: SepgraphError, parser: argparse.ArgumentParser, command: str
     message = str(error)
     for name in error.arguments:
         if name in flags:
-            message = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", flags[name], message, count=1)
+            message = re.sub(rf"(?<![\w.-]){re.escape(name)}(?![\w-])", flags[name], message, count=1)
     return message
 
 
@@ -90,7 +90,15 @@ def _points(args: argparse.Namespace) -> str | list[str]:
 
 
 def _data(args: argparse.Namespace) -> DataSource:
-    return DataSource(args.data, args.data_root, args.download, args.image_size)
+    return _source(args, args.data)
+
+
+def _source(args: argparse.Namespace, spec: str | None) -> DataSource | None:
+    """The one way a data flag becomes a :class:`DataSource`: its spec with the command's data options."""
+    if not spec:
+        return None
+    return DataSource(spec, args.data_root, getattr(args, "download", False), getattr(args, "image_size", None),
+                      args.image_column, args.label_column)
 
 
 def _graph_settings(args: argparse.Namespace) -> GraphSettings:
@@ -186,12 +194,10 @@ def _analyze(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    test = DataSource(args.test_data, args.data_root, args.download) if args.test_data else None
-    track = DataSource(args.track_data, args.data_root, args.download) if args.track_data else None
-    history = train_model(args.model, DataSource(args.data, args.data_root, args.download), out=args.out,
-                          test_data=test, weights=args.weights, num_classes=args.num_classes,
-                          normalize=args.normalize, recipe=_recipe(args), resume=args.resume, device=args.device,
-                          track_every=args.track_every, track_data=track, track_vertices=args.track_vertices)
+    history = train_model(args.model, _data(args), out=args.out, test_data=_source(args, args.test_data),
+                          weights=args.weights, num_classes=args.num_classes, normalize=args.normalize,
+                          recipe=_recipe(args), resume=args.resume, device=args.device, track_every=args.track_every,
+                          track_data=_source(args, args.track_data), track_vertices=args.track_vertices)
     last = history.metrics[-1] if history.metrics else {}
     summary = ", ".join(f"{k} {v:.2f}" for k, v in last.items() if k.endswith("accuracy"))
     print(f"trained {args.model} for {len(history.metrics)} epochs ({summary}); weights: {history.out / 'model.pt'}")
@@ -201,7 +207,7 @@ def _train(args: argparse.Namespace) -> None:
 
 def _prune(args: argparse.Namespace) -> None:
     recipe = _recipe(args)
-    first = AnalyseFirst(args.model, DataSource(args.data, args.data_root) if args.data else None, args.weights,
+    first = AnalyseFirst(args.model, _source(args, args.data), args.weights,
                          args.normalize, args.convention, _graph_settings(args), _run_settings(args)) \
         if args.model else None
     options = PruningOptions(
@@ -210,8 +216,7 @@ def _prune(args: argparse.Namespace) -> None:
         init=args.init, head_epochs=args.head_epochs, random_seeds=args.random_seeds, proxy_only=args.proxy_only,
         selection_fraction=args.selection_fraction, split_seed=args.split_seed, seeds=args.seeds)
     table, report = prune(
-        args.folder, DataSource(args.train_data, args.data_root),
-        test_data=DataSource(args.test_data, args.data_root) if args.test_data else None, analyse_first=first,
+        args.folder, _source(args, args.train_data), test_data=_source(args, args.test_data), analyse_first=first,
         options=options, recipe=recipe, device=args.device)
     print(pruning_markdown(table, recipe))
     if report is None:

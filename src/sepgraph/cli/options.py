@@ -97,6 +97,7 @@ def _train_command(commands: argparse._SubParsersAction) -> None:
     training.add_argument("--normalize", default="cifar10", choices=list(NORMALIZATIONS),
                           help="per-channel normalisation (default: cifar10)")
     training.add_argument("--data-root", default="data", help="where torchvision datasets live (default: ./data)")
+    add_column_options(training)
     training.add_argument("--download", action="store_true", help="allow torchvision to download the dataset")
     _add_recipe_options(training, epochs=150)
     training.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
@@ -126,6 +127,7 @@ def _prune_command(commands: argparse._SubParsersAction) -> None:
     prune.add_argument("--train-data", required=True, help="data to refit the head and fine-tune on")
     prune.add_argument("--test-data", help="data to measure accuracy on (default: the analysis's data)")
     prune.add_argument("--data-root", default="data", help="where torchvision datasets live (default: ./data)")
+    add_column_options(prune)
     prune.add_argument("--rule", action="append", type=_rule,
                        help="Criterion I rule, RULE or RULE=TAU, repeatable: plateau and peak truncate, delta and "
                        "delta-abs remove units (SPEC 8; default: plateau, none when a target is given)")
@@ -310,13 +312,21 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default="digits",
-                        help="digits[:test|train|all], cifar10[:test|train], npz:PATH or imagefolder:PATH "
-                        "(default: digits)")
+                        help="digits[:test|train|all], cifar10[:test|train], npz:PATH, imagefolder:PATH, "
+                        "py:MODULE:FUNCTION (a function returning a torch Dataset of (image tensor, label), its own "
+                        "transform) or hf:PATH[:SPLIT] (a Hugging Face dataset saved to disk) (default: digits)")
     parser.add_argument("--normalize", default="cifar10", choices=list(NORMALIZATIONS),
                         help="per-channel normalisation after scaling to [0, 1] (default: cifar10)")
     parser.add_argument("--data-root", default="data", help="where torchvision datasets live (default: ./data)")
     parser.add_argument("--download", action="store_true", help="allow torchvision to download the dataset")
     parser.add_argument("--image-size", type=int, help="resize and centre-crop imagefolder images to this size")
+    add_column_options(parser)
+
+
+def add_column_options(parser: argparse.ArgumentParser) -> None:
+    """The columns an hf: dataset's images and labels are read from."""
+    parser.add_argument("--image-column", default="image", help="an hf: dataset's image column (default: image)")
+    parser.add_argument("--label-column", default="label", help="an hf: dataset's label column (default: label)")
 
 
 def _add_point_options(parser: argparse.ArgumentParser) -> None:

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,6 +27,9 @@ NORMALIZATIONS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "none": ((0.0,), (1.0,)),
 }
 """Per-channel (mean, std) applied after scaling pixels to [0, 1]; SPEC 10 gives the CIFAR-10 values."""
+OWN_TRANSFORM = "the dataset's own transform"
+"""What results record as the normalisation of a user's dataset (SPEC 23): its transform made the tensors
+model-ready."""
 
 @dataclass
 class ImageDataset:
@@ -43,7 +48,7 @@ class ImageDataset:
     labels: np.ndarray
     classes: list[str]
     _images: np.ndarray | None = field(default=None, repr=False)
-    _paths: list[str] | None = field(default=None, repr=False)
+    _reader: Callable[[int], np.ndarray] | None = field(default=None, repr=False)
     image_size: int | None = None
     _file_shape: tuple[int, ...] | None = field(default=None, repr=False)
     sha256: str | None = None
@@ -72,6 +77,16 @@ class ImageDataset:
         return cls(spec=spec, description=description, labels=labels, classes=names,
                    _images=np.ascontiguousarray(images))
 
+    @classmethod
+    def from_reader(cls, read: Callable[[int], np.ndarray], labels: np.ndarray, classes: Sequence[str] | None = None,
+                    *, spec: str, description: str, first: np.ndarray | None = None) -> ImageDataset:
+        """A dataset read image by image: ``read(i)`` gives image i as (H, W, 3) uint8 (files, a Hugging Face
+        dataset); every image must have the shape of the first (``first``, if already read)."""
+        labels, names = class_indices(labels, len(labels), spec, classes)
+        shape = (read(0) if first is None else first).shape
+        return cls(spec=spec, description=description, labels=labels, classes=names, _reader=read,
+                   _file_shape=shape)
+
     def __len__(self) -> int:
         return len(self.labels)
 
@@ -92,7 +107,7 @@ class ImageDataset:
         indices = np.asarray(indices, dtype=np.int64)
         return replace(self, spec=spec, description=description or self.description, labels=self.labels[indices],
                        _images=None if self._images is None else self._images[indices],
-                       _paths=None if self._paths is None else [self._paths[i] for i in indices], sha256=None)
+                       _reader=None if self._reader is None else _reindexed(self._reader, indices), sha256=None)
 
     @property
     def num_classes(self) -> int:
@@ -102,16 +117,31 @@ class ImageDataset:
         """Images at ``indices`` as (n, H, W, C) uint8."""
         if self._images is not None:
             return self._images[np.asarray(indices, dtype=np.int64)]
-        return np.stack([self._read_file(self._paths[i]) for i in indices])
+        return np.stack([self._read_one(int(i)) for i in indices])
 
-    def _read_file(self, path: str) -> np.ndarray:
-        image = read_image_file(path, self.image_size)
+    def _read_one(self, index: int) -> np.ndarray:
+        image = self._reader(index)
         if image.shape != self._file_shape:
             raise SepgraphError(
-                f"image {path!r} is {image.shape[1]}x{image.shape[0]} but the first image is "
+                f"{self.spec}: image {index} is {image.shape[1]}x{image.shape[0]} but the first image is "
                 f"{self._file_shape[1]}x{self._file_shape[0]}; pass image_size to resize and centre-crop them all",
                 arguments=("image_size",))
         return image
+
+    def normalization(self, normalize: str) -> str:
+        """What the results record as the normalisation: the one named (checked)."""
+        normalization(normalize)
+        return normalize
+
+    def tensors(self, indices: Sequence[int] | np.ndarray, normalize: str) -> torch.Tensor:
+        """The images at ``indices`` model-ready: (n, C, H, W) float32, scaled to [0, 1] and normalised."""
+        return to_tensor(self.read(indices), normalize)
+
+    def training_batch(self, indices: np.ndarray, normalize: str,
+                       augment: Callable[[torch.Tensor], torch.Tensor] | None) -> torch.Tensor:
+        """The images at ``indices`` for one training step: scaled, ``augment``-ed (on [0, 1] pixels), normalised."""
+        images = scale(self.read(indices))
+        return normalise(augment(images) if augment is not None else images, normalize)
 
     def batches(
         self, indices: Sequence[int] | np.ndarray, batch_size: int, normalize: str
@@ -120,7 +150,7 @@ class ImageDataset:
         indices = np.asarray(indices, dtype=np.int64)
         for start in range(0, len(indices), batch_size):
             chunk = indices[start:start + batch_size]
-            yield to_tensor(self.read(chunk), normalize), torch.from_numpy(self.labels[chunk])
+            yield self.tensors(chunk, normalize), torch.from_numpy(self.labels[chunk])
 
 
 def to_tensor(images: np.ndarray, normalize: str) -> torch.Tensor:
@@ -147,11 +177,17 @@ def normalise(images: torch.Tensor, normalize: str) -> torch.Tensor:
     return images.sub_(mean_t).div_(std_t).contiguous()
 
 
-def read_image_file(path: str, image_size: int | None = None) -> np.ndarray:
-    """One image file as (H, W, 3) uint8; with ``image_size``, shorter side resized to it, then centre-cropped."""
+def _reindexed(read: Callable[[int], np.ndarray], indices: np.ndarray) -> Callable[[int], np.ndarray]:
+    """A reader of a subset: its image i is image ``indices[i]`` of ``read``."""
+    return lambda index: read(int(indices[index]))
+
+
+def read_image_file(path: str | object, image_size: int | None = None) -> np.ndarray:
+    """One image file (or an open PIL image) as (H, W, 3) uint8; with ``image_size``, shorter side resized to it,
+    then centre-cropped."""
     from PIL import Image
 
-    with Image.open(path) as image:
+    with (Image.open(path) if isinstance(path, (str, Path)) else nullcontext(path)) as image:
         image = image.convert("RGB")
         if image_size is not None:
             scale = image_size / min(image.size)
@@ -164,6 +200,10 @@ def read_image_file(path: str, image_size: int | None = None) -> np.ndarray:
 
 def normalization(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """(mean, std) of a named normalisation."""
+    if name == OWN_TRANSFORM:
+        raise SepgraphError("these images need a named normalisation, but the model's data was read through its own "
+                            "transform (a torch Dataset, SPEC 23); give this data as such a Dataset too",
+                            arguments=("normalize",))
     if name not in NORMALIZATIONS:
         raise SepgraphError(f"unknown normalisation {name!r}; choose one of {', '.join(NORMALIZATIONS)}")
     return NORMALIZATIONS[name]

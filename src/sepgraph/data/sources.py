@@ -9,10 +9,20 @@ Dataset specs (CLI ``--data`` and the API alike):
 - ``npz:PATH``: arrays ``images`` (N x H x W x C uint8) and ``labels`` (N ints),
   optionally ``classes`` (names).
 - ``imagefolder:PATH``: one sub-folder per class (torchvision's ImageFolder layout).
+- ``py:package.module:function``: a function of the user's, called with no arguments, that returns a map-style
+  ``torch.utils.data.Dataset`` of ``(image_tensor, label)`` (its own transform; SPEC 23) or an
+  :class:`~sepgraph.data.dataset.ImageDataset`.
+- ``hf:PATH[:split]``: a Hugging Face dataset saved with ``save_to_disk`` (the optional ``datasets`` package), its
+  ``image`` and ``label`` columns (others named by ``DataSource.image_column`` / ``label_column``).
+
+Anything that takes data takes a spec, a :class:`DataSource`, a loaded dataset (the
+:class:`~sepgraph.data.protocol.LabelledImages` seam) or a user's map-style torch ``Dataset``: :data:`DataLike`.
 """
 
 from __future__ import annotations
 
+import importlib
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,6 +33,8 @@ import torch
 from ..errors import SepgraphError
 from ..files import file_sha256
 from .dataset import ImageDataset, read_image_file
+from .protocol import LabelledImages
+from .user import TorchDataset
 
 KNOWN_FILES = {
     "20f8fc9d257311defb318f79b796cd3819d3582184217e2cddf4e14fe22b9cd0": "CIFAR-10 test (JPEG q75 export)",
@@ -48,25 +60,44 @@ class DataSource:
     root: str | Path = "data"
     download: bool = False
     image_size: int | None = None
+    image_column: str = "image"
+    label_column: str = "label"
 
-    def load(self) -> ImageDataset:
-        return load_dataset(self.spec, self.root, self.download, self.image_size)
+    def load(self) -> LabelledImages:
+        return load_dataset(self.spec, self.root, self.download, self.image_size, self.image_column,
+                            self.label_column)
 
 
-def as_dataset(data: str | DataSource | ImageDataset) -> ImageDataset:
-    """A loaded dataset from a spec string, a :class:`DataSource` or a dataset (returned as it is)."""
-    if isinstance(data, ImageDataset):
+DataLike = str | DataSource | LabelledImages | torch.utils.data.Dataset
+"""What every stage takes as data (SPEC 23): a spec, a :class:`DataSource`, a loaded dataset or a user's Dataset."""
+
+
+def as_dataset(data: DataLike) -> LabelledImages:
+    """A loaded dataset from a spec string, a :class:`DataSource`, a loaded dataset (returned as it is) or a user's
+    map-style torch Dataset (:class:`~sepgraph.data.user.TorchDataset`, its labels read once)."""
+    if isinstance(data, LabelledImages):
         return data
-    return (data if isinstance(data, DataSource) else DataSource(data)).load()
+    if isinstance(data, torch.utils.data.Dataset):
+        return TorchDataset.of(data)
+    if isinstance(data, (str, DataSource)):
+        return (data if isinstance(data, DataSource) else DataSource(data)).load()
+    raise SepgraphError(f"data of type {type(data).__name__} is not a dataset: give a spec string, a DataSource, an "
+                        "ImageDataset or a map-style torch.utils.data.Dataset of (image tensor, label)",
+                        arguments=("data",))
 
 
 def load_dataset(
-    spec: str, data_root: str | Path = "data", download: bool = False, image_size: int | None = None
-) -> ImageDataset:
+    spec: str, data_root: str | Path = "data", download: bool = False, image_size: int | None = None,
+    image_column: str = "image", label_column: str = "label",
+) -> LabelledImages:
     """Load a dataset from its spec string (see the module docstring)."""
     if image_size is not None and image_size < 1:
         raise SepgraphError(f"image_size must be at least 1, got {image_size}", arguments=("image_size",))
     kind, _, argument = spec.partition(":")
+    if kind == "py" and argument:
+        return _python(spec, argument)
+    if kind == "hf" and argument:
+        return _hugging_face(spec, argument, image_column, label_column, image_size)
     if kind == "digits":
         return _digits(spec, argument or "test")
     if kind == "cifar10":
@@ -76,8 +107,100 @@ def load_dataset(
     if kind == "imagefolder" and argument:
         return _imagefolder(spec, Path(argument), image_size)
     raise SepgraphError(
-        f"unknown dataset {spec!r}; use digits[:test|train|all], cifar10[:test|train], npz:PATH or imagefolder:PATH"
+        f"unknown dataset {spec!r}; use digits[:test|train|all], cifar10[:test|train], npz:PATH, imagefolder:PATH, "
+        "py:MODULE:FUNCTION or hf:PATH[:SPLIT]"
     )
+
+
+def _python(spec: str, target: str) -> LabelledImages:
+    """``py:package.module:function``: the dataset the user's function returns."""
+    module_name, _, function_name = target.rpartition(":")
+    if not module_name or not function_name:
+        raise SepgraphError(f"dataset {spec!r}: write py:package.module:function (a function with no arguments that "
+                            "returns a torch Dataset)", arguments=("data",))
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as error:  # noqa: BLE001 (a user's module: any failure to import it is named in one line)
+        raise SepgraphError(f"dataset {spec!r}: cannot import {module_name!r} ({error}); put it on PYTHONPATH or "
+                            "install it", arguments=("data",)) from error
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        raise SepgraphError(f"dataset {spec!r}: module {module_name!r} has no function {function_name!r}",
+                            arguments=("data",))
+    try:
+        inspect.signature(function).bind()
+    except (TypeError, ValueError) as error:
+        raise SepgraphError(f"dataset {spec!r}: {function_name}() cannot be called with no arguments ({error}); "
+                            "give a function that takes none", arguments=("data",)) from error
+    made = function()
+    if isinstance(made, (ImageDataset, TorchDataset)):
+        return replace(made, spec=spec)
+    if isinstance(made, torch.utils.data.Dataset) and hasattr(made, "__len__"):
+        return TorchDataset.of(made, spec=spec, description=f"{type(made).__name__} from {target}")
+    raise SepgraphError(f"dataset {spec!r}: {function_name}() returned a {type(made).__name__}, not a map-style "
+                        "torch.utils.data.Dataset of (image tensor, label); return one", arguments=("data",))
+
+
+def _hugging_face(spec: str, target: str, image_column: str, label_column: str, image_size: int | None
+                  ) -> ImageDataset:
+    """``hf:PATH[:split]``: a Hugging Face dataset saved to disk, its images read by index (PIL or arrays), its labels
+    read once; class names from a ``ClassLabel`` column where it has one."""
+    try:
+        import datasets
+    except ImportError as error:
+        raise SepgraphError(f"dataset {spec!r} needs the 'datasets' package: pip install 'sepgraph[hf]'",
+                            arguments=("data",)) from error
+    path, _, split = target.partition(":")
+    if not Path(path).exists():
+        raise SepgraphError(f"dataset {spec!r}: {path!r} does not exist (an hf: dataset is a folder written by "
+                            "save_to_disk)", arguments=("data",))
+    try:
+        loaded = datasets.load_from_disk(path)
+    except (FileNotFoundError, ValueError) as error:
+        raise SepgraphError(f"dataset {spec!r}: {path!r} is not a dataset saved with save_to_disk ({error})",
+                            arguments=("data",)) from error
+    if isinstance(loaded, datasets.DatasetDict):
+        if split not in loaded:
+            raise SepgraphError(f"dataset {spec!r}: name a split, one of {', '.join(loaded)} (hf:PATH:SPLIT)",
+                                arguments=("data",))
+        loaded = loaded[split]
+    elif split:
+        raise SepgraphError(f"dataset {spec!r}: {path!r} holds one dataset without splits; leave out ':{split}'",
+                            arguments=("data",))
+    missing = [column for column in (image_column, label_column) if column not in loaded.column_names]
+    if missing:
+        raise SepgraphError(f"dataset {spec!r} has no column {missing[0]!r} (it has: "
+                            f"{', '.join(loaded.column_names)}); name the image and label columns (--image-column, "
+                            "--label-column)", arguments=("data",))
+    feature = loaded.features[label_column]
+    names = list(feature.names) if isinstance(feature, datasets.ClassLabel) else None
+    labels = np.asarray(loaded[label_column])
+    if np.issubdtype(labels.dtype, np.integer) and len(labels) and labels.min() < 0:
+        raise SepgraphError(f"dataset {spec!r}: {int((labels < 0).sum()):,} items have label {int(labels.min())} "
+                            "(unlabelled); choose a labelled split", arguments=("data",))
+    table = loaded.select_columns([image_column])
+
+    def read(index: int) -> np.ndarray:
+        image = table[int(index)][image_column]
+        return _as_rgb(image, image_size, f"{spec} item {index}")
+
+    first = read(0)
+    return replace(ImageDataset.from_reader(read, labels, names, spec=spec,
+                                            description=f"Hugging Face dataset {Path(path).name}"
+                                            + (f" ({split})" if split else ""), first=first),
+                   image_size=image_size)
+
+
+def _as_rgb(image: object, image_size: int | None, what: str) -> np.ndarray:
+    """A PIL image or an (H, W[, C]) uint8 array as (H, W, 3) uint8, resized and centre-cropped to ``image_size``."""
+    from PIL import Image
+
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image)
+    if not isinstance(image, Image.Image):
+        raise SepgraphError(f"{what}: the image column holds a {type(image).__name__}, not an image; name the image "
+                            "column (--image-column)", arguments=("data",))
+    return read_image_file(image, image_size)
 
 
 def _check_split(spec: str, split: str, allowed: Sequence[str]) -> None:
@@ -161,12 +284,7 @@ def _imagefolder(spec: str, root: Path, image_size: int | None) -> ImageDataset:
     except (FileNotFoundError, RuntimeError) as error:
         raise SepgraphError(f"image folder {str(root)!r}: {error}") from error
     paths = [path for path, _ in folder.samples]
-    return ImageDataset(
-        spec=spec,
-        description=f"image folder {root.name}",
-        labels=np.asarray(folder.targets, dtype=np.int64),
-        classes=list(folder.classes),
-        _paths=paths,
-        image_size=image_size,
-        _file_shape=read_image_file(paths[0], image_size).shape,
-    )
+    return replace(ImageDataset.from_reader(lambda index: read_image_file(paths[index], image_size),
+                                            np.asarray(folder.targets, dtype=np.int64), list(folder.classes),
+                                            spec=spec, description=f"image folder {root.name}"),
+                   image_size=image_size)

@@ -130,7 +130,7 @@ def gather_leading(values: np.ndarray, workers: Workers) -> np.ndarray:
     if workers.world == 1:
         return values
     parts = gather_rows(torch.as_tensor(values, dtype=torch.float64).reshape(-1, 1), workers)
-    return torch.cat(parts).reshape(-1).numpy()
+    return torch.cat(parts).reshape(-1).cpu().numpy()
 
 
 def gather_rows(rows: torch.Tensor, workers: Workers) -> list[torch.Tensor]:

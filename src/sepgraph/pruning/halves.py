@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from ..analysis.run import Analysis, analyze
-from ..data.dataset import ImageDataset
+from ..data.protocol import LabelledImages
 from ..data.samples import SampleSets, split_halves
-from ..data.sources import DataSource, as_dataset
+from ..data.sources import DataLike, DataSource, as_dataset
 from ..errors import SepgraphError
 from ..files import atomic_text
 from ..settings import GraphSettings
@@ -39,11 +39,11 @@ class Halves:
     report: tuple[int, ...]
 
     @classmethod
-    def of(cls, data: ImageDataset, fraction: float, seed: int) -> Halves:
+    def of(cls, data: LabelledImages, fraction: float, seed: int) -> Halves:
         selection, report = split_halves(data.labels, fraction, seed)
         return cls(data.spec, data.digest, fraction, seed, tuple(selection.tolist()), tuple(report.tolist()))
 
-    def half(self, whole: ImageDataset, name: str) -> ImageDataset:
+    def half(self, whole: LabelledImages, name: str) -> LabelledImages:
         """The ``selection`` or ``report`` half of ``whole``, which must be the set these halves split."""
         if whole.digest != self.digest:
             raise SepgraphError(f"test_data {whole.spec!r} is not the set whose halves were recorded ({self.data!r}, "
@@ -74,7 +74,7 @@ class Halves:
         return cls(**{**record, "selection": tuple(record["selection"]), "report": tuple(record["report"])})
 
 
-def analyse_selection(model: str, data: str | DataSource | ImageDataset, settings: GraphSettings | None = None, *,
+def analyse_selection(model: str, data: DataLike, settings: GraphSettings | None = None, *,
                       fraction: float = 0.5, seed: int = 0, out: str | Path, **analysis: object) -> Analysis:
     """:func:`~sepgraph.analysis.run.analyze` of the selection half of ``data`` into ``out`` (resumed where it
     stopped), and the halves recorded there (``halves.json``); ``analysis``: ``analyze``'s other arguments."""
@@ -88,8 +88,8 @@ def analyse_selection(model: str, data: str | DataSource | ImageDataset, setting
     return result
 
 
-def evaluation_halves(results: Path, parameters: dict, test_data: str | DataSource | ImageDataset | None,
-                      like: DataSource | None, fraction: float, seed: int) -> tuple[ImageDataset, ImageDataset]:
+def evaluation_halves(results: Path, parameters: dict, test_data: DataLike | None,
+                      like: DataSource | None, fraction: float, seed: int) -> tuple[LabelledImages, LabelledImages]:
     """(selection, report): where a comparison makes its choices (scores such as ``ablation``) and where it
     measures the accuracies it reports (SPEC 21).
 
@@ -105,15 +105,18 @@ def evaluation_halves(results: Path, parameters: dict, test_data: str | DataSour
         parameters: the analysis manifest's parameters.
         like: how to read a spec (its data root), e.g. the training data's source.
     """
-    def load(spec: str) -> ImageDataset:
-        return (replace(like, spec=spec) if like is not None else DataSource(spec)).load()
+    def load(spec: str) -> LabelledImages:
+        try:
+            return (replace(like, spec=spec) if like is not None else DataSource(spec)).load()
+        except SepgraphError as error:
+            raise SepgraphError(f"the analysis's data {spec!r} cannot be read again by its name ({error}); give "
+                                "test_data: the same images", arguments=("test_data",)) from error
 
     halves = Halves.read(results)
     if halves is not None:
         halves.check(fraction, seed)
-        whole = load(halves.data)
-        return halves.half(whole, "selection"), halves.half(whole if test_data is None else as_dataset(test_data),
-                                                             "report")
+        whole = load(halves.data) if test_data is None else as_dataset(test_data)  # checked: the set that was split
+        return halves.half(whole, "selection"), halves.half(whole, "report")
     if "[selection " in parameters["data"]:
         raise SepgraphError(f"the analysis in {str(results)!r} is of a selection half, but {HALVES_FILE} is missing "
                             "(an interrupted 'prune --model'); run that command again to record it")

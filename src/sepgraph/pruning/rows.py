@@ -17,18 +17,18 @@ import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
-from ..data.dataset import ImageDataset
-from ..data.sources import DataSource, as_dataset
+from ..data.protocol import LabelledImages
+from ..data.sources import DataLike, DataSource, as_dataset
 from ..errors import SepgraphError
 from ..files import atomic_text
 from ..models.checkpoints import save_weights
 from ..models.factory import build_model
 from ..models.protocol import RemovableUnit
 from ..models.pruned import PruningSpec, apply_pruning, reinitialise
-from ..models.registry import input_size
 from ..models.size import flop_count, parameter_count
 from ..results.depth_table import DepthRow, load_depth
 from ..results.folder import load_results, removable_units_of
@@ -46,10 +46,10 @@ from .table import PruningRow, write_pruning
 
 def compare_pruning(
     results: str | Path,
-    train_data: str | DataSource | ImageDataset,
+    train_data: DataLike,
     options: PruningOptions | None = None,
     *,
-    test_data: str | DataSource | ImageDataset | None = None,
+    test_data: DataLike | None = None,
     recipe: Recipe | None = None,
     device: str = "auto",
     progress: bool = True,
@@ -78,10 +78,10 @@ def compare_pruning(
 
 def plan_pruning(
     results: str | Path,
-    train_data: str | DataSource | ImageDataset,
+    train_data: DataLike,
     options: PruningOptions | None = None,
     *,
-    test_data: str | DataSource | ImageDataset | None = None,
+    test_data: DataLike | None = None,
     recipe: Recipe | None = None,
     device: str = "auto",
     progress: bool = True,
@@ -132,21 +132,21 @@ class _Comparison:
     classes: int
     size: tuple[int, int, int]
     original: nn.Module
-    train_set: ImageDataset
-    test_set: ImageDataset
+    train_set: LabelledImages
+    test_set: LabelledImages
     recipe: Recipe
     options: PruningOptions
     settings: dict
     device: str
     progress: bool
-    selection_set: ImageDataset | None = None
+    selection_set: LabelledImages | None = None
     memo: dict = field(default_factory=dict)
     """What every copy of the comparison (one per seed or recipe) shares: each row's outcome, the original's
     measures."""
 
     @classmethod
-    def open(cls, results: Path, parameters: dict, train_data: str | DataSource | ImageDataset,
-             test_data: str | DataSource | ImageDataset | None, options: PruningOptions, recipe: Recipe,
+    def open(cls, results: Path, parameters: dict, train_data: DataLike,
+             test_data: DataLike | None, options: PruningOptions, recipe: Recipe,
              device: str, progress: bool) -> _Comparison:
         """The comparison of the analysis in ``results`` (its manifest's ``parameters``): an unpruned zoo model's
         convention points."""
@@ -167,7 +167,8 @@ class _Comparison:
                     "recipe": recipe.key()}
         if not parameters["weights"]:
             settings["analysis_seed"] = parameters["seed"]
-        return cls(results, base, classes, input_size(base), original, train_set, test_set, recipe, options, settings,
+        size = tuple(test_set.tensors(np.arange(1), normalize).shape[1:])  # the data's, for any input size's model
+        return cls(results, base, classes, size, original, train_set, test_set, recipe, options, settings,
                    device, progress, selection)
 
     def unit_measures(self, units: list[RemovableUnit] | None
@@ -193,7 +194,8 @@ class _Comparison:
     def _ablation(self, units: list[RemovableUnit], without: list[nn.Module]) -> list[float]:
         """The units' ``ablation`` scores, kept in ``scores/ablation-<key>.json`` (keyed by the weights, the training
         and selection images, the normalisation and the recipe's seed) so a rerun reads them back."""
-        what = {"weights_sha256": self.settings["weights_sha256"], "train_sha256": self.settings["train_sha256"],
+        what = {"weights_sha256": self.settings["weights_sha256"], "train_data": self.settings["train_data"],
+                "train_sha256": self.settings["train_sha256"] or self.train_set.digest,
                 "selection": self.selection_set.digest, "normalize": self.settings["normalize"],
                 "seed": self.recipe.seed, "units": [unit.name for unit in units]}
         path = self.results / "scores" / f"ablation-{_digest(what)}.json"

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..data.dataset import ImageDataset
+from ..data.protocol import LabelledImages
 from ..errors import SepgraphError
 from ..models.capture import point_shapes
 from ..models.points import UnitRun, layer_points, unit_runs
@@ -46,8 +46,8 @@ def magnitude_scores(model: nn.Module, without: Sequence[nn.Module]) -> list[flo
     return scores
 
 
-def ablation_scores(model: nn.Module, without: Sequence[nn.Module], selection: ImageDataset, train_set: ImageDataset,
-                    *, normalize: str, seed: int, device: str = "auto") -> list[float]:
+def ablation_scores(model: nn.Module, without: Sequence[nn.Module], selection: LabelledImages,
+                    train_set: LabelledImages, *, normalize: str, seed: int, device: str = "auto") -> list[float]:
     """Each unit's ``ablation`` score (SPEC 19): the accuracy (percent) the model loses on the ``selection`` half when
     that unit alone is removed, both sides batch-norm recalibrated as the proxy is (the same training images,
     drawn with ``seed``); the smaller, the earlier it goes. A model without batch norm is measured as it is."""

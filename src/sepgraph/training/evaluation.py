@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..data.dataset import ImageDataset
+from ..data.sources import DataLike, as_dataset
 from ..devices import evaluation_mode, resolve_device
 from ..errors import SepgraphError, input_shape_error
 
@@ -33,7 +33,7 @@ class Evaluation:
 
 def evaluate(
     model: nn.Module,
-    dataset: ImageDataset,
+    dataset: DataLike,
     *,
     normalize: str,
     indices: np.ndarray | None = None,
@@ -42,6 +42,7 @@ def evaluate(
     progress: bool = True,
 ) -> Evaluation:
     """Top-1 accuracy of ``model`` on ``dataset`` (or its ``indices``), in ``eval()`` mode."""
+    dataset = as_dataset(dataset)
     indices = np.arange(len(dataset)) if indices is None else np.asarray(indices, dtype=np.int64)
     if len(indices) == 0:
         raise SepgraphError("cannot evaluate on an empty dataset")

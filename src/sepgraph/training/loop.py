@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..data.dataset import ImageDataset, normalise, scale
+from ..data.protocol import LabelledImages
+from ..data.sources import DataLike, as_dataset
 from ..devices import resolve_device
 from ..errors import SepgraphError
 from ..files import atomic_text, atomic_write
@@ -37,11 +39,11 @@ from .recipe import Recipe, TrainingRun
 
 def train(
     model: nn.Module,
-    dataset: ImageDataset,
+    dataset: DataLike,
     *,
     normalize: str,
     recipe: Recipe | None = None,
-    test_dataset: ImageDataset | None = None,
+    test_dataset: DataLike | None = None,
     out: str | Path = "runs/train",
     resume: bool = False,
     parameters: Sequence[nn.Parameter] | None = None,
@@ -61,6 +63,7 @@ def train(
     """
     recipe = recipe or Recipe()
     recipe.check()
+    dataset, test_dataset = as_dataset(dataset), None if test_dataset is None else as_dataset(test_dataset)
     target = resolve_device(device)
     check_precision(recipe.precision, target)
     out = Path(out)
@@ -142,7 +145,7 @@ class _Steps:
     """The SGD steps of a run's epochs: batches drawn from the run's generator, augmented, normalised."""
 
     state: _State
-    dataset: ImageDataset
+    dataset: LabelledImages
     normalize: str
     device: torch.device
     frozen_statistics: bool
@@ -172,10 +175,10 @@ class _Steps:
     def _step(self, chosen: np.ndarray, epoch: int, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One SGD step on the samples ``chosen``; returns the logits, labels and loss."""
         recipe = self.state.recipe
-        images = scale(self.dataset.read(chosen))
-        if recipe.augment:
-            images = augment_batch(images, self.state.generator, recipe.padding)
-        images = normalise(images, self.normalize).to(self.device, memory_format=recipe.layout)
+        augment = partial(augment_batch, generator=self.state.generator, padding=recipe.padding) \
+            if recipe.augment else None
+        images = self.dataset.training_batch(chosen, self.normalize, augment).to(self.device,
+                                                                                 memory_format=recipe.layout)
         labels = torch.from_numpy(self.dataset.labels[chosen]).to(self.device)
         with autocast(recipe.precision, self.device):
             logits = self.state.model(images)

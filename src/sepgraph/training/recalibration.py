@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.dataset import ImageDataset
+from ..data.protocol import LabelledImages
 from ..devices import evaluation_mode, resolve_device
 from .evaluation import evaluate
 
@@ -19,12 +19,12 @@ PROXY_BATCH = 256
 """Images per batch of the re-estimation (each batch's statistics count equally in the cumulative average)."""
 
 
-def proxy_images(dataset: ImageDataset, seed: int, count: int = PROXY_IMAGES) -> np.ndarray:
+def proxy_images(dataset: LabelledImages, seed: int, count: int = PROXY_IMAGES) -> np.ndarray:
     """(min(count, N),) indices of ``dataset`` drawn without replacement by ``seed``, in drawn order."""
     return np.random.default_rng(seed).permutation(len(dataset))[:count]
 
 
-def recalibrate_batch_norm(model: nn.Module, dataset: ImageDataset, indices: np.ndarray, *, normalize: str,
+def recalibrate_batch_norm(model: nn.Module, dataset: LabelledImages, indices: np.ndarray, *, normalize: str,
                            batch_size: int = PROXY_BATCH, device: str = "auto") -> nn.Module:
     """Reset every batch norm's running statistics and re-estimate them as the cumulative average over batches of
     ``indices`` (momentum None), with the model otherwise in eval mode (dropout off) and no gradient; the
@@ -47,7 +47,7 @@ def recalibrate_batch_norm(model: nn.Module, dataset: ImageDataset, indices: np.
     return model
 
 
-def recalibrated_accuracy(model: nn.Module, train_set: ImageDataset, seed: int, evaluation: ImageDataset, *,
+def recalibrated_accuracy(model: nn.Module, train_set: LabelledImages, seed: int, evaluation: LabelledImages, *,
                           normalize: str, device: str = "auto", progress: bool = False) -> float:
     """The zero-training proxy (SPEC 19): accuracy (percent) on ``evaluation`` of a copy of ``model`` whose batch
     norms were recalibrated on :data:`PROXY_IMAGES` of ``train_set`` drawn with ``seed``; ``model`` is left as it is."""
