@@ -309,7 +309,8 @@ def _intro(rows: list[dict]) -> str:
             "SGD (lr 0.01 down to 0 by a cosine, momentum 0.9, weight decay 0.005, batch 256, crop + flip) on the "
             "export's 50,000 training images; the cut chosen on the selection half of CIFAR-10 test (JPEG q75 "
             "export), every accuracy measured on the other half (SPEC 21), at the final epoch. Verdicts follow "
-            "SPEC 20. Machine: " + ("; ".join(machines) or "none yet") + ".")
+            "SPEC 20. Minutes are wall times of rows trained while the machine also did other work: not "
+            "benchmarks. Machine: " + ("; ".join(machines) or "none yet") + ".")
 
 
 def block_section(block: Block, rows: list[dict]) -> list[str]:
