@@ -19,6 +19,7 @@ from torch import nn
 
 from ..data.protocol import LabelledImages
 from ..data.samples import SampleSets
+from ..data.sources import DataLike, as_dataset
 from ..devices import ieee_float32_matmul
 from ..errors import SepgraphError
 from ..files import atomic_text
@@ -45,11 +46,11 @@ def small_settings(data: LabelledImages, vertices: int = 500, seed: int = 0) -> 
                          lu_batches=2, lu_k=3, knn_k=10, seed=seed)
 
 
-def measure_dynamics(model: nn.Module, data: LabelledImages, settings: GraphSettings, normalize: str,
+def measure_dynamics(model: nn.Module, data: DataLike, settings: GraphSettings, normalize: str,
                      epoch: int, points: str = "paper", run: RunSettings | None = None) -> list[DynamicsRow]:
     """M, Lu et al.'s Q and k-NN accuracy of ``model`` at every layer point (SPEC 17), one row per point, run as
     ``run`` says (device, memory budget, batch size, tile rows), in the tiles an analysis would use."""
-    run = run or RunSettings()
+    run, data = run or RunSettings(), as_dataset(data)
     sample_sets = SampleSets.choose(data.labels, data.num_classes, replace(settings, hist_samples=settings.vertices))
     example = data.tensors(sample_sets.order[:1], normalize).to(next(model.parameters()).device)
     found = layer_points(model, points, example_input=example)

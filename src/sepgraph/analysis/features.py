@@ -25,6 +25,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..data.protocol import LabelledImages
+from ..data.sources import DataLike, as_dataset
 from ..devices import default_max_memory, evaluation_mode, resolve_device
 from ..errors import SepgraphError
 from ..models.capture import PointCapture, Sink, point_shapes
@@ -89,7 +90,7 @@ def plan_groups(dims: Sequence[int], n_samples: int, max_memory: int) -> list[li
 def extract_features(
     model: nn.Module,
     points: Sequence[LayerPoint],
-    dataset: LabelledImages,
+    dataset: DataLike,
     indices: Sequence[int] | np.ndarray,
     *,
     normalize: str,
@@ -115,6 +116,7 @@ def extract_features(
     """
     if not points:
         raise SepgraphError("the list of layer points is empty; name at least one")
+    dataset = as_dataset(dataset)
     indices = np.asarray(indices, dtype=np.int64)
     target = resolve_device(device)
     model.to(target)

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..data.protocol import LabelledImages
+from ..data.sources import DataLike, as_dataset
 from ..devices import evaluation_mode, resolve_device
 from .evaluation import evaluate
 
@@ -24,11 +25,12 @@ def proxy_images(dataset: LabelledImages, seed: int, count: int = PROXY_IMAGES) 
     return np.random.default_rng(seed).permutation(len(dataset))[:count]
 
 
-def recalibrate_batch_norm(model: nn.Module, dataset: LabelledImages, indices: np.ndarray, *, normalize: str,
+def recalibrate_batch_norm(model: nn.Module, dataset: DataLike, indices: np.ndarray, *, normalize: str,
                            batch_size: int = PROXY_BATCH, device: str = "auto") -> nn.Module:
     """Reset every batch norm's running statistics and re-estimate them as the cumulative average over batches of
     ``indices`` (momentum None), with the model otherwise in eval mode (dropout off) and no gradient; the
     momenta come back afterwards. Returns ``model``, changed in place."""
+    dataset = as_dataset(dataset)
     norms = [module for module in model.modules() if isinstance(module, nn.modules.batchnorm._BatchNorm)]
     momenta = [norm.momentum for norm in norms]
     target = resolve_device(device)
