@@ -264,8 +264,7 @@ def claim_e(rows: list[dict]) -> tuple[str, str]:
     if not m or not control:
         return "not measured yet", f"{len(rows)} rows"
     if len(control) < SEEDS or len(m) < SEEDS:
-        seeds = min(len(control), len(m))
-        return f"undecided ({seeds} seed{'s' * (seeds != 1)})", \
+        return f"undecided (M {len(m)} seeds, control {len(control)})", \
             f"M {statistics.mean(m):.2f}, control {statistics.mean(control):.2f} (no noise level yet)"
     noise, mean = statistics.stdev(control), statistics.mean(m)
     randoms = [r["row"]["accuracy_finetuned"] for r in rows if r["kind"] == "random" and
@@ -360,8 +359,8 @@ def _verdict(kind: str, values: list[float], control: list[float], randoms: list
     if kind == "control":
         return "-"
     if noise is None or len(values) < SEEDS:
-        seeds = min(len(values), len(control))
-        return f"undecided ({seeds} seed{'s' * (seeds != 1)}{'; no noise level' if noise is None else ''})"
+        return (f"undecided ({len(values)} seed{'s' * (len(values) != 1)}, control {len(control)}"
+                f"{'; no noise level' if noise is None else ''})")
     mean = statistics.mean(values)
     words = ["equal accuracy with the control" if abs(mean - statistics.mean(control)) <= 2 * noise else
              "below the control" if mean < statistics.mean(control) else "above the control"]
