@@ -274,10 +274,11 @@ def claim_e(rows: list[dict]) -> tuple[str, str]:
         if record["criterion"] in others and record["kind"] == "criterion":
             others[record["criterion"]].append(record["row"]["accuracy_finetuned"])
     better = [name for name, values in others.items() if statistics.mean(values) > mean + 2 * noise]
-    if better or (randoms and all(mean < r - 2 * noise for r in randoms)):
+    versus = _against_random(mean, randoms, noise) if randoms else "no random cut yet"
+    if better or versus == "worse than random":
         return "fails", (f"{', '.join(better)} above M by more than 2s" if better else "M worse than random")
-    equal = abs(mean - statistics.mean(control)) <= 2 * noise
-    beats_random = bool(randoms) and all(mean > r + 2 * noise for r in randoms)
+    equal = _equal(mean, control, noise)
+    beats_random = versus == "better than random"
     above_all = all(mean > statistics.mean(values) + 2 * noise for values in others.values())
     if equal and beats_random and above_all:
         return "holds", f"M {mean:.2f}, control {statistics.mean(control):.2f}, s {noise:.3f}"
@@ -362,13 +363,25 @@ def _verdict(kind: str, values: list[float], control: list[float], randoms: list
         return (f"undecided ({len(values)} seed{'s' * (len(values) != 1)}, control {len(control)}"
                 f"{'; no noise level' if noise is None else ''})")
     mean = statistics.mean(values)
-    words = ["equal accuracy with the control" if abs(mean - statistics.mean(control)) <= 2 * noise else
+    words = ["equal accuracy with the control" if _equal(mean, control, noise) else
              "below the control" if mean < statistics.mean(control) else "above the control"]
     if randoms:
-        words.append("better than random" if all(mean > r + 2 * noise for r in randoms) else
-                     "worse than random" if all(mean < r - 2 * noise for r in randoms) else
-                     "indistinguishable from random")
+        words.append(_against_random(mean, randoms, noise))
     return "; ".join(words)
+
+
+def _equal(mean: float, control: list[float], noise: float) -> bool:
+    """SPEC 20: at equal accuracy with the control, within 2 s of its mean."""
+    return abs(mean - statistics.mean(control)) <= 2 * noise
+
+
+def _against_random(mean: float, randoms: list[float], noise: float) -> str:
+    """SPEC 20: better (worse) than random when above (below) every matched random cut by more than 2 s."""
+    if all(mean > r + 2 * noise for r in randoms):
+        return "better than random"
+    if all(mean < r - 2 * noise for r in randoms):
+        return "worse than random"
+    return "indistinguishable from random"
 
 
 def _spread(values: list[float]) -> str:

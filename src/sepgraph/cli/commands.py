@@ -172,12 +172,13 @@ def prune(folder: str | Path, train_data: DataSource, *, test_data: DataSource |
         if first.data is None:
             raise SepgraphError("model needs data: the data to analyse it on (e.g. its test set)",
                                 arguments=("model", "data"))
+        data = as_dataset(first.data)  # read once, for the check and the analysis
         targets = [(rule, value) for rule, value in options.all_rules if rule in TARGET_RULES]
         if targets:  # a target no cut reaches is refused before the analysis
             model = build_model(first.model).model
-            size = tuple(as_dataset(first.data).tensors([0], first.normalize).shape[1:])  # the data's, as the rows
+            size = tuple(data.tensors([0], first.normalize).shape[1:])  # the data's, as the rows
             check_reachable(model, removable_units(model, first.points), size, targets, options.curves, first.points)
-        analyse_selection(first.model, first.data, first.settings, fraction=options.selection_fraction,
+        analyse_selection(first.model, data, first.settings, fraction=options.selection_fraction,
                           seed=options.split_seed, out=folder, weights=first.weights, normalize=first.normalize,
                           points=first.points, run=replace(first.run or RunSettings(), device=device))
     table = compare_pruning(folder, train_data, options, test_data=test_data, recipe=recipe, device=device)

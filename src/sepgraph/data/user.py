@@ -110,16 +110,13 @@ class TorchDataset:
                        labels=self.labels[indices], spec=spec, description=description or self.description)
 
     def _image(self, index: int) -> torch.Tensor:
-        image = _item(self.dataset, index, self.spec)[0]
-        if tuple(image.shape) != self.shape:
-            raise SepgraphError(f"{self.spec}: item {index} is an image of shape {tuple(image.shape)}, but item 0 is "
-                                f"{self.shape}; make the transform give every image one size (e.g. Resize and "
-                                "CenterCrop)")
-        return image
+        return _item(self.dataset, index, self.spec, self.shape)[0]
 
 
-def _item(dataset: torch.utils.data.Dataset, index: int, spec: str) -> tuple[torch.Tensor, object]:
-    """Item ``index`` as (image tensor (C, H, W), label), or one line naming what it is instead."""
+def _item(dataset: torch.utils.data.Dataset, index: int, spec: str, shape: tuple[int, ...] | None = None
+          ) -> tuple[torch.Tensor, object]:
+    """Item ``index`` as (image tensor (C, H, W), label), its image of ``shape`` when given, or one line naming what
+    it is instead."""
     item = dataset[index]
     if not isinstance(item, (tuple, list)) or len(item) != 2 or not isinstance(item[0], torch.Tensor) \
             or item[0].dim() != 3:
@@ -130,15 +127,15 @@ def _item(dataset: torch.utils.data.Dataset, index: int, spec: str) -> tuple[tor
             if isinstance(item, (tuple, list)) and item else ""
         raise SepgraphError(f"{spec}: item {index} is {what}{first}, not (image tensor C x H x W, int label); add "
                             "a transform such as torchvision's ToTensor() and return (image, label)")
+    if shape is not None and tuple(item[0].shape) != shape:
+        raise SepgraphError(f"{spec}: item {index} is an image of shape {tuple(item[0].shape)}, but item 0 is "
+                            f"{shape}; make the transform give every image one size (e.g. Resize and CenterCrop)")
     return item[0], item[1]
 
 
 def _label(dataset: torch.utils.data.Dataset, index: int, spec: str, shape: tuple[int, ...]) -> int:
     """Item ``index``'s label, checking that the item is (tensor of ``shape``, integer)."""
-    image, label = _item(dataset, index, spec)
-    if tuple(image.shape) != shape:
-        raise SepgraphError(f"{spec}: item {index} is an image of shape {tuple(image.shape)}, but item 0 is "
-                            f"{shape}; make the transform give every image one size (e.g. Resize and CenterCrop)")
+    label = _item(dataset, index, spec, shape)[1]
     if isinstance(label, torch.Tensor) and label.numel() == 1 and not label.is_floating_point():
         return int(label)
     if isinstance(label, (int, np.integer)) and not isinstance(label, bool):
