@@ -118,13 +118,13 @@ def main() -> None:
                          out=out, overwrite=True, progress=False)
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     manifest, rows = result.manifest, result.rows
-    seconds = manifest["seconds"]
+    seconds = manifest.seconds
 
     device = resolve_device(args.device)
     model, dataset = model_and_data(args)
     model.to(device)
     sample_sets = SampleSets.choose(dataset.labels, dataset.num_classes, settings)
-    groups = plan_groups([row.dim for row in rows], len(sample_sets.order), manifest["run"]["max_memory"])
+    groups = plan_groups([row.dim for row in rows], len(sample_sets.order), manifest.run.max_memory)
     passes = 1 if args.spill_dir else len(groups)
     one_pass = forward_seconds(args, model, dataset, sample_sets.order, device)
 
@@ -148,10 +148,10 @@ def main() -> None:
     summary = {
         "machine": {"cpu": processor().model, "threads": torch.get_num_threads(),
                     "ram_gib": physical_memory() / 2**30, "torch": torch.__version__,
-                    "gemm": manifest["parameters"]["gemm"]},
-        "analysis": {"model": args.model, "weights": args.weights, "data": manifest["data_description"],
+                    "gemm": manifest.parameters.gemm},
+        "analysis": {"model": args.model, "weights": args.weights, "data": manifest.data_description,
                      "points": len(rows), "hist_samples": len(sample_sets.hist_indices), "vertices": args.vertices,
-                     "edges": args.edges, "max_memory": manifest["run"]["max_memory"], "spill_dir": args.spill_dir},
+                     "edges": args.edges, "max_memory": manifest.run.max_memory, "spill_dir": args.spill_dir},
         "stages": stages,
         "similarity": {"seconds": similarity, "best_gemm_seconds": similarity_mm,
                        "ratio": similarity_mm / seconds["similarity"], "target_ratio": 0.85},

@@ -58,7 +58,7 @@ def main() -> None:
         full = out / name / f"seed{args.seeds[0]}"
         render_report(full)
         rows = runs[0]
-        vertices = load_results(full)[0]["parameters"]["vertices"]
+        vertices = load_results(full)[0].parameters.settings.vertices
         model = build_model(name, dataset.num_classes, weights).model
         accuracy = evaluate(model, dataset, normalize="imagenet", device=args.device, progress=False).accuracy
         cuts = recommend(rows)

@@ -29,17 +29,13 @@ import torch
 from common import replace_section
 from matplotlib.figure import Figure
 
-from sepgraph import GraphSettings, load_dataset
+from sepgraph import GraphSettings, PruningOptions, PruningPlan, Recipe, analyse_selection, load_dataset, plan_pruning
 from sepgraph.devices import processor, resolve_device
 from sepgraph.files import atomic_text, atomic_write
 from sepgraph.pruning.candidates import Candidate
 from sepgraph.pruning.criterion import CRITERIA
-from sepgraph.pruning.halves import analyse_selection
-from sepgraph.pruning.options import PruningOptions
-from sepgraph.pruning.rows import PruningPlan, plan_pruning
 from sepgraph.results.folder import is_complete
 from sepgraph.training.precision import native_bf16
-from sepgraph.training.recipe import Recipe
 
 MODELS = {"resnet20": ("resnet20-12fca82f.th", "imagenet"), "resnet56": ("resnet56-4bfd9763.th", "imagenet"),
           "vgg11_bn": ("vgg11_bn-cifar10jpeg-15ep-f98bf862.pt", "cifar10")}

@@ -59,7 +59,8 @@ def test_no_import_cycles_in_the_package():
 
 
 LAYERS = [("errors", "devices", "files", "settings", "_version"), ("models",), ("data",), ("graph",),
-          ("training", "results", "parallel"), ("analysis",), ("pruning",), ("report",), ("reproduction",), ("cli",)]
+          ("training", "results", "parallel"), ("analysis",), ("pruning",), ("report",), ("reproduction",), ("verbs",),
+          ("cli",)]
 """The floors of the package, from the ground up (the README's layout): a module imports only from its own folder
 (the ground floor's modules count as one) and from floors below its own; the folders of one floor do not import
 each other."""

@@ -15,8 +15,9 @@ import warnings
 os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
 from ._version import __version__  # noqa: E402
+from .analysis.compare import ModelComparison, compare
 from .analysis.features import PointFeatures, extract_features
-from .analysis.run import Analysis, analyze
+from .analysis.run import Analysis, analyze, measure
 from .data.dataset import ImageDataset
 from .data.protocol import LabelledImages
 from .data.samples import select_vertices
@@ -25,22 +26,29 @@ from .data.user import TorchDataset
 from .devices import keep_freed_memory, mkl_strict
 from .errors import SepgraphError
 from .models import (
-                     BuiltModel,
-                     LayerPoint,
-                     PruningSpec,
-                     ZooModel,
-                     build_model,
-                     create_model,
-                     list_models,
-                     parameter_count,
+    BuiltModel,
+    LayerPoint,
+    PruningSpec,
+    ZooModel,
+    build_model,
+    create_model,
+    list_models,
+    parameter_count,
 )
 from .models.checkpoints import load_weights, read_state_dict, save_weights
 from .models.points import layer_points
+from .pruning.halves import analyse_selection
 from .pruning.options import PruningOptions
-from .pruning.table import PruningRow
+from .pruning.rows import PruningPlan, compare_pruning, plan_pruning
+from .pruning.table import PruningRow, pruning_markdown
+from .report.html import ReportSettings, render_comparison, render_report
+from .results.folder import load_results
 from .results.layer_row import LayerRow
+from .results.manifest import Manifest
 from .settings import GraphSettings, RunSettings
 from .training.evaluation import Evaluation, evaluate
+from .training.recipe import Recipe
+from .verbs import Pruned, prune, train
 
 keep_freed_memory()  # activations reuse freed memory instead of faulting in fresh pages; no number changes
 if mkl_strict() is False:
@@ -51,8 +59,10 @@ if mkl_strict() is False:
 
 __all__ = [
     "__version__", "Analysis", "BuiltModel", "DataSource", "Evaluation", "GraphSettings", "ImageDataset",
-    "LabelledImages", "LayerPoint", "LayerRow", "PointFeatures", "PruningOptions", "PruningRow", "PruningSpec",
-    "RunSettings", "SepgraphError", "TorchDataset", "ZooModel", "analyze", "build_model", "create_model", "evaluate",
-    "extract_features", "layer_points", "list_models", "load_dataset", "load_weights", "parameter_count",
-    "read_state_dict", "save_weights", "select_vertices",
+    "LabelledImages", "LayerPoint", "LayerRow", "Manifest", "ModelComparison", "PointFeatures", "Pruned",
+    "PruningOptions", "PruningPlan", "PruningRow", "PruningSpec", "Recipe", "ReportSettings", "RunSettings",
+    "SepgraphError", "TorchDataset", "ZooModel", "analyse_selection", "analyze", "build_model", "compare",
+    "compare_pruning", "create_model", "evaluate", "extract_features", "layer_points", "list_models",
+    "load_dataset", "load_results", "load_weights", "measure", "parameter_count", "plan_pruning", "pruning_markdown",
+    "prune", "read_state_dict", "render_comparison", "render_report", "save_weights", "select_vertices", "train",
 ]

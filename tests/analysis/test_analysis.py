@@ -159,7 +159,7 @@ def test_spilled_analysis_is_byte_identical(finished, tmp_path):
     spill.mkdir()
     spilled = small(tmp_path / "spilled", run=RunSettings(spill_dir=spill))
     assert (spilled.path / "layers.csv").read_bytes() == (finished.path / "layers.csv").read_bytes()
-    assert spilled.manifest["run"]["spill_dir"] == str(spill) and list(spill.iterdir()) == []
+    assert spilled.manifest.run.spill_dir == str(spill) and list(spill.iterdir()) == []
 
 
 def test_a_failed_run_says_so_in_its_manifest(tmp_path, monkeypatch):
@@ -180,7 +180,7 @@ def test_a_failed_run_says_so_in_its_manifest(tmp_path, monkeypatch):
     assert manifest["status"] == "failed" and manifest["error"] == "SepgraphError: the third point failed"
     monkeypatch.undo()
     finished = small(tmp_path / "run", resume=True)
-    assert finished.manifest["status"] == "complete" and "error" not in finished.manifest
+    assert finished.manifest.status == "complete" and finished.manifest.error is None
 
 
 def test_rows_travel_as_layer_rows(finished):
@@ -220,6 +220,25 @@ def test_older_formats_are_read_with_empty_peer_measures(finished, tmp_path):
     (old / "manifest.json").write_text(json.dumps(manifest | {"format_version": 7}))
     with pytest.raises(SepgraphError, match="results format 7; this sepgraph reads formats 1, 2, 3"):
         load_results(old)
+
+
+def test_the_manifest_is_one_typed_record(finished):
+    """manifest.json reads back as a Manifest whose JSON form is the file's, key for key and in order; older
+    formats read with today's attributes (their peer measures' settings at the defaults)."""
+    from sepgraph.results.folder import load_results
+    from sepgraph.results.formats import upgraded_manifest
+    from sepgraph.results.manifest import Manifest
+
+    stored = json.loads((finished.path / "manifest.json").read_text())
+    manifest = load_results(finished.path)[0]
+    assert manifest == finished.manifest and list(manifest.to_json().items()) == list(stored.items())
+    assert manifest.parameters.settings == SMALL
+    assert manifest.layers[4].name == finished.rows[4].name and manifest.run.peak_rss_bytes[0] > 0
+    old = {k: v for k, v in stored["parameters"].items() if k not in ("knn_k", "probe_ridge", "gemm", "data_sha256")}
+    upgraded = Manifest.from_json(upgraded_manifest({k: v for k, v in stored.items() if k != "removable_units"}
+                                                    | {"format_version": 1, "parameters": old}))
+    assert upgraded.parameters.settings.knn_k == 10 and upgraded.parameters.gemm is None
+    assert upgraded.removable_units is None and not upgraded.given_features
 
 
 def test_an_interrupted_run_says_so(tmp_path, monkeypatch, capsys):

@@ -41,6 +41,8 @@ def test_kill_and_resume(tmp_path, gemm):
     assert main([*args, "--out", str(straight)]) == 0
     assert (killed / "layers.csv").read_bytes() == (straight / "layers.csv").read_bytes()
     assert (killed / "depth.csv").read_bytes() == (straight / "depth.csv").read_bytes()
+    assert (killed / "cka_matrix.csv").read_bytes() == (straight / "cka_matrix.csv").read_bytes()
+    assert not (killed / ".grams").exists()  # the Grams kept for the matrix go once it is written
     assert not list(killed.rglob("*.tmp"))
     for edges in (straight / "edges").glob("*.npz"):
         with np.load(edges) as a, np.load(killed / "edges" / edges.name) as b:
@@ -63,6 +65,17 @@ def test_concurrent_runs_need_separate_folders(tmp_path, capsys, gemm):
     assert (first / "layers.csv").read_bytes() == (second / "layers.csv").read_bytes()
 
 
+def running_manifest():
+    """The smallest manifest of a running analysis."""
+    from sepgraph import GraphSettings
+    from sepgraph.results.manifest import Manifest, Parameters, RunRecord
+
+    parameters = Parameters("features", None, None, "features", None, "none", "explicit", ("a",),
+                            GraphSettings(vertices=20, edges=10), 2, None)
+    return Manifest("0", "now", "running", parameters, "samples", ["0", "1"], None, 0,
+                    RunRecord("cpu", 1, None, None, 1, 1, 1), {})
+
+
 def test_a_stop_request_while_a_failure_is_recorded_leaves_the_failure_recorded(tmp_path, monkeypatch):
     """torchrun sends SIGTERM to the other ranks when one dies, often while rank 0 is recording its failure."""
     from sepgraph.results.folder import ResultsFolder
@@ -71,14 +84,14 @@ def test_a_stop_request_while_a_failure_is_recorded_leaves_the_failure_recorded(
     original = ResultsFolder.write_manifest
 
     def write_while_stopped(folder):
-        if folder.manifest["status"] != "running":
+        if folder.manifest.status != "running":
             os.kill(os.getpid(), signal.SIGTERM)  # arrives in the middle of the final write
         original(folder)
 
     monkeypatch.setattr(ResultsFolder, "write_manifest", write_while_stopped)
     try:
         try:
-            with ResultsFolder(tmp_path / "run", {"status": "running"}):
+            with ResultsFolder(tmp_path / "run", running_manifest()):
                 raise RuntimeError("another rank stopped")
         except RuntimeError:
             pass

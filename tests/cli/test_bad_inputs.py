@@ -101,7 +101,30 @@ CASES = {
     "CUDA without CUDA": (lambda t: ["analyze", "--model", "resnet20", "--device", "cuda"],
                           "CUDA is not available here"),
     "unknown dataset": (lambda t: ["analyze", "--model", "resnet20", "--data", "mnist"], "unknown dataset 'mnist'"),
+    "features neither npz nor folder": (lambda t: ["measure", str(t / "x.txt"), "--labels", str(labels(t)), "--out",
+                                                   str(t / "out")], "are neither an .npz file nor a folder"),
+    "features of another sample count": (lambda t: ["measure", str(features(t, 59)), "--labels", str(labels(t)),
+                                                    "--out", str(t / "out")],
+                                         "point 'b' has features of 59 samples, but --labels has 60"),
+    "labels that cannot be read": (lambda t: ["measure", str(features(t, 60)), "--labels", str(t / "none.npy"),
+                                              "--out", str(t / "out")], "--labels "),
+    "compare on other data": (lambda t: ["compare", "resnet20", "resnet20", "--data", "digits:test", "--data-b",
+                                         "digits:train", "--out", str(t / "out")],
+                              "the two models' data differ ('digits:test', digest"),
 }
+
+
+def labels(tmp_path):
+    path = tmp_path / "labels.npy"
+    np.save(path, np.arange(60) % 3)
+    return path
+
+
+def features(tmp_path, count):
+    path = tmp_path / "features.npz"
+    rng = np.random.default_rng(0)
+    np.savez(path, a=rng.standard_normal((60, 8)), b=rng.standard_normal((count, 4, 2, 2)))
+    return path
 
 
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")
@@ -120,6 +143,8 @@ def test_bad_input(case, tmp_path, capsys):
     errors = [line for line in captured.err.replace("\r", "\n").splitlines() if "sepgraph: error: " in line]
     assert len(errors) == 1 and message in errors[0], captured.err
     assert "Traceback" not in captured.err and "this must never run" not in captured.out
+    if argv[0] in ("measure", "compare"):  # refused before anything is written
+        assert not out.exists()
     if out.exists():  # a layer failing mid-run leaves only complete files, no table, and says it failed
         assert not list(out.rglob("*.tmp")) and not (out / "layers.csv").exists()
         manifest = json.loads((out / "manifest.json").read_text())

@@ -47,8 +47,8 @@ def test_a_dataset_with_totensor_and_normalize_gives_the_arrays_numbers_byte_for
     user = analyze("resnet20", Digits(), SMALL, out=tmp_path / "user", progress=False)
     for name in ("layers.csv", "depth.csv"):  # ToTensor and Normalize compute what the named normalisation does
         assert (user.path / name).read_bytes() == (arrays.path / name).read_bytes(), name
-    assert user.manifest["parameters"]["normalize"] == OWN_TRANSFORM
-    assert arrays.manifest["parameters"]["normalize"] == "cifar10"
+    assert user.manifest.parameters.normalize == OWN_TRANSFORM
+    assert arrays.manifest.parameters.normalize == "cifar10"
 
 
 def test_a_python_function_names_a_dataset_on_the_command_line(tmp_path, monkeypatch, capsys):

@@ -39,7 +39,7 @@ def test_every_zoo_model_builds_without_each_removable_unit_alone(name):
     original = model.state_dict()
     x = torch.randn(1, 3, 32, 32)
     for unit in units:
-        pruned = remove(model, [unit.name]).eval()
+        pruned = remove(model, [unit.name], (3, 32, 32)).eval()
         with torch.inference_mode():
             assert pruned(x).shape == (1, 10)
         assert parameter_count(model) - parameter_count(pruned) == unit.parameters > 0
@@ -54,7 +54,7 @@ def test_every_zoo_model_builds_without_each_removable_unit_alone(name):
 def test_removing_every_removable_unit_at_once_builds(name):
     model = create_model(name).eval()
     units = [unit.name for unit in removable_units(model)]
-    pruned = remove(model, units)
+    pruned = remove(model, units, (3, 32, 32))
     assert pruned(torch.randn(2, 3, 32, 32)).shape == (2, 10)
     assert removable_units(pruned) == []
 
@@ -74,18 +74,20 @@ def test_units_know_their_input_and_output_points():
     mobile = {u.name: u for u in removable_units(create_model("mobilenet_v2"), "paper")}
     assert (mobile["blocks.2"].input_point, mobile["blocks.2"].output_point) == ("blocks.1.out", "blocks.2.out")
     # after a removal the next block's input is the last block still there
-    pruned = {u.name: u for u in removable_units(remove(resnet, ["layer1.1"]), "paper")}
+    pruned = {u.name: u for u in removable_units(remove(resnet, ["layer1.1"], (3, 32, 32)), "paper")}
     assert pruned["layer1.2"].input_point == "layer1.0.unit2"
-    with pytest.raises(SepgraphError, match="zoo models"):
-        removable_units(torch.nn.Sequential(torch.nn.Conv2d(3, 3, 1)))
+    plain = torch.nn.Sequential(torch.nn.Conv2d(3, 3, 1), torch.nn.ReLU())
+    with pytest.raises(SepgraphError, match="found at its discovered 'paper' points from an example input"):
+        removable_units(plain)  # outside the zoo: residual blocks (SPEC 25), found by running an example
+    assert removable_units(plain, "paper", torch.zeros(1, 3, 8, 8)) == []
 
 
 def test_vgg_removes_only_units_that_keep_every_shape():
     model = create_model("vgg11_bn")
     assert [u.name for u in removable_units(model)] == ["conv4", "conv6", "conv7", "conv8"]
     with pytest.raises(SepgraphError, match="cannot remove conv5"):
-        remove(model, ["conv5"])  # 256 -> 512 channels: the next unit's weights could not be kept
-    pruned = remove(model, ["conv7", "conv8"])  # the last stage empties; its pooling stays
+        remove(model, ["conv5"], (3, 32, 32))  # 256 -> 512 channels: the next unit's weights could not be kept
+    pruned = remove(model, ["conv7", "conv8"], (3, 32, 32))  # the last stage empties; its pooling stays
     assert [p.name for p in layer_points(pruned, "paper")] == ["conv1", "conv2", "conv3", "conv4", "conv5", "conv6"]
     assert pruned(torch.randn(1, 3, 32, 32)).shape == (1, 10)
 
@@ -98,7 +100,7 @@ def test_pruned_vgg_from_a_plateau_curve_builds():
             for k, (n, m) in enumerate(zip(names, [.1, .3, .5, .7, .71, .72, .72, .73], strict=True))]
     cuts = recommend(rows, "delta", units=removable_units(model))
     assert cuts["M"].units == ["conv6", "conv7", "conv8"]
-    pruned = remove(model, cuts["M"].units)
+    pruned = remove(model, cuts["M"].units, (3, 32, 32))
     assert pruned(torch.randn(1, 3, 32, 32)).shape == (1, 10)
     plateau = recommend(rows, "plateau")["M"]
     truncated = truncate(model, names[plateau.cut_index], 10)
@@ -125,7 +127,7 @@ def test_removing_lu_et_al_resnet56_blocks_saves_43_percent():
     model = create_model("resnet56")
     removed = ([f"layer1.{b}" for b in range(2, 9)] + [f"layer2.{b}" for b in range(3, 9)]
                + [f"layer3.{b}" for b in range(6, 9)])
-    pruned = remove(model, removed)
+    pruned = remove(model, removed, (3, 32, 32))
     by_hand = 7 * block_parameters(16) + 6 * block_parameters(32) + 3 * block_parameters(64)
     assert parameter_count(model) - parameter_count(pruned) == by_hand == 366_016
     assert 100 * by_hand / parameter_count(model) == pytest.approx(42.9, abs=0.05)
@@ -135,7 +137,7 @@ def test_unremovable_units_are_refused():
     model = create_model("resnet56")
     assert "layer2.0" not in [u.name for u in removable_units(model)]  # its shortcut changes shape
     with pytest.raises(SepgraphError, match="cannot remove layer2.0"):
-        remove(model, ["layer2.0"])
+        remove(model, ["layer2.0"], (3, 32, 32))
     with pytest.raises(SepgraphError, match="unknown layer point"):
         truncate(model, "layer9.0.unit1", 10)
 
@@ -143,7 +145,7 @@ def test_unremovable_units_are_refused():
 def test_pruned_models_rebuild_by_name_and_load_plain_state_dicts(tmp_path):
     torch.manual_seed(0)
     model = create_model("vgg11_bn")
-    pruned = remove(model, ["conv4", "conv7"])
+    pruned = remove(model, ["conv4", "conv7"], (3, 32, 32))
     save_weights(pruned, tmp_path / "pruned.pt")
     rebuilt = create_model("vgg11_bn+remove=conv4,conv7")
     load_weights(rebuilt, tmp_path / "pruned.pt")

@@ -82,7 +82,7 @@ def test_options_refuse_what_cannot_be_cut():
 def resnet20_classes():
     model = create_model("resnet20")
     units = removable_units(model, "blocks")
-    return model, units, unit_sizes(model, without_each(model, units), (3, 32, 32))
+    return model, units, unit_sizes(model, without_each(model, units, (3, 32, 32)), (3, 32, 32))
 
 
 def test_resnet20_units_fall_into_three_size_classes():
@@ -113,7 +113,7 @@ def test_random_cuts_match_the_size_classes_are_seeded_and_enumerated_where_few(
 
 def test_magnitude_is_the_mean_absolute_kernel_weight_of_the_unit():
     model, units, _ = resnet20_classes()
-    scores = magnitude_scores(model, without_each(model, units))
+    scores = magnitude_scores(model, without_each(model, units, (3, 32, 32)))
     for unit, score in zip(units, scores, strict=True):
         block = model.get_submodule(unit.name)
         kernels = [p for p in block.parameters() if p.dim() >= 2]
@@ -160,7 +160,7 @@ def test_candidates_at_a_target_with_magnitude_and_random():
     rises = [0.1, 0.0, 0.1, 0.1, 0.0, 0.1, 0.1, 0.1, 0.1]
     rows = [layer_row(k, n, M=float(np.cumsum([0] + rises)[k])) for k, n in enumerate(names)]
     options = PruningOptions(curves=("M", "magnitude", "random"), target_params=[30], random_seeds=2)
-    scores = {"magnitude": magnitude_scores(model, without_each(model, units))}
+    scores = {"magnitude": magnitude_scores(model, without_each(model, units, (3, 32, 32)))}
     found = candidates("resnet20", rows, units, options, sizes, scores, 0)
     by_kind = {}
     for candidate in found:
@@ -188,7 +188,7 @@ def test_ablation_is_the_drop_after_removing_one_unit_and_recalibrating():
     model, units, _ = resnet20_classes()
     data = load_dataset("digits:test")
     selection, train = data.subset(np.arange(0, 364, 3), "selection"), data.subset(np.arange(1, 364, 3), "train")
-    without = without_each(model, units)
+    without = without_each(model, units, (3, 32, 32))
     scores = ablation_scores(model, without, selection, train, normalize="none", seed=2, device="cpu")
 
     def direct(network):
@@ -261,7 +261,7 @@ def test_depth_criteria_refuse_targets_they_cannot_reach_before_any_analysis():
     runs = same_shape_runs(model, units, (3, 32, 32), "paper")
     assert all(len(run.units) == 1 for run in runs)  # pooling or a change of width between any two units
     assert len(runs) < len(units)  # a unit right after a pooling compares points of two shapes: no score
-    sizes = unit_sizes(model, without_each(model, units), (3, 32, 32))
+    sizes = unit_sizes(model, without_each(model, units, (3, 32, 32)), (3, 32, 32))
     single = max(sizes.params[[u.name for u in units].index(run.units[0])] for run in runs)
     check_reachable(model, units, (3, 32, 32), [("target-params", 100 * single / sizes.params_total - 1)],
                     ("angular",), "paper")

@@ -35,11 +35,11 @@ def test_figures_have_one_panel_per_layer_point(folder):
         with np.load(edges_path(folder, index, name)) as archive:
             return {k: archive[k] for k in archive.files}
 
-    rings = ring_graphs(rows, load, manifest["classes"], "t")
+    rings = ring_graphs(rows, load, manifest.classes, "t")
     assert len(visible_axes(rings)) == 10
     collections = visible_axes(rings)[-1].collections
     assert sum(len(c.get_segments()) for c in collections if hasattr(c, "get_segments")) == 400
-    subset = ring_graphs(rows, load, manifest["classes"], "t", max_edges=50)
+    subset = ring_graphs(rows, load, manifest.classes, "t", max_edges=50)
     assert "strongest 50 edges drawn" in subset.get_suptitle()
     heatmap = histogram_heatmap(rows, "t")
     assert len(heatmap.axes[0].get_yticklabels()) == 10
@@ -60,7 +60,7 @@ def test_ring_positions_keep_classes_contiguous():
 def test_report_is_self_contained_with_table_and_images(folder):
     report = render_report(folder)
     text = report.read_text()
-    assert text.count("data:image/png;base64,") == 5  # a zoo model: its depth criteria's figure too (SPEC 22)
+    assert text.count("data:image/png;base64,") == 6  # a zoo model: its depth figure (SPEC 22), the CKA heatmap
     assert "<table class='layers'>" in text and text.count("<tr>") >= 10 + 1
     assert "layer3.2" in text and "scikit-learn digits" in text and "Depth criteria (SPEC 22)" in text
     assert not re.search(r"(src|href)=['\"]https?://", text)  # nothing to fetch: opens offline

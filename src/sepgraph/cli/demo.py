@@ -14,20 +14,21 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
-from ..data.sources import load_dataset
-from ..models import build_model
+from .. import (
+    GraphSettings,
+    PruningOptions,
+    Recipe,
+    ReportSettings,
+    RunSettings,
+    build_model,
+    evaluate,
+    load_dataset,
+    prune,
+    train,
+)
 from ..pruning.criterion import recommend
-from ..pruning.halves import analyse_selection
-from ..pruning.options import PruningOptions
-from ..pruning.rows import compare_pruning
 from ..pruning.table import differences
-from ..report.html import ReportSettings, render_report
 from ..results.dynamics_table import MEASURES, DynamicsRow, load_dynamics
-from ..results.folder import removable_units_of
-from ..settings import GraphSettings, RunSettings
-from ..training.evaluation import evaluate
-from ..training.recipe import Recipe
-from .commands import train_model
 
 DEMO_RECIPE = Recipe(epochs=12, lr=0.05, momentum=0.9, weight_decay=5e-4, batch_size=64, milestones=(7, 10))
 """SPEC 10's recipe scaled to 1,437 training digits: fewer, shorter epochs and a larger step."""
@@ -53,7 +54,7 @@ def run_demo(out: str | Path = "results/demo", *, model: str = "resnet20", recip
     train_set, test_set = load_dataset("digits:train"), load_dataset("digits:test")
     print(f"1/4 training {model} on {len(train_set)} handwritten digits for {recipe.epochs} epochs, measuring M, "
           f"Lu et al.'s Q and k-NN accuracy at every layer point every {TRACK_EVERY} epochs on the held-out digits")
-    train_model(model, train_set, out=out / "train", recipe=recipe, normalize="none", device=device,
+    train(model, train_set, out=out / "train", recipe=recipe, normalize="none", device=device,
                 track_every=TRACK_EVERY, track_data=test_set, track_vertices=DEMO_GRAPH.vertices, progress=progress)
     weights = out / "train" / "model.pt"
     network = build_model(model, 10, weights).model
@@ -61,15 +62,16 @@ def run_demo(out: str | Path = "results/demo", *, model: str = "resnet20", recip
     print(f"    test accuracy {accuracy:.2f}% on {len(test_set)} held-out digits")
     _print_dynamics(load_dynamics(out / "train" / "dynamics.csv"))
     print("2/4 analysing every layer point: similarity histograms, subgraphs, M, Lu et al.'s Q, k-NN and probe "
-          "accuracy, CKA")
-    analysis = analyse_selection(model, test_set, DEMO_GRAPH, out=out / "analysis", weights=weights,
-                                 normalize="none", run=RunSettings(device=device), progress=progress)
+          "accuracy, CKA; then")
     print("3/4 cutting where M and where Lu et al.'s Q say (Criterion I: plateau, then delta), training every "
-          "row and an unpruned control alike")
+          "row and an unpruned control alike, and drawing figures and the report")
     epochs = max(1, recipe.epochs // 2)  # fine-tuning: half the training epochs, lr step two thirds in
     finetune = replace(recipe, epochs=epochs, milestones=(2 * epochs // 3,) if epochs >= 3 else ())
-    table = compare_pruning(analysis.path, train_set, PruningOptions(rules=("plateau", "delta"), head_epochs=2),
-                            test_data=test_set, recipe=finetune, device=device, progress=progress)  # its report half
+    pruned = prune(out / "analysis", train_set, model=model, data=test_set, weights=weights, normalize="none",
+                   settings=DEMO_GRAPH, run=RunSettings(device=device), test_data=test_set,  # its report half
+                   options=PruningOptions(rules=("plateau", "delta"), head_epochs=2), recipe=finetune, device=device,
+                   report=ReportSettings(rule="delta"), progress=progress)
+    analysis, table = pruned.analysis, pruned.rows
     for row in table:
         label = "unpruned (control)" if row.kind == "control" else f"{row.curve}, {row.rule}"
         change = "" if row.kind == "control" else f" ({row.accuracy_vs_control:+.2f} vs control)"
@@ -77,15 +79,15 @@ def run_demo(out: str | Path = "results/demo", *, model: str = "resnet20", recip
               f"{row.accuracy_finetuned:.2f}%{change}, parameters saved {row.params_saved_pct:.1f}%")
     for sentence in differences(table):
         print(f"    {sentence}")
-    delta = recommend(analysis.rows, "delta", units=removable_units_of(analysis.manifest))
+    delta = recommend(analysis.rows, "delta", units=analysis.manifest.removable_units)
     print(f"    why, under delta: each removable unit's contribution (curve at its output minus at its input) against "
           f"the threshold, M {delta['M'].threshold:.4f} and Q {delta['lu_q'].threshold:.4f} (tau x each curve's range)")
     for by_m, by_q in zip(delta["M"].contributions, delta["lu_q"].contributions, strict=True):
         verdicts = [("not judged" if c.value is None else f"{c.value:+.4f}") + (" removed" if c.removed else "")
                     for c in (by_m, by_q)]
         print(f"      {by_m.unit:<10} M {verdicts[0]:<16} Q {verdicts[1]}")
-    print("4/4 drawing figures and the report")
-    return render_report(analysis.path, ReportSettings(rule="delta"))
+    print(f"4/4 the report: {pruned.report}")
+    return pruned.report
 
 
 def _print_dynamics(rows: list[DynamicsRow]) -> None:

@@ -1,5 +1,5 @@
 """The ``sepgraph`` command line: parse (:mod:`.options`), call one library function per command
-(:mod:`.commands`), print; library errors are printed in one line with their arguments written as flags."""
+(:mod:`sepgraph.verbs`), print; library errors are printed in one line with their arguments written as flags."""
 
 from __future__ import annotations
 
@@ -15,16 +15,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import fields, replace
 from pathlib import Path
 
+import numpy as np
+
+from ..analysis.compare import compare
+from ..analysis.run import Analysis, measure
 from ..data.sources import DataSource
 from ..errors import SepgraphError
 from ..models.points import CONVENTIONS
 from ..parallel.workers import start, stop
 from ..pruning.options import PruningOptions, rules_with_tau
 from ..pruning.table import pruning_markdown
-from ..report.html import ReportSettings, render_report
+from ..report.html import ReportSettings, render_comparison, render_report
 from ..settings import GraphSettings, RunSettings
 from ..training.recipe import Recipe
-from .commands import AnalyseFirst, analyze_and_report, evaluate_checkpoint, point_table, prune, train_model, zoo
+from ..verbs import analyze_and_report, evaluate_checkpoint, point_table, prune, train, zoo
 from .demo import DEMO_RECIPE, run_demo
 from .options import build_parser
 
@@ -178,23 +182,58 @@ def _analyze(args: argparse.Namespace) -> None:
             report=None if args.no_report or not workers.leader else _report_settings(args))
     finally:
         stop()
-    if not workers.leader:
-        return
+    if workers.leader:
+        _print_analysis(result, report)
+
+
+def _print_analysis(result: Analysis, report: Path | None) -> None:
+    """Every point's main measures, the time taken, and where the results are."""
     print(f"{'index':>5}  {'name':<24}{'mean_sim':>9}{'<0.1':>7}{'r':>8}{'M':>9}{'newman_q':>9}{'lu_q':>15}"
           f"{'knn':>7}{'probe':>7}{'cka_last':>9}")
     for row in result.rows:
         print(f"{row.index:>5}  {row.name:<24}{row.mean_sim:>9.4f}{row.share_below_0_1:>7.3f}"
               f"{row.r:>8.4f}{row.M:>9.4f}{row.newman_q:>9.4f}{row.lu_q_mean:>9.4f}±{row.lu_q_std:.3f}"
               f"{row.knn_acc:>7.3f}{row.probe_acc:>7.3f}{row.cka_last:>9.4f}")
-    seconds = result.manifest["seconds"]
+    seconds = result.manifest.seconds
     print(f"\n{len(result.rows)} layer points in {seconds['total']:.1f} s; results in {result.path}/ "
           "(manifest.json, layers.csv, edges/)")
     if report is not None:
         print(f"figures in {report.parent / 'figures'}/; report: {report}")
 
 
+def _measure(args: argparse.Namespace) -> None:
+    labels = _labels(args.labels)
+    classes = [name.strip() for name in args.classes.split(",")] if args.classes else None
+    points = [name.strip() for name in args.points.split(",") if name.strip()] if args.points else None
+    result = measure(args.features, labels, _graph_settings(args), points=points, classes=classes,
+                     description=args.description, run=_run_settings(args), out=args.out, resume=args.resume,
+                     overwrite=args.overwrite)
+    report = None if args.no_report else render_report(result.path, _report_settings(args))
+    _print_analysis(result, report)
+
+
+def _labels(path: str) -> np.ndarray:
+    """The samples' classes from an .npy file, in one line when it cannot be read."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise SepgraphError(f"labels {path!r} cannot be read as an .npy array ({error}); save the classes with "
+                            "numpy.save", arguments=("labels",)) from error
+
+
+def _compare(args: argparse.Namespace) -> None:
+    result = compare(args.model_a, args.model_b, _data(args), _graph_settings(args), weights_a=args.weights_a,
+                     weights_b=args.weights_b, data_b=_source(args, args.data_b), normalize=args.normalize,
+                     normalize_b=args.normalize_b, num_classes=args.num_classes, points=_points(args),
+                     run=_run_settings(args), out=args.out, resume=args.resume, overwrite=args.overwrite)
+    print(f"model x model linear CKA: {result.matrix}")
+    if not args.no_report:
+        report = render_comparison(result.path, _report_settings(args))
+        print(f"figures in {report.parent / 'figures'}/; report: {report}")
+
+
 def _train(args: argparse.Namespace) -> None:
-    history = train_model(args.model, _data(args), out=args.out, test_data=_source(args, args.test_data),
+    history = train(args.model, _data(args), out=args.out, test_data=_source(args, args.test_data),
                           weights=args.weights, num_classes=args.num_classes, normalize=args.normalize,
                           recipe=_recipe(args), resume=args.resume, device=args.device, track_every=args.track_every,
                           track_data=_source(args, args.track_data), track_vertices=args.track_vertices)
@@ -207,22 +246,20 @@ def _train(args: argparse.Namespace) -> None:
 
 def _prune(args: argparse.Namespace) -> None:
     recipe = _recipe(args)
-    first = AnalyseFirst(args.model, _source(args, args.data), args.weights,
-                         args.normalize, args.convention, _graph_settings(args), _run_settings(args)) \
-        if args.model else None
     options = PruningOptions(
         rules=rules_with_tau(_rules(args), args.tau), curves=args.curves, target_params=args.target_params,
         target_flops=args.target_flops, equal_units=args.equal_units, reference_cuts=args.reference_cut,
         init=args.init, head_epochs=args.head_epochs, random_seeds=args.random_seeds, proxy_only=args.proxy_only,
         selection_fraction=args.selection_fraction, split_seed=args.split_seed, seeds=args.seeds)
-    table, report = prune(
-        args.folder, _source(args, args.train_data), test_data=_source(args, args.test_data), analyse_first=first,
-        options=options, recipe=recipe, device=args.device)
-    print(pruning_markdown(table, recipe))
-    if report is None:
+    pruned = prune(args.folder, _source(args, args.train_data), model=args.model, data=_source(args, args.data),
+                   weights=args.weights, normalize=args.normalize, points=args.convention,
+                   settings=_graph_settings(args), run=_run_settings(args), test_data=_source(args, args.test_data),
+                   options=options, recipe=recipe, device=args.device)
+    print(pruning_markdown(pruned.rows, recipe))
+    if pruned.report is None:
         print(f"table: {Path(args.folder) / 'proxy.csv'} (nothing trained, no weights written)")
     else:
-        print(f"table: {Path(args.folder) / 'pruning.csv'}; report: {report}")
+        print(f"table: {Path(args.folder) / 'pruning.csv'}; report: {pruned.report}")
 
 
 def _rules(args: argparse.Namespace) -> list[tuple[str, float | None]]:
@@ -238,6 +275,6 @@ def _report(args: argparse.Namespace) -> None:
 
 HANDLERS: dict[str, Callable[[argparse.Namespace], None]] = {
     "demo": _demo, "models": _models, "points": _list_points, "eval": _eval, "analyze": _analyze, "train": _train,
-    "prune": _prune, "report": _report,
+    "prune": _prune, "report": _report, "measure": _measure, "compare": _compare,
 }
 """What each subcommand of :func:`~sepgraph.cli.options.build_parser` runs."""

@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     _points_command(commands)
     _eval_command(commands)
     _analyze_command(commands)
+    _measure_command(commands)
+    _compare_command(commands)
     _train_command(commands)
     _prune_command(commands)
     _report_command(commands)
@@ -87,6 +89,51 @@ def _analyze_command(commands: argparse._SubParsersAction) -> None:
                           "job stops (default: 600)")
     _add_report_options(analysis)
     analysis.set_defaults(command="analyze")
+
+
+def _measure_command(commands: argparse._SubParsersAction) -> None:
+    measure = commands.add_parser("measure", help="the same measures of features you already have (SPEC 24)")
+    measure.add_argument("features", help="an .npz file with one (N, D) or (N, C, H, W) array per layer point, in "
+                         "network order, or a folder of .npy files (sorted by name; a leading 000_ orders them)")
+    measure.add_argument("--labels", required=True, help=".npy file of the N samples' integer classes, in the "
+                         "features' row order")
+    measure.add_argument("--points", help="comma-separated network order of the points when the files' order is not "
+                         "it (it may leave points out)")
+    measure.add_argument("--classes", help="comma-separated class names (default: their numbers)")
+    measure.add_argument("--description", default="the labelled samples", help="how the report names the samples")
+    _add_graph_options(measure)
+    _add_folder_options(measure, "results/measure", "measurement")
+    _add_report_options(measure)
+    measure.set_defaults(command="measure")
+
+
+def _compare_command(commands: argparse._SubParsersAction) -> None:
+    compare = commands.add_parser("compare", help="two models on the same vertices: model x model CKA heatmap and "
+                                  "both modularity curves (SPEC 24)")
+    compare.add_argument("model_a", help="the first model: zoo name, torchvision:NAME or timm:NAME")
+    compare.add_argument("model_b", help="the second model")
+    compare.add_argument("--weights-a", help="checkpoint of the first model")
+    compare.add_argument("--weights-b", help="checkpoint of the second model")
+    compare.add_argument("--num-classes", type=int, help="head size of both (default: the dataset's classes)")
+    _add_data_options(compare)
+    compare.add_argument("--data-b", help="the second model's data spec, when it reads the same images another way "
+                         "(default: --data); its images and labels must be the same")
+    compare.add_argument("--normalize-b", choices=list(NORMALIZATIONS),
+                         help="the second model's normalisation (default: --normalize)")
+    _add_point_options(compare)
+    _add_graph_options(compare)
+    _add_folder_options(compare, "results/compare", "comparison", batch_size=True)
+    _add_report_options(compare)
+    compare.set_defaults(command="compare")
+
+
+def _add_folder_options(parser: argparse.ArgumentParser, default: str, what: str, batch_size: bool = False) -> None:
+    """How a measurement or comparison runs and where its folder goes."""
+    group = _add_run_options(parser, batch_size=batch_size)
+    group.add_argument("--out", default=default, help=f"results folder (default: {default})")
+    group.add_argument("--resume", action="store_true", help=f"continue an interrupted {what} in --out")
+    group.add_argument("--overwrite", action="store_true", help="replace what --out holds")
+    group.add_argument("--no-report", action="store_true", help="skip the figures and the report")
 
 
 def _train_command(commands: argparse._SubParsersAction) -> None:

@@ -6,6 +6,7 @@ code to unpickle is refused, never run.
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
@@ -104,3 +105,14 @@ def load_weights(model: nn.Module, path: str | Path) -> str:
 def save_weights(model: nn.Module, path: str | Path) -> None:
     """Save ``model.state_dict()`` atomically (temporary file, then rename)."""
     atomic_write(Path(path), lambda handle: torch.save(model.state_dict(), handle))
+
+
+def state_sha256(model: nn.Module) -> str:
+    """Hex sha256 of a module's state dict (names, dtypes, shapes and values, in order): what identifies the weights
+    of a model given as a module rather than loaded from a file."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        value = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{value.dtype}:{tuple(value.shape)};".encode())
+        digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes() if value.numel() else b"")
+    return digest.hexdigest()

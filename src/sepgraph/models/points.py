@@ -19,6 +19,7 @@ from torch import nn
 from ..devices import evaluation_mode
 from ..errors import SepgraphError
 from .protocol import LayerPoint, RemovableUnit, ZooModel
+from .residual import residual_units
 
 CONVENTIONS = ("paper", "lu2022", "blocks")
 
@@ -29,13 +30,18 @@ ACTIVATIONS = (
 """Module types that close a Conv-BN-activation unit (gates such as Sigmoid are excluded)."""
 
 
-def removable_units(model: nn.Module, convention: str = "paper") -> list[RemovableUnit]:
-    """The units of a zoo model that ``remove`` accepts, with their points under ``convention`` (SPEC 8, 9)."""
+def removable_units(model: nn.Module, convention: str = "paper", example_input: torch.Tensor | None = None
+                    ) -> list[RemovableUnit]:
+    """The units ``remove`` accepts, with their points under ``convention`` (SPEC 8, 9): a zoo model's own, or
+    any other model's residual blocks with an identity shortcut (SPEC 25; found by running ``example_input``, its
+    ``paper`` points discovered the same way)."""
     check_convention(convention)
-    if not isinstance(model, ZooModel):
-        raise SepgraphError(f"removing units needs one of sepgraph's zoo models, not {type(model).__name__}; "
-                            "truncation rules (plateau, peak) work on the curve alone")
-    return model.removable_units(convention)
+    if isinstance(model, ZooModel):
+        return model.removable_units(convention)
+    if convention != "paper" or example_input is None:
+        raise SepgraphError(f"the removable blocks of {type(model).__name__} are found at its discovered 'paper' "
+                            "points from an example input; use the paper convention")
+    return residual_units(model, discover_points(model, example_input), example_input)
 
 
 @dataclass(frozen=True)

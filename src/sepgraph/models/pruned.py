@@ -19,6 +19,8 @@ from ..errors import SepgraphError
 from .capture import point_shapes
 from .points import CONVENTIONS, layer_points, removable_units
 from .protocol import LayerPoint, ZooModel
+from .residual import refused_blocks, truncated_copy
+from .surgery import without_modules
 
 OPERATIONS = ("truncate", "remove")
 
@@ -72,17 +74,17 @@ def apply_pruning(model: nn.Module, spec: PruningSpec, num_classes: int, input_s
     if spec.operation == "truncate":
         return truncate(model, spec.targets[0], num_classes, input_size)
     if spec.operation == "remove":
-        return remove(model, spec.targets)
+        return remove(model, spec.targets, input_size)
     return model
 
 
-def find_point(model: nn.Module, name: str) -> LayerPoint:
-    """The layer point called ``name`` under any convention."""
-    for convention in CONVENTIONS:
-        for point in layer_points(model, convention):
+def find_point(model: nn.Module, name: str, example: torch.Tensor) -> LayerPoint:
+    """The layer point called ``name`` under any convention (a model outside the zoo: its discovered points)."""
+    for convention in CONVENTIONS if isinstance(model, ZooModel) else ("paper",):
+        for point in layer_points(model, convention, example_input=example):
             if point.name == name:
                 return point
-    known = [p.name for p in layer_points(model, "paper")]
+    known = [p.name for p in layer_points(model, "paper", example_input=example)]
     raise SepgraphError(f"unknown layer point {name!r}; the model's paper points are {', '.join(known)}")
 
 
@@ -90,22 +92,28 @@ def truncate(model: nn.Module, point: str, num_classes: int, input_size: tuple[i
              ) -> nn.Module:
     """Keep the network up to and including ``point``, then global average pooling and a new
     linear head on that point's channels (SPEC 9). The model itself is not changed."""
-    if not isinstance(model, ZooModel):
-        raise SepgraphError(f"pruning supports sepgraph's zoo models, not {type(model).__name__}")
-    cut = find_point(model, point)
-    channels = point_shapes(model, [cut], torch.zeros(1, *input_size))[0][0]
     device = next(model.parameters()).device
+    example = torch.zeros(1, *input_size, device=device)
+    cut = find_point(model, point, example)
+    channels = point_shapes(model, [cut], example)[0][0]
     # the head's weights are drawn on the CPU (the same for every device), then moved beside the model
-    return model.truncated(cut, nn.Linear(channels, num_classes).to(device))
+    head = nn.Linear(channels, num_classes).to(device)
+    return model.truncated(cut, head) if isinstance(model, ZooModel) else truncated_copy(model, cut, head, example)
 
 
-def remove(model: nn.Module, units: Sequence[str]) -> nn.Module:
-    """Delete removable units inside the network, keeping the original head and every other weight (SPEC 9)."""
-    allowed = [unit.name for unit in removable_units(model)]
+def remove(model: nn.Module, units: Sequence[str], input_size: tuple[int, int, int]) -> nn.Module:
+    """Delete removable units inside the network, keeping the original head and every other weight (SPEC 9); a
+    model outside the zoo loses residual blocks (SPEC 25), each replaced by ``nn.Identity`` under its own name."""
+    example = torch.zeros(1, *input_size, device=next(model.parameters()).device)
+    allowed = [unit.name for unit in removable_units(model, "paper", example)]
     unknown = [u for u in units if u not in allowed]
     if unknown:
-        raise SepgraphError(f"cannot remove {', '.join(unknown)}: removable units are {', '.join(allowed) or 'none'}")
-    return model.without(list(dict.fromkeys(units)))
+        refused = "" if isinstance(model, ZooModel) else "".join(
+            f"; {name} is not: {reason}" for name, reason in refused_blocks(model, example).items() if name in unknown)
+        raise SepgraphError(f"cannot remove {', '.join(unknown)}: removable units are {', '.join(allowed) or 'none'}"
+                            f"{refused}")
+    units = list(dict.fromkeys(units))
+    return model.without(units) if isinstance(model, ZooModel) else without_modules(model, units)
 
 
 def reinitialise(model: nn.Module) -> nn.Module:

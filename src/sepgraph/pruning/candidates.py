@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from ..errors import SepgraphError
@@ -116,15 +117,17 @@ def reference_candidate(original: nn.Module, text: str, base: str, convention: s
     if spec.base != base:
         raise SepgraphError(f"reference_cut {text!r} names model {spec.base!r}, but the analysis is of {base!r}",
                             arguments=("reference_cut",))
+    example = torch.zeros(1, *size)
     if spec.operation == "remove":
-        known = [unit.name for unit in removable_units(original)]
+        known = [unit.name for unit in removable_units(original, convention, example)]
         unknown = [unit for unit in spec.targets if unit not in known]
         if unknown:
             raise SepgraphError(f"reference_cut {text!r}: cannot remove {', '.join(unknown)}; the removable units "
                                 f"are {', '.join(known) or 'none'}", arguments=("reference_cut",))
         spec = PruningSpec(base, "remove", tuple(unit for unit in known if unit in spec.targets))
     pruned = apply_pruning(original, spec, classes, size)
-    points = len(layer_points(original, convention)) - len(layer_points(pruned, convention))
+    points = len(layer_points(original, convention, example_input=example)) - len(
+        layer_points(pruned, convention, example_input=example))
     units = len(spec.targets) if spec.operation == "remove" else 0
     cut = f"{spec.operation} {', '.join(spec.targets)}"
     return Candidate(REFERENCE, "reference", "", None, cut, spec, points, units)

@@ -15,6 +15,7 @@ from ..data.samples import SampleSets, split_halves
 from ..data.sources import DataLike, DataSource, as_dataset
 from ..errors import SepgraphError
 from ..files import atomic_text
+from ..results.manifest import Parameters
 from ..settings import GraphSettings
 
 HALVES_FILE = "halves.json"
@@ -88,7 +89,7 @@ def analyse_selection(model: str, data: DataLike, settings: GraphSettings | None
     return result
 
 
-def evaluation_halves(results: Path, parameters: dict, test_data: DataLike | None,
+def evaluation_halves(results: Path, parameters: Parameters, test_data: DataLike | None,
                       like: DataSource | None, fraction: float, seed: int) -> tuple[LabelledImages, LabelledImages]:
     """(selection, report): where a comparison makes its choices (scores such as ``ablation``) and where it
     measures the accuracies it reports (SPEC 21).
@@ -117,16 +118,16 @@ def evaluation_halves(results: Path, parameters: dict, test_data: DataLike | Non
         halves.check(fraction, seed)
         whole = load(halves.data) if test_data is None else as_dataset(test_data)  # checked: the set that was split
         return halves.half(whole, "selection"), halves.half(whole, "report")
-    if "[selection " in parameters["data"]:
+    if "[selection " in parameters.data:
         raise SepgraphError(f"the analysis in {str(results)!r} is of a selection half, but {HALVES_FILE} is missing "
                             "(an interrupted 'prune --model'); run that command again to record it")
-    analysed = load(parameters["data"])
+    analysed = load(parameters.data)
     given = analysed if test_data is None else as_dataset(test_data)
     if given.digest != analysed.digest:
         return analysed, given
     halves = Halves.of(analysed, fraction, seed)
-    used = SampleSets.choose(analysed.labels, parameters.get("num_classes") or analysed.num_classes,
-                             GraphSettings.from_parameters(parameters)).order
+    used = SampleSets.choose(analysed.labels, parameters.num_classes or analysed.num_classes,
+                             parameters.settings).order
     seen = np.intersect1d(used, np.asarray(halves.report))
     if len(seen):
         raise SepgraphError(

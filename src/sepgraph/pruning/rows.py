@@ -25,13 +25,14 @@ from ..data.protocol import LabelledImages
 from ..data.sources import DataLike, DataSource, as_dataset
 from ..errors import SepgraphError
 from ..files import atomic_text
-from ..models.checkpoints import save_weights
+from ..models.checkpoints import save_weights, state_sha256
 from ..models.factory import build_model
 from ..models.protocol import RemovableUnit
 from ..models.pruned import PruningSpec, apply_pruning, reinitialise
 from ..models.size import flop_count, parameter_count
 from ..results.depth_table import DepthRow, load_depth
-from ..results.folder import load_results, removable_units_of
+from ..results.folder import load_results
+from ..results.manifest import Parameters
 from ..training.evaluation import evaluate
 from ..training.loop import train
 from ..training.recalibration import recalibrated_accuracy
@@ -40,7 +41,7 @@ from .candidates import Candidate, candidates, reference_candidate
 from .criterion import DEPTH_CRITERIA, TARGET_RULES, UnitSizes, block_influence_scores
 from .halves import evaluation_halves
 from .options import PruningOptions
-from .scores import ablation_scores, magnitude_scores, unit_sizes, without_each
+from .scores import ablation_scores, magnitude_scores, no_removable_block, unit_sizes, without_each
 from .table import PruningRow, write_pruning
 
 
@@ -53,6 +54,7 @@ def compare_pruning(
     recipe: Recipe | None = None,
     device: str = "auto",
     progress: bool = True,
+    model: nn.Module | None = None,
 ) -> list[PruningRow]:
     """Prune the analysed model as ``options`` say (by default M's and Lu et al.'s Q's plateau cuts), train every
     row and the unpruned control alike, and write ``pruning.csv`` and ``pruning.md`` into the results folder; with
@@ -63,13 +65,15 @@ def compare_pruning(
         train_data: where heads are refitted, models fine-tuned and batch-norm statistics re-estimated.
         test_data: where accuracy is measured (SPEC 21, :func:`~sepgraph.pruning.halves.evaluation_halves`): by
             default the report half of the analysis's data, read like ``train_data``.
+        model: the analysed module itself, weights as analysed (needed where the analysis was of a module, not of a
+            model built by name).
 
     Returns:
         the table's rows, the control first.
     """
     options = options or PruningOptions()
     plan = plan_pruning(results, train_data, options, test_data=test_data, recipe=recipe, device=device,
-                        progress=progress)
+                        progress=progress, model=model)
     table = plan.comparison.train_all(plan.candidates)
     orders = {row.curve: list(row.order) for row in plan.candidates if row.order}  # a criterion's order, any target
     write_pruning(Path(results), table, plan.comparison.recipe, "proxy" if options.proxy_only else "pruning", orders)
@@ -85,19 +89,25 @@ def plan_pruning(
     recipe: Recipe | None = None,
     device: str = "auto",
     progress: bool = True,
+    model: nn.Module | None = None,
 ) -> PruningPlan:
     """What :func:`compare_pruning` would train, ready to train one row at a time (:meth:`PruningPlan.row`), for a
     driver that spends a budget row by row; the arguments are :func:`compare_pruning`'s."""
     options = options or PruningOptions()
     results = Path(results)
     manifest, rows = load_results(results)
-    comparison = _Comparison.open(results, manifest["parameters"], train_data, test_data, options,
-                                  recipe or Recipe(), device, progress)
-    units = removable_units_of(manifest)
+    comparison = _Comparison.open(results, manifest.parameters, train_data, test_data, options,
+                                  recipe or Recipe(), device, progress, model)
+    units = manifest.removable_units
+    if units == [] and any(rule in TARGET_RULES for rule, _ in options.all_rules):
+        raise no_removable_block(comparison.original, comparison.size)
     sizes, scores, runs = comparison.unit_measures(units)
     found = candidates(comparison.base, rows, units, options, sizes, scores, comparison.recipe.seed, runs)
-    found += [reference_candidate(comparison.original, text, comparison.base, manifest["parameters"]["convention"],
+    found += [reference_candidate(comparison.original, text, comparison.base, manifest.parameters.convention,
                                   comparison.classes, comparison.size) for text in options.reference_cuts]
+    for candidate in found:  # a truncation a model outside the zoo cannot take is refused before any training
+        if candidate.spec.operation == "truncate":
+            comparison._pruned(candidate.spec, start=False)
     return PruningPlan(found, comparison)
 
 
@@ -145,28 +155,30 @@ class _Comparison:
     measures."""
 
     @classmethod
-    def open(cls, results: Path, parameters: dict, train_data: DataLike,
+    def open(cls, results: Path, parameters: Parameters, train_data: DataLike,
              test_data: DataLike | None, options: PruningOptions, recipe: Recipe,
-             device: str, progress: bool) -> _Comparison:
+             device: str, progress: bool, model: nn.Module | None = None) -> _Comparison:
         """The comparison of the analysis in ``results`` (its manifest's ``parameters``): an unpruned zoo model's
-        convention points."""
-        base, normalize, classes = parameters["model"], parameters["normalize"], parameters["num_classes"]
-        if parameters["convention"] == "explicit" or PruningSpec.names_a_pruning(base):
+        convention points; ``model``: the analysed module itself, else one built by name."""
+        base, normalize, classes = parameters.model, parameters.normalize, parameters.num_classes
+        if parameters.convention == "explicit" or PruningSpec.names_a_pruning(base):
             raise SepgraphError("pruning needs an analysis of an unpruned zoo model's convention points "
-                                f"(got model {base!r}, convention {parameters['convention']!r})")
+                                f"(got model {base!r}, convention {parameters.convention!r})")
         train_set = as_dataset(train_data)
         like = train_data if isinstance(train_data, DataSource) else None
         selection, test_set = evaluation_halves(results, parameters, test_data, like, options.selection_fraction,
                                                 options.split_seed)
         # without weights: the random model the analysis measured
-        original = build_model(base, classes, parameters["weights"], parameters["seed"]).model
-        settings = {"model": base, "weights_sha256": parameters["weights_sha256"], "train_data": train_set.spec,
+        seed = parameters.settings.seed
+        original = model if model is not None else build_model(base, classes, parameters.weights, seed).model
+        weights = parameters.weights_sha256 if model is None else state_sha256(model)  # a module: its own state
+        settings = {"model": base, "weights_sha256": weights, "train_data": train_set.spec,
                     "train_sha256": train_set.sha256, "test_data": test_set.spec,
                     "test_sha256": test_set.digest,  # a half of a set, or images in memory: their content
                     "normalize": normalize, "init": options.init, "head_epochs": options.head_epochs,
                     "recipe": recipe.key()}
-        if not parameters["weights"]:
-            settings["analysis_seed"] = parameters["seed"]
+        if not parameters.weights:
+            settings["analysis_seed"] = seed
         size = tuple(test_set.tensors(np.arange(1), normalize).shape[1:])  # the data's, for any input size's model
         return cls(results, base, classes, size, original, train_set, test_set, recipe, options, settings,
                    device, progress, selection)
@@ -180,7 +192,7 @@ class _Comparison:
         runs = self._depth() if any(key in DEPTH_CRITERIA for key in self.options.curves) else None
         needs_sizes = self.options.draws_random or any(rule in TARGET_RULES for rule, _ in self.options.all_rules)
         named = [key for key in ("magnitude", "ablation") if key in self.options.curves]
-        without = without_each(self.original, units) if needs_sizes or named else []
+        without = without_each(self.original, units, self.size) if needs_sizes or named else []
         sizes = unit_sizes(self.original, without, self.size) if needs_sizes else None
         scores: dict[str, list[float]] = {}
         if "magnitude" in named:

@@ -15,14 +15,16 @@ from ..models.capture import point_shapes
 from ..models.points import UnitRun, layer_points, unit_runs
 from ..models.protocol import RemovableUnit
 from ..models.pruned import remove
+from ..models.residual import refused_blocks
 from ..models.size import flop_count, parameter_count
 from ..training.recalibration import recalibrated_accuracy
 from .criterion import UnitSizes, no_run_reaches, unreachable
 
 
-def without_each(model: nn.Module, units: Sequence[RemovableUnit]) -> list[nn.Module]:
-    """A copy of ``model`` without each unit alone, in the order of ``units``."""
-    return [remove(model, [unit.name]) for unit in units]
+def without_each(model: nn.Module, units: Sequence[RemovableUnit], input_size: tuple[int, int, int]
+                 ) -> list[nn.Module]:
+    """A copy of ``model`` without each unit alone, in the order of ``units`` (images of ``input_size``)."""
+    return [remove(model, [unit.name], input_size) for unit in units]
 
 
 def unit_sizes(model: nn.Module, without: Sequence[nn.Module], input_size: tuple[int, int, int]) -> UnitSizes:
@@ -66,7 +68,9 @@ def check_reachable(model: nn.Module, units: Sequence[RemovableUnit], input_size
     them, before an analysis that may take hours (SPEC 19, 22)."""
     if not targets:
         return
-    sizes = unit_sizes(model, without_each(model, units), input_size)
+    if not units:
+        raise no_removable_block(model, input_size)
+    sizes = unit_sizes(model, without_each(model, units, input_size), input_size)
     runs = same_shape_runs(model, units, input_size, convention) if {"block_influence", "angular"} & set(curves) \
         else []
     index = {unit.name: k for k, unit in enumerate(units)}
@@ -87,10 +91,21 @@ def check_reachable(model: nn.Module, units: Sequence[RemovableUnit], input_size
             raise no_run_reaches(rule, target, 100 * longest / total)
 
 
+def no_removable_block(model: nn.Module, input_size: tuple[int, int, int]) -> SepgraphError:
+    """The one line for a model without a unit to remove, naming why each residual block was refused (SPEC 25)."""
+    refused = refused_blocks(model, torch.zeros(1, *input_size))
+    why = "; ".join(f"{name}: {reason}" for name, reason in refused.items()) or \
+        "no module adds its own input to its output"
+    return SepgraphError(f"{type(model).__name__} has no removable block ({why}); only residual blocks with an "
+                         "identity shortcut that keep their input's shape can be removed; choose a model that has "
+                         "such blocks")
+
+
 def same_shape_runs(model: nn.Module, units: Sequence[RemovableUnit], input_size: tuple[int, int, int],
                     convention: str) -> list[UnitRun]:
     """The model's runs of consecutive same-shape units under ``convention`` (SPEC 22), its point shapes read off one
     forward pass of a zero image of ``input_size``."""
-    points = layer_points(model, convention)
-    shapes = point_shapes(model, points, torch.zeros(1, *input_size))
+    example = torch.zeros(1, *input_size)
+    points = layer_points(model, convention, example_input=example)
+    shapes = point_shapes(model, points, example)
     return unit_runs(units, {point.name: shape for point, shape in zip(points, shapes, strict=True)})

@@ -272,3 +272,44 @@ def depth_measures(rows: Sequence[DepthRow], title: str) -> Figure:
     figure.colorbar(image, ax=runs)
     figure.suptitle(f"{title}\neach sample compared with itself across depth (SPEC 22)", fontsize=10)
     return figure
+
+
+def cka_heatmap(rows: Sequence[str], columns: Sequence[str], matrix: np.ndarray, title: str,
+                row_label: str = "layer point", column_label: str = "layer point") -> Figure:
+    """Linear CKA between every pair of points (SPEC 24) as the familiar heatmap: rows from the top, first point
+    first; the scale fixed to [0, 1] so two heatmaps read alike."""
+    size = 0.12 * max(len(rows), len(columns))
+    figure = Figure(figsize=(max(6.0, size + 3.5), max(5.0, size + 2.2)), layout="constrained")
+    axis = figure.subplots()
+    image = axis.imshow(matrix, cmap="magma", vmin=0.0, vmax=1.0, interpolation="nearest", aspect="auto")
+    for ticks, names, setter in ((range(len(columns)), columns, axis.set_xticks),
+                                 (range(len(rows)), rows, axis.set_yticks)):
+        step = max(1, len(names) // 40)  # at most about 40 labels per axis
+        setter(list(ticks)[::step], list(names)[::step], fontsize=6 if len(names) > 20 else 8)
+    axis.tick_params(axis="x", labelrotation=90)
+    axis.set_xlabel(column_label)
+    axis.set_ylabel(row_label)
+    figure.colorbar(image, ax=axis, label="linear CKA", shrink=0.8)
+    axis.set_title(f"{title}\nlinear CKA between layer points on the same vertices (SPEC 24)", fontsize=10)
+    return figure
+
+
+def two_curves(first: Sequence[LayerRow], second: Sequence[LayerRow], names: tuple[str, str], title: str) -> Figure:
+    """Two models' M and Lu et al.'s Q on one plot against relative depth (0 the first point, 1 the last), so
+    networks of different depths line up (``sepgraph compare``)."""
+    figure = Figure(figsize=(8.5, 4.5), layout="constrained")
+    axis = figure.subplots()
+    twin = axis.twinx()
+    for rows, name, marker in ((first, names[0], "o"), (second, names[1], "^")):
+        depth = np.linspace(0.0, 1.0, len(rows)) if len(rows) > 1 else np.zeros(1)
+        axis.plot(depth, [row.M for row in rows], color=OURS, marker=marker, markersize=3,
+                  linestyle="-" if marker == "o" else ":", label=f"M, {name}")
+        twin.plot(depth, [row.lu_q_mean for row in rows], color=LU, marker=marker, markersize=3,
+                  linestyle="--" if marker == "o" else "-.", label=f"Lu et al.'s Q, {name}")
+    axis.set_xlabel("relative depth (layer point / last point)")
+    axis.set_ylabel("M", color=OURS)
+    twin.set_ylabel("Lu et al.'s Q", color=LU)
+    lines = axis.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+    figure.legend(lines, [line.get_label() for line in lines], loc="outside lower center", ncol=4, fontsize=8)
+    axis.set_title(f"{title}\nmodularity curves of both models on the same data", fontsize=10)
+    return figure

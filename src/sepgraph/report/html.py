@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,16 +16,27 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .._version import __version__
+from ..analysis.compare import FOLDERS
 from ..errors import SepgraphError
 from ..files import atomic_text, atomic_write, file_sha256
 from ..pruning.criterion import Cut, check_rule, recommend
 from ..pruning.table import change_label, load_orders, load_pruning, percent, rule_label
+from ..results.cka_table import CKA_FILE, load_cka_matrix
 from ..results.depth_table import DepthRow, load_depth
 from ..results.dynamics_table import load_dynamics
-from ..results.folder import edges_path, load_results, removable_units_of
+from ..results.folder import edges_path, load_results
 from ..results.layer_row import LayerRow
-from ..settings import GraphSettings
-from .figures import depth_measures, dynamics_heatmap, histogram_grid, histogram_heatmap, modularity_curves, ring_graphs
+from ..results.manifest import Manifest
+from .figures import (
+    cka_heatmap,
+    depth_measures,
+    dynamics_heatmap,
+    histogram_grid,
+    histogram_heatmap,
+    modularity_curves,
+    ring_graphs,
+    two_curves,
+)
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +82,8 @@ def render_report(path: str | Path, settings: ReportSettings | None = None) -> P
     rule, parameter = settings.rule, settings.parameter
     path = Path(path)
     manifest, rows = load_results(path)
-    parameters = manifest["parameters"]
-    title = f"{parameters['model']} on {manifest['data_description']}"
-    cuts = recommend(rows, rule, parameter, removable_units_of(manifest))
-    figures_dir = path / "figures"
-    figures_dir.mkdir(exist_ok=True)
+    title = manifest.title
+    cuts = recommend(rows, rule, parameter, manifest.removable_units)
 
     def load_edges(index: int, name: str) -> dict:
         with np.load(edges_path(path, index, name)) as archive:
@@ -84,9 +93,14 @@ def render_report(path: str | Path, settings: ReportSettings | None = None) -> P
         "modularity": ("Modularity curves", lambda: modularity_curves(rows, cuts, title)),
         "histograms": ("Similarity histograms", lambda: histogram_grid(rows, title)),
         "histogram_heatmap": ("Similarity histograms as a heatmap", lambda: histogram_heatmap(rows, title)),
-        "rings": ("Ring dynamic graphs", lambda: ring_graphs(rows, load_edges, manifest["classes"], title,
+        "rings": ("Ring dynamic graphs", lambda: ring_graphs(rows, load_edges, manifest.classes, title,
                                                             ring_edges)),
     }
+    matrix = load_cka_matrix(path)
+    if matrix is not None:
+        figures["cka"] = ("Linear CKA between every pair of layer points on the vertices (SPEC 24; its diagonals "
+                          "next to the main one are cka_prev, its last column cka_last)",
+                          lambda: cka_heatmap(*matrix, title))
     depth = load_depth(path)
     if depth:
         figures["depth"] = ("Block influence and angular distance: each sample against itself across depth (SPEC 22)",
@@ -95,15 +109,7 @@ def render_report(path: str | Path, settings: ReportSettings | None = None) -> P
     if dynamics is not None:
         figures["dynamics"] = ("During training: M, Lu et al.'s Q and k-NN accuracy every few epochs (SPEC 17; "
                                f"{dynamics})", lambda: dynamics_heatmap(load_dynamics(dynamics), title))
-    embedded = {}
-    for name, (caption, build) in figures.items():
-        start = time.perf_counter()
-        figure = build()
-        png = _render(figure, "png", dpi)
-        data = png if file_format == "png" else _render(figure, file_format, dpi)
-        atomic_write(figures_dir / f"{name}.{file_format}", lambda handle, d=data: handle.write(d))
-        embedded[name] = (caption, base64.b64encode(png).decode())
-        log.info("figure %s in %.1f s", name, time.perf_counter() - start)
+    embedded = _drawn(figures, path / "figures", file_format, dpi)
     recommendation = {key: cut.as_dict() | {"kept_until": rows[cut.cut_index].name if cut.cut_index is not None
                                             else None} for key, cut in cuts.items()}
     atomic_text(path / "recommendation.json", json.dumps(recommendation, indent=2) + "\n")
@@ -112,16 +118,74 @@ def render_report(path: str | Path, settings: ReportSettings | None = None) -> P
     return report
 
 
-def dynamics_of(manifest: dict) -> Path | None:
+def render_comparison(path: str | Path, settings: ReportSettings | None = None) -> Path:
+    """Both analyses' reports, the model x model CKA heatmap and both models' modularity curves on one plot, and
+    ``compare.html`` beside them, for a folder written by :func:`~sepgraph.analysis.compare.compare` (SPEC 24)."""
+    settings = settings or ReportSettings()
+    path = Path(path)
+    matrix = load_cka_matrix(path / CKA_FILE)
+    if matrix is None:
+        raise SepgraphError(f"{str(path)!r} holds no comparison (no {CKA_FILE}); run 'sepgraph compare' first")
+    (first, first_rows), (second, second_rows) = (load_results(path / folder) for folder in FOLDERS)
+    reports = [render_report(path / folder, settings) for folder in FOLDERS]
+    names = (first.parameters.model, second.parameters.model)
+    if names[0] == names[1]:
+        names = tuple(f"{name} ({folder})" for name, folder in zip(names, FOLDERS, strict=True))
+    title = f"{names[0]} against {names[1]} on {first.data_description}"
+    figures = {
+        "compare_cka": ("Linear CKA between every point of the first model (rows) and of the second (columns), on "
+                        "the same vertices (SPEC 24)",
+                        lambda: cka_heatmap(*matrix, title, f"{names[0]}: layer point", f"{names[1]}: layer point")),
+        "compare_curves": ("Both models' M and Lu et al.'s Q against relative depth",
+                           lambda: two_curves(first_rows, second_rows, names, title)),
+    }
+    embedded = _drawn(figures, path / "figures", settings.file_format, settings.dpi)
+    links = "".join(f"<li><a href='{report.relative_to(path)}'>{html.escape(name)}: its own report</a></li>"
+                    for report, name in zip(reports, names, strict=True))
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>sepgraph: {html.escape(title)}</title>
+<style>body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1400px; color: #222; padding: 0 1em; }}
+img {{ max-width: 100%; border: 1px solid #eee; }} figcaption {{ font-size: 13px; color: #555; }}</style></head><body>
+<h1>sepgraph: {html.escape(title)}</h1><ul>{links}</ul>{_images(embedded)}
+<p><small>Generated by sepgraph {__version__}. Definitions: SPEC sections 6, 7, 15 and 24.</small></p></body></html>
+"""
+    report = path / "compare.html"
+    atomic_text(report, page)
+    return report
+
+
+def _drawn(figures: dict[str, tuple[str, Callable[[], Figure]]], folder: Path, file_format: str, dpi: int
+           ) -> dict[str, tuple[str, str]]:
+    """Each figure built, written to ``folder`` as NAME.FORMAT, and returned as (caption, base64 PNG) to embed."""
+    folder.mkdir(exist_ok=True)
+    embedded = {}
+    for name, (caption, build) in figures.items():
+        start = time.perf_counter()
+        figure = build()
+        png = _render(figure, "png", dpi)
+        data = png if file_format == "png" else _render(figure, file_format, dpi)
+        atomic_write(folder / f"{name}.{file_format}", lambda handle, d=data: handle.write(d))
+        embedded[name] = (caption, base64.b64encode(png).decode())
+        log.info("figure %s in %.1f s", name, time.perf_counter() - start)
+    return embedded
+
+
+def _images(embedded: dict[str, tuple[str, str]]) -> str:
+    """The embedded figures with their captions."""
+    return "".join(f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>"
+                   f"<figcaption>{html.escape(caption)}</figcaption></figure>" for caption, data in embedded.values())
+
+
+def dynamics_of(manifest: Manifest) -> Path | None:
     """The dynamics.csv of the training run whose ``model.pt`` the analysis measured (``sepgraph train
     --track-every``): beside the weights file (a relative path read from the current folder), and only while
     that folder's ``model.pt`` still has the analysed weights' sha256."""
-    parameters = manifest["parameters"]
-    if not parameters.get("weights"):
+    parameters = manifest.parameters
+    if not parameters.weights:
         return None
-    folder = Path(parameters["weights"]).parent
+    folder = Path(parameters.weights).parent
     path, model = folder / "dynamics.csv", folder / "model.pt"
-    if path.is_file() and model.is_file() and file_sha256(model) == parameters["weights_sha256"]:
+    if path.is_file() and model.is_file() and file_sha256(model) == parameters.weights_sha256:
         return path
     return None
 
@@ -130,6 +194,18 @@ def _render(figure: Figure, file_format: str, dpi: int) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format=file_format, dpi=dpi)
     return buffer.getvalue()
+
+
+def _units_html(manifest: Manifest) -> str:
+    """A model outside the zoo: the residual blocks pruning may remove, and why the others are never offered
+    (SPEC 25)."""
+    if manifest.refused_units is None:
+        return ""
+    offered = ", ".join(unit.name for unit in manifest.removable_units or []) or "none"
+    refused = "".join(f"<li><code>{html.escape(name)}</code>: {html.escape(reason)}</li>"
+                      for name, reason in manifest.refused_units.items())
+    return (f"<p>Removable residual blocks (identity shortcut, shape kept; SPEC 25): {html.escape(offered)}.</p>"
+            + (f"<p>Never offered:</p><ul>{refused}</ul>" if refused else ""))
 
 
 def _recommendation_html(rows: list[LayerRow], cuts: dict[str, Cut]) -> str:
@@ -253,39 +329,36 @@ def _table(rows: list[LayerRow]) -> str:
     return f"<table class='layers'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def _manifest_html(manifest: dict) -> str:
-    parameters = manifest["parameters"]
-    graph = GraphSettings.from_parameters(parameters)
+def _manifest_html(manifest: Manifest) -> str:
+    parameters = manifest.parameters
+    graph = parameters.settings
     facts = [
-        ("model", parameters["model"]),
-        ("weights", f"{parameters['weights']} (sha256 {parameters['weights_sha256']})" if parameters["weights"]
+        ("model", parameters.model),
+        ("weights", f"{parameters.weights} (sha256 {parameters.weights_sha256})" if parameters.weights
+         else "none: the features were given" if manifest.given_features
          else f"random initialisation, seed {graph.seed}"),
-        ("data", f"{manifest['data_description']} ({parameters['data']}"
-         + (f", sha256 {parameters['data_sha256']})" if parameters.get("data_sha256") else ")")),
-        ("normalisation", parameters["normalize"]),
-        ("layer points", f"{len(parameters['points'])} ({parameters['convention']} convention)"),
-        ("histograms", f"{manifest['hist_pairs']:,} pairs of {graph.hist_samples} samples, {graph.bins} bins"),
+        ("data", f"{manifest.data_description} ({parameters.data}"
+         + (f", sha256 {parameters.data_sha256})" if parameters.data_sha256 else ")")),
+        ("normalisation", parameters.normalize),
+        ("layer points", f"{len(parameters.points)} ({parameters.convention} convention)"),
+        ("histograms", f"{manifest.hist_pairs:,} pairs of {graph.hist_samples} samples, {graph.bins} bins"),
         ("subgraph", f"N = {graph.vertices:,} {graph.vertex_choice} vertices (seed {graph.seed}), "
                      f"|E| = {graph.edges:,}"),
         ("Lu et al.'s Q", f"k = {graph.lu_k}, {graph.lu_batches} batches of {graph.lu_batch_size}"),
-        ("run", ", ".join(f"{k} {v}" for k, v in manifest["run"].items())),
-        ("timings (s)", ", ".join(f"{k} {v:.1f}" for k, v in manifest.get("seconds", {}).items())),
-        ("versions", ", ".join(f"{k} {v}" for k, v in manifest["versions"].items()) + f", sepgraph {__version__}"),
-        ("created", manifest["created"]),
+        ("run", ", ".join(f"{k} {v}" for k, v in manifest.run.to_json().items())),
+        ("timings (s)", ", ".join(f"{k} {v:.1f}" for k, v in (manifest.seconds or {}).items())),
+        ("versions", ", ".join(f"{k} {v}" for k, v in manifest.versions.items()) + f", sepgraph {__version__}"),
+        ("created", manifest.created),
     ]
     return "<table class='facts'>" + "".join(
         f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in facts) + "</table>"
 
 
-def _html(manifest: dict, rows: list[LayerRow], cuts: dict[str, Cut], embedded: dict, path: Path,
+def _html(manifest: Manifest, rows: list[LayerRow], cuts: dict[str, Cut], embedded: dict, path: Path,
           depth: list[DepthRow] | None) -> str:
-    parameters = manifest["parameters"]
-    title = f"sepgraph: {parameters['model']} on {manifest['data_description']}"
+    title = f"sepgraph: {manifest.title}"
     pruning_html = _pruning_html(path)
-    images = "".join(
-        f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>"
-        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
-        for caption, data in embedded.values())
+    images = _images(embedded)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>
@@ -299,9 +372,9 @@ figure {{ margin: 1em 0; }} img {{ max-width: 100%; border: 1px solid #eee; }}
 figcaption {{ font-size: 13px; color: #555; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
-<h2>Recommendation</h2>{_recommendation_html(rows, cuts)}
+<h2>Recommendation</h2>{_recommendation_html(rows, cuts)}{_units_html(manifest)}
 {pruning_html}
-{_depth_html(depth, removable_units_of(manifest) or [])}
+{_depth_html(depth, manifest.removable_units or [])}
 <h2>Figures</h2>{images}
 <h2>Per layer point</h2><div class="scroll">{_table(rows)}</div>
 <h2>Run</h2>{_manifest_html(manifest)}

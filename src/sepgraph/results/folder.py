@@ -24,9 +24,9 @@ import numpy as np
 
 from ..errors import SepgraphError
 from ..files import atomic_text, atomic_write
-from ..models.protocol import RemovableUnit
 from .formats import FORMAT_VERSION, READABLE_FORMATS, upgraded_row
 from .layer_row import LayerRow
+from .manifest import Manifest
 
 
 def layer_stem(index: int, name: str) -> str:
@@ -42,9 +42,9 @@ class ResultsFolder:
     separate folders run side by side.
     """
 
-    def __init__(self, path: str | Path, manifest: dict, *, resume: bool = False, overwrite: bool = False):
+    def __init__(self, path: str | Path, manifest: Manifest, *, resume: bool = False, overwrite: bool = False):
         self.path = Path(path)
-        self.manifest = {"format_version": FORMAT_VERSION, **manifest}
+        self.manifest = manifest
         if self.path.exists() and not self.path.is_dir():
             raise SepgraphError(f"output {str(self.path)!r} exists and is not a folder")
         try:
@@ -94,10 +94,9 @@ class ResultsFolder:
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, _traceback) -> None:
         """Release the lock; a run that ends in an exception says so in its manifest instead of "running"."""
         try:
-            if error is not None and self.manifest.get("status") == "running":
-                interrupted = isinstance(error, KeyboardInterrupt)
-                self.manifest.update(status="interrupted" if interrupted else "failed",
-                                     error=f"{kind.__name__}: {error}" if str(error) else kind.__name__)
+            if error is not None and self.manifest.status == "running":
+                self.manifest.status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+                self.manifest.error = f"{kind.__name__}: {error}" if str(error) else kind.__name__
                 try:
                     with _signals_held_back():  # torchrun's SIGTERM after a rank died must not cut this short
                         self.write_manifest()
@@ -118,19 +117,14 @@ class ResultsFolder:
                 f"cannot resume in {str(self.path)!r}: it was written by results format "
                 f"{previous.get('format_version')}, this sepgraph writes {FORMAT_VERSION}; use --overwrite"
             )
-        changed = sorted(
-            key for key in set(previous.get("parameters", {})) | set(self.manifest["parameters"])
-            if previous.get("parameters", {}).get(key) != self.manifest["parameters"].get(key)
-        )
+        before, now = previous.get("parameters", {}), self.manifest.parameters.to_json()
+        changed = sorted(key for key in set(before) | set(now) if before.get(key) != now.get(key))
         if changed:
-            details = ", ".join(
-                f"{k}: {previous.get('parameters', {}).get(k)!r} -> {self.manifest['parameters'].get(k)!r}"
-                for k in changed
-            )
+            details = ", ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in changed)
             raise SepgraphError(f"cannot resume in {str(self.path)!r}: parameters changed ({details}); use --overwrite")
 
     def write_manifest(self) -> None:
-        atomic_text(self.path / "manifest.json", json.dumps(self.manifest, indent=2, sort_keys=False) + "\n")
+        atomic_text(self.path / "manifest.json", json.dumps(self.manifest.to_json(), indent=2) + "\n")
 
     def completed_row(self, index: int, name: str) -> LayerRow | None:
         """The stored row of a complete layer, or None."""
@@ -166,7 +160,7 @@ def _lock_folder(path: Path) -> int:
     return descriptor
 
 
-def load_results(path: str | Path) -> tuple[dict, list[LayerRow]]:
+def load_results(path: str | Path) -> tuple[Manifest, list[LayerRow]]:
     """The manifest and per-layer rows (in point order) of a complete results folder."""
     path = Path(path)
     try:
@@ -177,6 +171,7 @@ def load_results(path: str | Path) -> tuple[dict, list[LayerRow]]:
         raise SepgraphError(f"{str(path)!r} was written by results format {manifest.get('format_version')}; this "
                             f"sepgraph reads formats {', '.join(map(str, READABLE_FORMATS))}: rerun the analysis")
     names = manifest.get("parameters", {}).get("points", [])
+    version = manifest["format_version"]
     rows = []
     for index, name in enumerate(names):
         row_path = path / "rows" / f"{layer_stem(index, name)}.json"
@@ -186,8 +181,8 @@ def load_results(path: str | Path) -> tuple[dict, list[LayerRow]]:
                 "finish it with sepgraph analyze --resume"
             )
         stored = json.loads(row_path.read_text())
-        rows.append(LayerRow.from_json(upgraded_row(stored, manifest["format_version"])))
-    return manifest, rows
+        rows.append(LayerRow.from_json(upgraded_row(stored, version)))
+    return Manifest.from_json(manifest), rows
 
 
 def is_complete(path: str | Path) -> bool:
@@ -197,13 +192,6 @@ def is_complete(path: str | Path) -> bool:
     except SepgraphError:
         return False
     return True
-
-
-def removable_units_of(manifest: dict) -> list[RemovableUnit] | None:
-    """The analysed model's removable units as the analysis recorded them (SPEC 8, 9); None when it has none
-    (a model outside the zoo, an explicit point list) or the folder predates the record."""
-    units = manifest.get("removable_units")
-    return None if units is None else [RemovableUnit(**unit) for unit in units]
 
 
 def edges_path(path: str | Path, index: int, name: str) -> Path:

@@ -19,3 +19,14 @@ def _format1_row(row: dict) -> dict:
     bins = sum(key.startswith("hist_") for key in row)
     return row | {"hist": [row[f"hist_{b}"] for b in range(bins)], "share_below_0_1": row["share_below_0.1"],
                   "lu_q_batches": row["lu_q"]}
+
+
+MANIFEST_DEFAULTS = {"knn_k": 10, "probe_ridge": 1.0, "data_sha256": None, "gemm": None}
+"""Parameters a manifest of an older format may lack, with the values that describe it: its peer measures
+(SPEC 13-15) were never computed, and it predates the data digest and the recorded GEMM engine."""
+
+
+def upgraded_manifest(manifest: dict) -> dict:
+    """A manifest of any readable format under today's keys (:meth:`Manifest.from_json` reads the result)."""
+    parameters = MANIFEST_DEFAULTS | manifest["parameters"]
+    return {"removable_units": None} | manifest | {"parameters": parameters}
