@@ -34,7 +34,7 @@ def main() -> None:
     train_set, test_set = (first(sg.load_dataset(f"npz:{folder / name}"), args.images)
                            for name in ("cifar10_train.npz", "cifar10_test.npz"))
     settings = sg.GraphSettings(vertices=500, edges=5000, lu_batch_size=100, lu_batches=3)
-    pruned = sg.prune(args.out, train_set, model=args.model, data=test_set, settings=settings,
+    pruned = sg.prune(args.out, train_set, model=args.model, data=test_set, test_data=test_set, settings=settings,
                       options=sg.PruningOptions(curves=CRITERIA.split(","), target_params=(args.target_params,),
                                                 random_seeds=1, head_epochs=1),
                       recipe=sg.Recipe(epochs=1, batch_size=64, milestones=()))

@@ -58,7 +58,7 @@ def test_no_import_cycles_in_the_package():
     assert not cycles, "import cycles: " + "; ".join(" -> ".join(cycle) for cycle in cycles)
 
 
-LAYERS = [("errors", "devices", "files", "settings", "_version"), ("models",), ("data",), ("graph",),
+LAYERS = [("errors", "devices", "files", "settings", "_version", "progress"), ("models",), ("data",), ("graph",),
           ("training", "results", "parallel"), ("analysis",), ("pruning",), ("report",), ("reproduction",), ("verbs",),
           ("cli",)]
 """The floors of the package, from the ground up (the README's layout): a module imports only from its own folder

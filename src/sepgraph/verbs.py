@@ -22,6 +22,7 @@ from .data.sources import DataLike, DataSource, as_dataset
 from .errors import SepgraphError
 from .models import build_model, input_size, list_models, model_info, parameter_count
 from .models.capture import point_shapes
+from .models.checkpoints import load_weights
 from .models.points import CONVENTIONS, layer_points, removable_units
 from .models.protocol import LayerPoint
 from .pruning.criterion import DEPTH_CRITERIA, TARGET_RULES
@@ -89,12 +90,10 @@ def evaluate_checkpoint(model: str, data: str | DataSource, *, weights: str | No
                     "data_description": dataset.description, "normalize": normalize, **result.as_dict()}
 
 
-def train(model: str | nn.Module, data: DataLike, *, out: str | Path,
-                test_data: DataLike | None = None,
-                weights: str | None = None, num_classes: int | None = None, normalize: str = "cifar10",
-                recipe: Recipe | None = None, resume: bool = False, device: str = "auto", track_every: int = 0,
-                track_data: DataLike | None = None, track_vertices: int = 500,
-                progress: bool = True) -> TrainingRun:
+def train(model: str | nn.Module, data: DataLike, *, out: str | Path, test_data: DataLike | None = None,
+          weights: str | None = None, num_classes: int | None = None, normalize: str = "cifar10",
+          recipe: Recipe | None = None, resume: bool = False, device: str = "auto", track_every: int = 0,
+          track_data: DataLike | None = None, track_vertices: int = 500, progress: bool = True) -> TrainingRun:
     """Train a model with the recipe (``sepgraph train``): a name built with the recipe's seed (and ``weights``), or
     a module as it is.
 
@@ -161,6 +160,8 @@ def prune(folder: str | Path, train_data: DataLike, *, model: str | nn.Module | 
     """
     folder = Path(folder)
     options = options or PruningOptions()
+    if isinstance(model, nn.Module) and weights is not None:
+        load_weights(model, weights)  # the weights analysed and trained, whether or not the analysis runs now
     wants_depth = any(key in DEPTH_CRITERIA for key in options.curves)
     if model is not None and (not is_complete(folder) or wants_depth and load_depth(folder) is None):
         if data is None:

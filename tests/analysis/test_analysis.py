@@ -235,10 +235,14 @@ def test_the_manifest_is_one_typed_record(finished):
     assert manifest.parameters.settings == SMALL
     assert manifest.layers[4].name == finished.rows[4].name and manifest.run.peak_rss_bytes[0] > 0
     old = {k: v for k, v in stored["parameters"].items() if k not in ("knn_k", "probe_ridge", "gemm", "data_sha256")}
+    first_run = {"device": "cpu", "max_memory": 1 << 30, "batch_size": 256, "torch_threads": 2}  # format 1's
     upgraded = Manifest.from_json(upgraded_manifest({k: v for k, v in stored.items() if k != "removable_units"}
-                                                    | {"format_version": 1, "parameters": old}))
+                                                    | {"format_version": 1, "parameters": old, "run": first_run}))
     assert upgraded.parameters.settings.knn_k == 10 and upgraded.parameters.gemm is None
     assert upgraded.removable_units is None and not upgraded.given_features
+    assert upgraded.run.processes == 1 and upgraded.run.tile_rows is None
+    few = Manifest.from_json(upgraded_manifest(stored | {"parameters": old | {"vertices": 8, "edges": 20}}))
+    assert few.parameters.settings.knn_k == 7  # k-NN was never measured; a default its vertices allow
 
 
 def test_an_interrupted_run_says_so(tmp_path, monkeypatch, capsys):

@@ -155,3 +155,13 @@ def test_the_command_line_measures_a_file(analysed, tmp_path):
     assert main(["measure", str(tmp_path / "features.npz"), "--labels", str(tmp_path / "labels.npy"), *flags,
                  "--out", str(tmp_path / "cli")]) == 0
     assert same_files(analysis.path, tmp_path / "cli") and (tmp_path / "cli" / "figures" / "cka.png").is_file()
+
+
+def test_a_folder_is_read_in_its_files_numeric_order(tmp_path):
+    from sepgraph.analysis.given import GivenFeatures
+
+    for name in ("10_late", "2_early", "1_first"):
+        np.save(tmp_path / f"{name}.npy", np.ones((4, 3), np.float32))
+    assert GivenFeatures.of(tmp_path).names == ("first", "early", "late")
+    with pytest.raises(SepgraphError, match="no features in"):
+        GivenFeatures.of(tmp_path, points=[])

@@ -77,7 +77,7 @@ def test_units_know_their_input_and_output_points():
     pruned = {u.name: u for u in removable_units(remove(resnet, ["layer1.1"], (3, 32, 32)), "paper")}
     assert pruned["layer1.2"].input_point == "layer1.0.unit2"
     plain = torch.nn.Sequential(torch.nn.Conv2d(3, 3, 1), torch.nn.ReLU())
-    with pytest.raises(SepgraphError, match="found at its discovered 'paper' points from an example input"):
+    with pytest.raises(SepgraphError, match="runs an example input; give example_input"):
         removable_units(plain)  # outside the zoo: residual blocks (SPEC 25), found by running an example
     assert removable_units(plain, "paper", torch.zeros(1, 3, 8, 8)) == []
 

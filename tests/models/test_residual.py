@@ -94,3 +94,45 @@ def _only_projections() -> nn.Module:
         getattr(model, stage)[1] = nn.Identity()
     model.layer1[0] = nn.Identity()
     return model
+
+
+def test_tracing_finds_exactly_the_zoos_own_blocks():
+    """The zoo's CIFAR ResNets list their removable blocks themselves; tracing them finds the same ones (an empty
+    nn.Sequential shortcut passes its input through; the zero-padding shortcut is refused)."""
+    example = torch.zeros(1, *SIZE)
+    for name in ("resnet20", "resnet56"):
+        model = create_model(name)
+        traced = [block.name for block in residual_blocks(model, example) if block.removable]
+        assert traced == [unit.name for unit in model.removable_units("paper")]
+    assert refused_blocks(create_model("resnet20"), example)["layer2.0"] == \
+        "its shortcut goes through layer2.0.shortcut (16x32x32 -> 32x16x16)"
+
+
+class IdentityShortcut(nn.Module):
+    """ConvNeXt's way: the shortcut is an nn.Identity module."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.shortcut = nn.Conv2d(8, 8, 3, padding=1), nn.Identity()
+
+    def forward(self, x):
+        return self.conv(x) + self.shortcut(x)
+
+
+class Wrapped(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.backbone = Mine()
+
+    def forward(self, x):
+        return self.backbone(x)
+
+
+def test_identity_modules_wrappers_and_a_cut_that_does_not_run():
+    example = torch.zeros(1, 8, 16, 16)
+    assert residual_blocks(nn.Sequential(IdentityShortcut(), IdentityShortcut()), example)[1].removable
+    units = removable_units(Wrapped(), "paper", torch.zeros(1, *SIZE))
+    assert [unit.name for unit in units] == ["backbone.blocks.0", "backbone.blocks.1", "backbone.blocks.3"]
+    assert units[0].input_point == "backbone.stem.1"  # a wrapper is no block and claims no point
+    with pytest.raises(SepgraphError, match="cannot truncate ResNet at 'layer2.0.relu'"):
+        truncate(create_model("torchvision:resnet18", 10), "layer2.0.relu", 10, SIZE)  # shapes no longer match

@@ -39,7 +39,8 @@ class GramStore:
         return self._file(position).is_file()
 
     def get(self, position: int) -> CenteredGram:
-        """Point ``position``'s Gram as it was measured (its norm recomputed: the same float64 value)."""
+        """Point ``position``'s Gram as it was measured, on the CPU where every Gram is made (its norm recomputed
+        by the same arithmetic: the same float64 value)."""
         matrix = torch.from_numpy(np.load(self._file(position)))
         return CenteredGram(matrix, frobenius_inner(matrix, matrix) ** 0.5)
 

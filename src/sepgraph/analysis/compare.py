@@ -15,6 +15,7 @@ from torch import nn
 
 from ..data.sources import DataLike, as_dataset
 from ..errors import SepgraphError
+from ..parallel.workers import Workers
 from ..results.cka_table import CKA_FILE, write_cka_matrix
 from ..settings import GraphSettings, RunSettings
 from .cka_matrix import GramStore, cka_matrix
@@ -73,13 +74,16 @@ def compare(
     analyses = [analyze(model, dataset, weights=weights, normalize=norm, out=out / folder, resume=resume,
                         overwrite=overwrite, progress=progress, **common)
                 for (model, dataset, weights, norm), folder in zip(models, FOLDERS, strict=True)]
+    if resume and (out / CKA_FILE).is_file():  # both analyses as they were: so is their matrix
+        return ModelComparison(out, *analyses)
     stores = [GramStore(out / f".grams-{folder}") for folder in FOLDERS]
-    for (model, dataset, weights, norm), store in zip(models, stores, strict=True):
+    for (model, dataset, weights, norm), store in zip(models, stores, strict=True):  # every rank: collectives
         vertex_grams(model, dataset, store, weights=weights, normalize=norm, progress=progress, **common)
-    names = [list(analysis.manifest.parameters.points) for analysis in analyses]
-    budget = analyses[0].manifest.run.max_memory
-    matrix = cka_matrix(stores[0], len(names[0]), stores[1], len(names[1]), max_memory=budget)
-    write_cka_matrix(out / CKA_FILE, names[0], names[1], matrix)
-    for store in stores:
-        store.remove()
+    if Workers.current().leader:
+        names = [list(analysis.manifest.parameters.points) for analysis in analyses]
+        budget = analyses[0].manifest.run.max_memory
+        matrix = cka_matrix(stores[0], len(names[0]), stores[1], len(names[1]), max_memory=budget)
+        write_cka_matrix(out / CKA_FILE, names[0], names[1], matrix)
+        for store in stores:
+            store.remove()
     return ModelComparison(out, *analyses)

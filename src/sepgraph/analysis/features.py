@@ -22,7 +22,6 @@ from typing import BinaryIO, Protocol
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..data.protocol import LabelledImages
 from ..data.sources import DataLike, as_dataset
@@ -30,6 +29,7 @@ from ..devices import default_max_memory, evaluation_mode, resolve_device
 from ..errors import SepgraphError
 from ..models.capture import PointCapture, Sink, point_shapes
 from ..models.protocol import LayerPoint
+from ..progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ class _Pass:
         start = 0
         try:
             with torch.inference_mode():
-                for images, _ in tqdm(batches, total=total, desc=desc, unit="batch", disable=not self.progress,
+                for images, _ in progress_bar(batches, total=total, desc=desc, unit="batch", disable=not self.progress,
                                       leave=False):
                     stop = start + len(images)
                     capture.forward(self.model, images.to(self.device, non_blocking=True), sink(start, stop))

@@ -47,11 +47,11 @@ class GivenFeatures:
     @classmethod
     def of(cls, features: FeaturesLike, points: Sequence[str] | None = None) -> GivenFeatures:
         """From any :data:`FeaturesLike`; ``points`` gives the network order (default: the order given, a folder's
-        files sorted by name) and may leave points out."""
+        files by their leading number) and may leave points out."""
         spec, pairs = _pairs(features)
         names = [name for name, _ in pairs]
         _refuse_repeats(names, "features")
-        if not pairs:
+        if not pairs or (points is not None and not points):
             raise SepgraphError(f"no features in {spec!r}: give at least one layer point's (N, D) array",
                                 arguments=("features",))
         loaders = {name: _loader(value) for name, value in pairs}
@@ -124,7 +124,7 @@ def _pairs(features: FeaturesLike) -> tuple[str, list[tuple[str, FeatureArray]]]
     if isinstance(features, (str, Path)):
         path = Path(features)
         if path.is_dir():
-            files = sorted(path.glob("*.npy"))
+            files = sorted(path.glob("*.npy"), key=_file_order)
             return str(path), [(re.sub(r"^\d+_", "", file.stem), lambda file=file: np.load(file, mmap_mode="r"))
                                for file in files]
         if path.suffix == ".npz" and path.is_file():
@@ -133,13 +133,17 @@ def _pairs(features: FeaturesLike) -> tuple[str, list[tuple[str, FeatureArray]]]
             return str(path), [(key, lambda key=key: _member(path, key)) for key in keys]
         raise SepgraphError(f"features {str(path)!r} are neither an .npz file nor a folder of .npy files; save each "
                             "point's (N, D) array under its name", arguments=("features",))
-    if isinstance(features, Mapping):
-        return "features", list(features.items())
-    pairs = list(features)
+    pairs = list(features.items()) if isinstance(features, Mapping) else list(features)
     if not all(isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], str) for pair in pairs):
         raise SepgraphError("features must map point names to arrays: a dict, (name, array) pairs, an .npz file "
                             "or a folder of .npy files", arguments=("features",))
     return "features", pairs
+
+
+def _file_order(file: Path) -> tuple[int, str]:
+    """A folder's files by their leading number (``2_`` before ``10_``), then by name."""
+    number = re.match(r"^(\d+)_", file.stem)
+    return (int(number.group(1)) if number else -1, file.stem)
 
 
 def _member(path: Path, key: str) -> np.ndarray:

@@ -121,7 +121,8 @@ def measure_point(item: PointFeatures, index: int, sample_sets: SampleSets, sett
     tick = time.perf_counter()
     block = VertexBlock(graph.vertex_similarity, vertex_labels, torch.as_tensor(zero_vertices))
     measures = {name: measure(block, settings) for name, measure in VERTEX_MEASURES.items()}
-    gram = CenteredGram.of(graph.vertex_similarity, torch.as_tensor(vertex_norms), inplace=True)
+    # on the CPU whatever the device: every CKA (rows and matrix, SPEC 24) is the same arithmetic, to the bit
+    gram = CenteredGram.of(graph.vertex_similarity.cpu(), torch.as_tensor(vertex_norms), inplace=True)
     seconds["peers"] = time.perf_counter() - tick
     row = LayerRow.measured(index, item.point.name, item.shape, graph.histogram, graph.paper, newman_q, graph.lu_q,
                             measures, zero_vectors, seconds)

@@ -24,7 +24,6 @@ import networkx
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from .._version import __version__
 from ..data.protocol import LabelledImages
@@ -44,6 +43,7 @@ from ..models.protocol import LayerPoint, ZooModel
 from ..models.residual import refused_blocks
 from ..parallel.merge import scan_layer
 from ..parallel.workers import Workers, gather_leading
+from ..progress import progress_bar
 from ..results.cka_table import CKA_FILE, write_cka_matrix
 from ..results.depth_table import DEPTH_FILE, write_depth
 from ..results.folder import ResultsFolder
@@ -338,7 +338,6 @@ def _prepare(model: str | nn.Module, dataset: LabelledImages, settings: GraphSet
     return context, manifest
 
 
-
 def _prepare_given(given: GivenFeatures, labels: Sequence[int] | np.ndarray, settings: GraphSettings,
                    classes: Sequence[str] | None, description: str, run: RunSettings, progress: bool
                    ) -> tuple[_Context, Manifest]:
@@ -458,7 +457,7 @@ def _measure_missing(context: _Context, settings: GraphSettings, missing: list[i
     stream = context.extract([context.points[i] for i in missing], len(context.sample_sets.order), observer) \
         if missing else iter(())
     show = context.progress and context.workers.leader
-    with tqdm(total=len(missing), desc="layers", unit="point", disable=not show) as bar:
+    with progress_bar(total=len(missing), desc="layers", unit="point", disable=not show) as bar:
         for item in stream:  # not enumerate(): it would hold the last item while the next one is extracted
             index = missing[item.index]
             clock.lap("features")
@@ -521,7 +520,8 @@ def _store_grams(context: _Context, needed: list[int], store: GramStore | None) 
             continue
         scan = scan_layer(prepared[0].to(context.device), request, plan, context.workers)
         if scan is not None:
-            store.put(position, CenteredGram.of(scan.batch_similarities[0], torch.as_tensor(norms), inplace=True))
+            store.put(position, CenteredGram.of(scan.batch_similarities[0].cpu(), torch.as_tensor(norms),
+                                                inplace=True))
         del prepared, scan
     return failed
 
@@ -542,6 +542,7 @@ def _write_cka_matrix(folder: ResultsFolder, store: GramStore, failed: dict[int,
                       max_memory: int) -> None:
     """``cka_matrix.csv`` from the stored Grams (SPEC 24), once; the Grams are dropped after it is written."""
     if (folder.path / CKA_FILE).is_file():
+        store.remove()  # a run stopped between the matrix and this
         return
     if failed:
         raise next(iter(failed.values()))

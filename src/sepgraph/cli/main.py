@@ -23,6 +23,7 @@ from ..data.sources import DataSource
 from ..errors import SepgraphError
 from ..models.points import CONVENTIONS
 from ..parallel.workers import start, stop
+from ..progress import set_quiet
 from ..pruning.options import PruningOptions, rules_with_tau
 from ..pruning.table import pruning_markdown
 from ..report.html import ReportSettings, render_comparison, render_report
@@ -46,6 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(message)s")
+    set_quiet(args.quiet)
     previous = signal.signal(signal.SIGTERM, _terminated)  # a run told to stop records it, like Ctrl-C
     try:
         HANDLERS[args.command](args)
@@ -234,9 +236,9 @@ def _compare(args: argparse.Namespace) -> None:
 
 def _train(args: argparse.Namespace) -> None:
     history = train(args.model, _data(args), out=args.out, test_data=_source(args, args.test_data),
-                          weights=args.weights, num_classes=args.num_classes, normalize=args.normalize,
-                          recipe=_recipe(args), resume=args.resume, device=args.device, track_every=args.track_every,
-                          track_data=_source(args, args.track_data), track_vertices=args.track_vertices)
+                    weights=args.weights, num_classes=args.num_classes, normalize=args.normalize,
+                    recipe=_recipe(args), resume=args.resume, device=args.device, track_every=args.track_every,
+                    track_data=_source(args, args.track_data), track_vertices=args.track_vertices)
     last = history.metrics[-1] if history.metrics else {}
     summary = ", ".join(f"{k} {v:.2f}" for k, v in last.items() if k.endswith("accuracy"))
     print(f"trained {args.model} for {len(history.metrics)} epochs ({summary}); weights: {history.out / 'model.pt'}")

@@ -25,6 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"sepgraph {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
+    parser.add_argument("--quiet", action="store_true", help="no progress: live bars on a terminal, one line per "
+                        "epoch or stage in a file or pipe, otherwise")
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
     _demo_command(commands)
     _models_command(commands)
@@ -94,7 +96,7 @@ def _analyze_command(commands: argparse._SubParsersAction) -> None:
 def _measure_command(commands: argparse._SubParsersAction) -> None:
     measure = commands.add_parser("measure", help="the same measures of features you already have (SPEC 24)")
     measure.add_argument("features", help="an .npz file with one (N, D) or (N, C, H, W) array per layer point, in "
-                         "network order, or a folder of .npy files (sorted by name; a leading 000_ orders them)")
+                         "network order, or a folder of .npy files (a leading 000_ orders them, 2 before 10)")
     measure.add_argument("--labels", required=True, help=".npy file of the N samples' integer classes, in the "
                          "features' row order")
     measure.add_argument("--points", help="comma-separated network order of the points when the files' order is not "

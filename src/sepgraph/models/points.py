@@ -38,9 +38,12 @@ def removable_units(model: nn.Module, convention: str = "paper", example_input: 
     check_convention(convention)
     if isinstance(model, ZooModel):
         return model.removable_units(convention)
-    if convention != "paper" or example_input is None:
-        raise SepgraphError(f"the removable blocks of {type(model).__name__} are found at its discovered 'paper' "
-                            "points from an example input; use the paper convention")
+    if convention != "paper":
+        raise SepgraphError(f"the removable blocks of {type(model).__name__} are found at its discovered points: use "
+                            f"the 'paper' convention, not {convention!r}")
+    if example_input is None:
+        raise SepgraphError(f"finding the removable blocks of {type(model).__name__} runs an example input; give "
+                            "example_input, a batch the model accepts")
     return residual_units(model, discover_points(model, example_input), example_input)
 
 
@@ -151,7 +154,7 @@ def discover_points(model: nn.Module, example_input: torch.Tensor) -> list[Layer
             handles.append(module.register_forward_hook(lambda *_, n=name: calls.append(n)))
     try:
         with torch.inference_mode(), evaluation_mode(model):
-            model(example_input)
+            model(example_input.to(next((p.device for p in model.parameters()), example_input.device)))
     finally:
         for handle in handles:
             handle.remove()

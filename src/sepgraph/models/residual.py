@@ -21,6 +21,7 @@ from ..devices import evaluation_mode
 from ..errors import SepgraphError
 from .capture import PointCapture
 from .protocol import LayerPoint, RemovableUnit
+from .size import parameter_count
 from .surgery import block_units, without_modules
 
 ADDS = (operator.add, operator.iadd, torch.add)
@@ -78,19 +79,18 @@ def refused_blocks(model: nn.Module, example: torch.Tensor) -> dict[str, str]:
 
 def _calls(model: nn.Module, example: torch.Tensor
            ) -> tuple[list[str], dict[str, tuple[tuple[int, ...], tuple[int, ...]]]]:
-    """Every module that takes and returns one tensor, in the order of its first call, with its first call's
-    per-sample input and output shapes."""
-    order: list[str] = []
+    """Every module that takes and returns one tensor, in the order its first call starts (an outer module before
+    the modules it calls), with its first call's per-sample input and output shapes."""
+    started: list[str] = []
     shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
 
     def record(name: str, inputs: tuple, output: object) -> None:
         if name not in shapes and len(inputs) == 1 and isinstance(inputs[0], torch.Tensor) \
                 and isinstance(output, torch.Tensor):
-            order.append(name)
             shapes[name] = (tuple(inputs[0].shape[1:]), tuple(output.shape[1:]))
 
-    _hooked_pass(model, example, after=record)
-    return order, shapes
+    _hooked_pass(model, example, before=lambda name: started.append(name), after=record)
+    return [name for name in dict.fromkeys(started) if name in shapes], shapes
 
 
 def _hooked_pass(model: nn.Module, example: torch.Tensor, before: Callable[[str], None] | None = None,
@@ -106,21 +106,28 @@ def _hooked_pass(model: nn.Module, example: torch.Tensor, before: Callable[[str]
                                                                                                       output)))
     try:
         with torch.inference_mode(), evaluation_mode(model):
-            model(example)
+            model(example.to(next((p.device for p in model.parameters()), example.device)))
     finally:
         for handle in handles:
             handle.remove()
 
 
+class _ChildrenAsLeaves(torch.fx.Tracer):
+    """Traces one module's own forward: each child it calls is one node, never traced into."""
+
+    def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
+        return True
+
+
 def _shortcut(module: nn.Module, prefix: str) -> str | None:
-    """``""`` when the module (named ``prefix``) adds its own input unchanged in its traced forward (an identity
-    shortcut), how its input reaches the shorter side of the addition otherwise (a projection shortcut), or None: no
-    shortcut (a module without children, one fx cannot trace, or one whose additions do not both start from its
-    input)."""
+    """``""`` when the module (named ``prefix``) adds its own input unchanged in its own forward (an identity
+    shortcut; an ``nn.Identity`` on the way counts as unchanged), how its input reaches the shortcut side of the
+    addition otherwise (a projection), or None: no shortcut (a module without children, a container, one fx cannot
+    trace, or one whose additions do not both start from its input)."""
     if not any(True for _ in module.children()) or isinstance(module, (nn.Sequential, nn.ModuleList)):
         return None
     try:
-        graph = torch.fx.symbolic_trace(module).graph
+        graph = _ChildrenAsLeaves().trace(module)
     except Exception:  # noqa: BLE001  data-dependent control flow, unsupported calls: not a block we can judge
         return None
     inputs = [node for node in graph.nodes if node.op == "placeholder"][:1]
@@ -133,33 +140,43 @@ def _shortcut(module: nn.Module, prefix: str) -> str | None:
         operands = [arg for arg in node.args if isinstance(arg, torch.fx.Node)]
         if not adds or len(operands) != 2:
             continue
-        chains = sorted((_chain(operand, inputs[0]) for operand in operands), key=lambda chain: (chain is None,
-                                                                                                 len(chain or ())))
-        if chains[1] is None:  # both sides must start from the input
+        chains = [_chain(module, operand, inputs[0]) for operand in operands]
+        if None in chains:  # both sides must start from the input
             continue
-        if not chains[0]:
+        shortcut = min(chains, key=lambda chain: (len(chain), _weights(module, chain)))
+        if not shortcut:
             return ""
-        first = chains[0][-1]  # the shortcut's first step from the input
-        found = found or (f"goes through {prefix}.{str(first.target).split('.')[0]}" if first.op == "call_module"
+        first = shortcut[-1]  # the shortcut's first step from the input
+        found = found or (f"goes through {prefix}.{first.target}" if first.op == "call_module"
                           else f"is computed by {getattr(first.target, '__name__', first.target)}")
     return found
 
 
-def _chain(node: torch.fx.Node, start: torch.fx.Node) -> list[torch.fx.Node] | None:
-    """The nodes from ``node`` back to ``start`` along first arguments (``node`` first), or None if they do not
-    lead there."""
+def _chain(module: nn.Module, node: torch.fx.Node, start: torch.fx.Node) -> list[torch.fx.Node] | None:
+    """The steps from ``node`` back to ``start`` along first arguments (``node`` first; an ``nn.Identity`` call is no
+    step, nor an empty ``nn.Sequential``), or None if they do not lead there."""
     chain: list[torch.fx.Node] = []
     while node is not start:
-        chain.append(node)
+        if not (node.op == "call_module" and _passes_through(module.get_submodule(node.target))):
+            chain.append(node)
         node = node.args[0] if node.args and isinstance(node.args[0], torch.fx.Node) else None
         if node is None:
             return None
     return chain
 
 
+def _passes_through(module: nn.Module) -> bool:
+    """An ``nn.Identity`` or an empty ``nn.Sequential``: what returns its input as it is."""
+    return isinstance(module, nn.Identity) or (isinstance(module, nn.Sequential) and len(module) == 0)
+
+
+def _weights(module: nn.Module, chain: list[torch.fx.Node]) -> int:
+    """Parameters of the modules a chain calls: on a tie of lengths, the lighter side is the shortcut."""
+    return sum(parameter_count(module.get_submodule(node.target)) for node in chain if node.op == "call_module")
+
+
 def _shape(shape: tuple[int, ...]) -> str:
     return "x".join(map(str, shape))
-
 
 
 def truncated_copy(model: nn.Module, point: LayerPoint, head: nn.Linear, example: torch.Tensor) -> nn.Module:
@@ -174,7 +191,8 @@ def truncated_copy(model: nn.Module, point: LayerPoint, head: nn.Linear, example
     modules = dict(model.named_modules())
     linear = [name for kind, name in events if kind == "start" and isinstance(modules[name], nn.Linear)]
     if not linear:
-        raise SepgraphError(f"{type(model).__name__} has no linear head to replace, so it cannot be truncated")
+        raise SepgraphError(f"{type(model).__name__} has no linear head to replace, so it cannot be truncated; cut it "
+                            "by removal instead (a --target-params or --target-flops target, or --rule delta)")
     after = _first_starts(events, ends[point.call])
     later = [name for name in after if name != linear[-1] and any(True for _ in modules[name].parameters())
              and not any(name.startswith(other + ".") for other in after if other != name)]
@@ -208,16 +226,19 @@ def _check_truncation(model: nn.Module, truncated: nn.Module, point: LayerPoint,
     batch = torch.randn(2, *size, generator=generator).to(device)
     capture = PointCapture(model, [point], stop_early=True)
     handle = head.register_forward_pre_hook(lambda _module, inputs: seen.setdefault("head", inputs[0]))
+    refusal = SepgraphError(f"cannot truncate {type(model).__name__} at {point.name!r}: cut there, its head would not "
+                            "see that point's pooled features (a point inside a block?); choose a block's output point")
     try:
         with torch.inference_mode(), evaluation_mode(model), evaluation_mode(truncated):
             capture.forward(model, batch)
             truncated(batch)
         features = capture.outputs[0]
+    except RuntimeError as error:  # the cut network does not even run
+        raise refusal from error
     finally:
         capture.remove()
         handle.remove()
     pooled = features.flatten(2).mean(2) if features.dim() > 2 else features
     if "head" not in seen or seen["head"].shape != pooled.shape or not torch.allclose(seen["head"], pooled,
                                                                                         rtol=1e-4, atol=1e-5):
-        raise SepgraphError(f"cannot truncate {type(model).__name__} at {point.name!r}: cut there, its head would not "
-                            "see that point's pooled features (a point inside a block?); choose a block's output point")
+        raise refusal

@@ -111,6 +111,16 @@ def plan_pruning(
     return PruningPlan(found, comparison)
 
 
+def _built(base: str, classes: int, weights: str | None, seed: int, results: Path) -> nn.Module:
+    """The analysed model built by its name; a module's analysis (a class name) asks for the module."""
+    try:
+        return build_model(base, classes, weights, seed).model
+    except SepgraphError as error:
+        raise SepgraphError(f"the analysis in {str(results)!r} is of {base!r}, which cannot be built by name "
+                            f"({error}); if it was a module, pass it: model=the module",
+                            arguments=("model",)) from error
+
+
 @dataclass
 class PruningPlan:
     """A comparison's candidates (the control first) and how each row is trained, in the results folder's
@@ -158,19 +168,22 @@ class _Comparison:
     def open(cls, results: Path, parameters: Parameters, train_data: DataLike,
              test_data: DataLike | None, options: PruningOptions, recipe: Recipe,
              device: str, progress: bool, model: nn.Module | None = None) -> _Comparison:
-        """The comparison of the analysis in ``results`` (its manifest's ``parameters``): an unpruned zoo model's
+        """The comparison of the analysis in ``results`` (its manifest's ``parameters``): an unpruned model's
         convention points; ``model``: the analysed module itself, else one built by name."""
         base, normalize, classes = parameters.model, parameters.normalize, parameters.num_classes
         if parameters.convention == "explicit" or PruningSpec.names_a_pruning(base):
-            raise SepgraphError("pruning needs an analysis of an unpruned zoo model's convention points "
+            raise SepgraphError("pruning needs an analysis of an unpruned model's convention points "
                                 f"(got model {base!r}, convention {parameters.convention!r})")
+        if model is not None and type(model).__name__ != base:
+            raise SepgraphError(f"model is a {type(model).__name__}, but the analysis in {str(results)!r} is of "
+                                f"{base!r}; pass the module that was analysed", arguments=("model",))
         train_set = as_dataset(train_data)
         like = train_data if isinstance(train_data, DataSource) else None
         selection, test_set = evaluation_halves(results, parameters, test_data, like, options.selection_fraction,
                                                 options.split_seed)
         # without weights: the random model the analysis measured
         seed = parameters.settings.seed
-        original = model if model is not None else build_model(base, classes, parameters.weights, seed).model
+        original = model if model is not None else _built(base, classes, parameters.weights, seed, results)
         weights = parameters.weights_sha256 if model is None else state_sha256(model)  # a module: its own state
         settings = {"model": base, "weights_sha256": weights, "train_data": train_set.spec,
                     "train_sha256": train_set.sha256, "test_data": test_set.spec,

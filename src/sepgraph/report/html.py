@@ -124,8 +124,9 @@ def render_comparison(path: str | Path, settings: ReportSettings | None = None) 
     settings = settings or ReportSettings()
     path = Path(path)
     matrix = load_cka_matrix(path / CKA_FILE)
-    if matrix is None:
-        raise SepgraphError(f"{str(path)!r} holds no comparison (no {CKA_FILE}); run 'sepgraph compare' first")
+    if matrix is None or not all((path / folder / "manifest.json").is_file() for folder in FOLDERS):
+        raise SepgraphError(f"{str(path)!r} holds no comparison (no {CKA_FILE} beside the analyses a/ and b/); run "
+                            "'sepgraph compare' first")
     (first, first_rows), (second, second_rows) = (load_results(path / folder) for folder in FOLDERS)
     reports = [render_report(path / folder, settings) for folder in FOLDERS]
     names = (first.parameters.model, second.parameters.model)

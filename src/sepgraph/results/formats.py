@@ -21,12 +21,19 @@ def _format1_row(row: dict) -> dict:
                   "lu_q_batches": row["lu_q"]}
 
 
-MANIFEST_DEFAULTS = {"knn_k": 10, "probe_ridge": 1.0, "data_sha256": None, "gemm": None}
+MANIFEST_DEFAULTS = {"probe_ridge": 1.0, "data_sha256": None, "gemm": None}
 """Parameters a manifest of an older format may lack, with the values that describe it: its peer measures
-(SPEC 13-15) were never computed, and it predates the data digest and the recorded GEMM engine."""
+(SPEC 13-15) were never computed (``knn_k``: 10, or fewer than the vertices), and it predates the data digest and
+the recorded GEMM engine."""
+RUN_DEFAULTS = {"spill_dir": None, "processes": 1, "tile_rows": None, "batch_size": None}
+"""What an older manifest's ``run`` may lack: it ran in one process, before tiles were recorded."""
+RUN_KEYS = ("device", "max_memory", "spill_dir", "batch_size", "torch_threads", "processes", "tile_rows", "gemm",
+            "gemm_threads", "peak_rss_bytes")
 
 
 def upgraded_manifest(manifest: dict) -> dict:
     """A manifest of any readable format under today's keys (:meth:`Manifest.from_json` reads the result)."""
-    parameters = MANIFEST_DEFAULTS | manifest["parameters"]
-    return {"removable_units": None} | manifest | {"parameters": parameters}
+    parameters = MANIFEST_DEFAULTS | {"knn_k": min(10, manifest["parameters"]["vertices"] - 1)} \
+        | manifest["parameters"]
+    run = {key: value for key, value in (RUN_DEFAULTS | manifest["run"]).items() if key in RUN_KEYS}
+    return {"removable_units": None} | manifest | {"parameters": parameters, "run": run}

@@ -73,7 +73,7 @@ class RunRecord:
     batch_size: int | None
     torch_threads: int
     processes: int
-    tile_rows: int
+    tile_rows: int | None
     gemm: str | None = None
     gemm_threads: int | None = None
     peak_rss_bytes: list[int] | None = None
@@ -156,7 +156,8 @@ class Manifest:
                    removable_units=None if units is None else [RemovableUnit(**unit) for unit in units],
                    hist_pairs=data["hist_pairs"], run=RunRecord(**data["run"]), versions=dict(data["versions"]),
                    seconds=data.get("seconds"),
-                   layers=None if layers is None else [PointRecord(**layer | {"shape": tuple(layer["shape"])})
+                   layers=None if layers is None else [PointRecord(layer["name"], tuple(layer["shape"]),
+                                                                   layer["zero_vectors"], layer["seconds"])
                                                        for layer in layers],
                    error=data.get("error"), format_version=data["format_version"],
                    refused_units=data.get("refused_units"))

@@ -10,11 +10,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..data.sources import DataLike, as_dataset
 from ..devices import evaluation_mode, resolve_device
 from ..errors import SepgraphError, input_shape_error
+from ..progress import progress_bar
 
 
 @dataclass
@@ -54,7 +54,7 @@ def evaluate(
     batches = dataset.batches(indices, batch_size, normalize)
     with evaluation_mode(model):
         with torch.inference_mode():
-            for images, labels in tqdm(batches, total=math.ceil(len(indices) / batch_size), desc="eval",
+            for images, labels in progress_bar(batches, total=math.ceil(len(indices) / batch_size), desc="eval",
                                        unit="batch", disable=not progress, leave=False):
                 try:
                     logits = model(images.to(target))

@@ -24,13 +24,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..data.protocol import LabelledImages
 from ..data.sources import DataLike, as_dataset
 from ..devices import resolve_device
 from ..errors import SepgraphError
 from ..files import atomic_text, atomic_write
+from ..progress import progress_bar
 from .augmentation import augment_batch
 from .evaluation import evaluate
 from .precision import autocast, check_precision
@@ -161,7 +161,8 @@ class _Steps:
         loss_sum = 0.0
         start = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
-        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{recipe.epochs}", unit="batch", disable=not self.progress)
+        bar = progress_bar(range(steps), desc=f"epoch {epoch + 1}/{recipe.epochs}", unit="batch",
+                           disable=not self.progress)
         for step in bar:
             chosen = np.sort(order[step * recipe.batch_size:(step + 1) * recipe.batch_size])
             logits, labels, loss = self._step(chosen, epoch, step)
