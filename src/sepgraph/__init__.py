@@ -3,11 +3,17 @@
 The data's way through the package, one floor per folder, each importing only the floors below it:
 the ground floor (errors, devices, files, settings) -> :mod:`.models` -> :mod:`.data` -> :mod:`.graph` ->
 :mod:`.training`, :mod:`.results`, :mod:`.parallel` -> :mod:`.analysis` -> :mod:`.pruning` -> :mod:`.report`
--> :mod:`.reproduction` -> :mod:`.cli`. The names below are the public API.
+-> :mod:`.reproduction` -> :mod:`.verbs` -> :mod:`.cli`. The names below are the public API.
 """
 
+import importlib.util
 import os
 import warnings
+
+if importlib.util.find_spec("torch") is None:  # checked without importing it: MKL_CBWR must be set first
+    raise ImportError("sepgraph needs PyTorch, which is not installed in this Python: pip install 'torch>=2.1' "
+                      "'torchvision>=0.16' (on these machines torch==2.14.1 torchvision==0.29.1 install from local "
+                      "disk; other builds: https://pytorch.org/get-started/locally/)")
 
 # Intel MKL's strict reproducible mode: matrix products give the same floats whatever the number of threads, so one
 # process and K processes of one thread each compute the same similarities (SPEC 18). Read at MKL's first call,
