@@ -5,9 +5,8 @@ import csv
 import numpy as np
 import pytest
 
-from sepgraph import SepgraphError, build_model
+from sepgraph import SepgraphError, build_model, train
 from sepgraph.analysis.dynamics import measure_dynamics, small_settings
-from sepgraph.cli.commands import train_model
 from sepgraph.data.dataset import ImageDataset
 from sepgraph.data.sources import load_dataset
 from sepgraph.results.dynamics_table import COLUMNS, load_dynamics
@@ -26,7 +25,7 @@ def digits():
 @pytest.fixture(scope="module")
 def tracked(digits, tmp_path_factory):
     out = tmp_path_factory.mktemp("dynamics") / "run"
-    train_model("resnet20", digits, out=out, recipe=RECIPE, normalize="none", track_every=1,
+    train("resnet20", digits, out=out, recipe=RECIPE, normalize="none", track_every=1,
                 track_data="digits:test", track_vertices=120)
     return out
 
@@ -49,25 +48,25 @@ def test_dynamics_of_a_two_epoch_run(tracked):
 
 def test_dynamics_resume_like_training(digits, tracked, tmp_path):
     out = tmp_path / "resumed"
-    train_model("resnet20", digits, out=out, recipe=Recipe(epochs=1, lr=0.05, batch_size=100, milestones=()),
+    train("resnet20", digits, out=out, recipe=Recipe(epochs=1, lr=0.05, batch_size=100, milestones=()),
                 normalize="none", track_every=1, track_data="digits:test", track_vertices=120)
     assert {row.epoch for row in load_dynamics(out / "dynamics.csv")} == {0, 1}
-    train_model("resnet20", digits, out=out, recipe=RECIPE, normalize="none", resume=True, track_every=1,
+    train("resnet20", digits, out=out, recipe=RECIPE, normalize="none", resume=True, track_every=1,
                 track_data="digits:test", track_vertices=120)
     assert (out / "dynamics.csv").read_bytes() == (tracked / "dynamics.csv").read_bytes()
 
 
 def test_tracking_options_are_checked(digits, tmp_path):
     with pytest.raises(SepgraphError, match="every must be at least 1, got -1"):
-        train_model("resnet20", digits, out=tmp_path / "a", recipe=RECIPE, track_every=-1)
+        train("resnet20", digits, out=tmp_path / "a", recipe=RECIPE, track_every=-1)
     with pytest.raises(SepgraphError, match="vertices must be at least 21"):
-        train_model("resnet20", digits, out=tmp_path / "b", recipe=RECIPE, track_every=1, track_vertices=1)
+        train("resnet20", digits, out=tmp_path / "b", recipe=RECIPE, track_every=1, track_vertices=1)
 
 
 def test_tracking_changes_nothing_in_the_training(digits, tracked, tmp_path):
     import torch
 
-    train_model("resnet20", digits, out=tmp_path / "plain", recipe=RECIPE, normalize="none")
+    train("resnet20", digits, out=tmp_path / "plain", recipe=RECIPE, normalize="none")
     plain = torch.load(tmp_path / "plain" / "model.pt", weights_only=True)
     watched = torch.load(tracked / "model.pt", weights_only=True)
     assert all(torch.equal(plain[key], watched[key]) for key in plain)
@@ -76,10 +75,10 @@ def test_tracking_changes_nothing_in_the_training(digits, tracked, tmp_path):
 def test_resuming_with_other_tracking_is_refused(digits, tmp_path):
     out = tmp_path / "run"
     once = Recipe(epochs=1, lr=0.05, batch_size=100, milestones=())
-    train_model("resnet20", digits, out=out, recipe=once, normalize="none", track_every=1, track_data="digits:test",
+    train("resnet20", digits, out=out, recipe=once, normalize="none", track_every=1, track_data="digits:test",
                 track_vertices=120)
     with pytest.raises(SepgraphError, match="tracked differently"):
-        train_model("resnet20", digits, out=out, recipe=RECIPE, normalize="none", resume=True, track_every=1,
+        train("resnet20", digits, out=out, recipe=RECIPE, normalize="none", resume=True, track_every=1,
                     track_data="digits:test", track_vertices=100)
     with pytest.raises(SepgraphError, match="track_data needs track_every"):
-        train_model("resnet20", digits, out=tmp_path / "x", recipe=RECIPE, track_data="digits:test")
+        train("resnet20", digits, out=tmp_path / "x", recipe=RECIPE, track_data="digits:test")
