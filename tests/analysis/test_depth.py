@@ -152,10 +152,12 @@ def test_groups_spilling_and_a_resume_give_the_same_bytes(tiny, tmp_path):
     assert (grouped.path / "layers.csv").read_bytes() == layers
 
 
-def test_a_model_outside_the_zoo_has_no_depth_file(tmp_path):
+def test_a_model_outside_the_zoo_without_residual_blocks_has_no_runs(tmp_path):
+    """Outside the zoo the units are the residual blocks (SPEC 25); a plain chain has none, so no run to measure."""
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
                                 torch.nn.Linear(4 * 32 * 32, 10))
     data = as_dataset("digits:all")
     settings = GraphSettings(vertices=40, edges=100, hist_samples=60, lu_batch_size=20, lu_batches=2)
-    analyze(model, data, settings, out=tmp_path / "run", progress=False)
-    assert load_depth(tmp_path / "run") is None
+    result = analyze(model, data, settings, out=tmp_path / "run", progress=False)
+    assert load_depth(tmp_path / "run") == [] and result.manifest.removable_units == []
+    assert result.manifest.refused_units == {}
