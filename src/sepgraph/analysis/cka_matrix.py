@@ -67,8 +67,7 @@ def cka_matrix(rows: GramStore, count: int, columns: GramStore | None = None, co
     for first in range(0, count, block):
         held = {position: rows.get(position) for position in range(first, min(first + block, count))}
         for column in range(min(column_count, first + block) if own else column_count):
-            other = held.get(column) if own else None
-            other = other or columns.get(column)
+            other = held[column] if own and column in held else columns.get(column)
             for position, gram in held.items():
                 if own and column > position:
                     continue

@@ -26,6 +26,8 @@ FeatureArray = np.ndarray | Callable[[], np.ndarray]
 FeaturesLike = Mapping[str, FeatureArray] | Sequence[tuple[str, FeatureArray]] | str | Path
 """Points' features by name: a mapping or (name, features) pairs, an ``.npz`` file, or a folder of ``.npy`` files
 (sorted by file name; a leading number and underscore, ``003_``, orders them and is not part of the name)."""
+NUMBERED = re.compile(r"^(\d+)_")
+"""The leading number of a folder's file names, which orders the points and is not part of their names."""
 CHECK_ROWS = 4096
 """Rows checked for finite values at a time (bounds the check's temporary)."""
 
@@ -125,7 +127,7 @@ def _pairs(features: FeaturesLike) -> tuple[str, list[tuple[str, FeatureArray]]]
         path = Path(features)
         if path.is_dir():
             files = sorted(path.glob("*.npy"), key=_file_order)
-            return str(path), [(re.sub(r"^\d+_", "", file.stem), lambda file=file: np.load(file, mmap_mode="r"))
+            return str(path), [(NUMBERED.sub("", file.stem), lambda file=file: np.load(file, mmap_mode="r"))
                                for file in files]
         if path.suffix == ".npz" and path.is_file():
             with np.load(path) as archive:
@@ -142,7 +144,7 @@ def _pairs(features: FeaturesLike) -> tuple[str, list[tuple[str, FeatureArray]]]
 
 def _file_order(file: Path) -> tuple[int, str]:
     """A folder's files by their leading number (``2_`` before ``10_``), then by name."""
-    number = re.match(r"^(\d+)_", file.stem)
+    number = NUMBERED.match(file.stem)
     return (int(number.group(1)) if number else -1, file.stem)
 
 

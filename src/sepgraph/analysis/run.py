@@ -177,8 +177,8 @@ def _analysis(context: _Context, settings: GraphSettings, manifest: Manifest, ou
               overwrite: bool, started: float) -> Analysis:
     """Every point measured into the results folder (rank 0 writes it), with its depth measures and CKA matrix."""
     with ExitStack() as stack:
-        folder, stored, missing, missing_extra = _open_folder(stack, context, out, manifest, resume, overwrite)
-        depth_missing, grams_needed = missing_extra
+        folder, stored, missing, depth_missing, grams_needed = _open_folder(stack, context, out, manifest, resume,
+                                                                            overwrite)
         clock = StageClock()
         store = GramStore(Path(out) / GRAMS_FOLDER) if context.workers.leader else None
         failed = _store_grams(context, grams_needed, store)
@@ -314,10 +314,7 @@ def _prepare(model: str | nn.Module, dataset: LabelledImages, settings: GraphSet
     example = dataset.tensors(sample_sets.order[:1], normalize)
     point_list = layer_points(model, convention, names, example_input=example)
     shapes = point_shapes(model, point_list, example)  # wrong input shapes, missing points fail before any write
-    budget = feature_budget(len(sample_sets.order), [math.prod(shape) for shape in shapes], run.max_memory)
-    workers = Workers.current()
-    plan = TilePlan.create(len(sample_sets.order), budget, device, run.tile_rows, workers.world, run.gemm)
-    plan.check_ranks("the analysis")
+    budget, workers, plan = _tiles(sample_sets, shapes, run, device)
     # a zoo model's own units, or any other model's residual blocks at its discovered points (SPEC 25)
     units = removable_units(model, convention, example) if names is None else None
     refused = refused_blocks(model, example) if names is None and not isinstance(model, ZooModel) else None
@@ -348,11 +345,8 @@ def _prepare_given(given: GivenFeatures, labels: Sequence[int] | np.ndarray, set
     shapes, digest = given.check(len(labels))
     sample_sets = SampleSets.choose(labels, len(names), settings)
     point_list = given.points()
-    budget = feature_budget(len(sample_sets.order), [math.prod(shape) for shape in shapes], run.max_memory)
-    workers = Workers.current()
     device = resolve_device(run.device)
-    plan = TilePlan.create(len(sample_sets.order), budget, device, run.tile_rows, workers.world, run.gemm)
-    plan.check_ranks("the analysis")
+    budget, workers, plan = _tiles(sample_sets, shapes, run, device)
     run = replace(run, batch_size=1)  # no forward pass: a rank reads its own rows alone
     context = _Context(GivenSource(given, len(labels), shapes), sample_sets, point_list, run, device, budget, plan,
                        workers, progress, None)
@@ -362,6 +356,17 @@ def _prepare_given(given: GivenFeatures, labels: Sequence[int] | np.ndarray, set
                             settings=settings, num_classes=len(names), gemm=plan.engine.library)
     record = replace(run_record(context), batch_size=None)
     return context, starting_manifest(parameters, sample_sets, description, names, None, record)
+
+
+def _tiles(sample_sets: SampleSets, shapes: list[tuple[int, ...]], run: RunSettings, device: torch.device
+           ) -> tuple[int, Workers, TilePlan]:
+    """The feature budget for points of ``shapes``, this process's ranks and the tile plan over the extraction
+    order, checked before anything is written (SPEC 3, 18)."""
+    budget = feature_budget(len(sample_sets.order), [math.prod(shape) for shape in shapes], run.max_memory)
+    workers = Workers.current()
+    plan = TilePlan.create(len(sample_sets.order), budget, device, run.tile_rows, workers.world, run.gemm)
+    plan.check_ranks("the analysis")
+    return budget, workers, plan
 
 
 def checked_labels(labels: Sequence[int] | np.ndarray, classes: Sequence[str] | None) -> np.ndarray:
@@ -400,12 +405,12 @@ def starting_manifest(parameters: Parameters, sample_sets: SampleSets, descripti
 
 def _open_folder(stack: ExitStack, context: _Context, out: str | Path, manifest: Manifest, resume: bool,
                  overwrite: bool
-                 ) -> tuple[ResultsFolder | None, list[LayerRow | None], list[int], tuple[bool, list[int]]]:
+                 ) -> tuple[ResultsFolder | None, list[LayerRow | None], list[int], bool, list[int]]:
     """Open (or resume) the results folder on rank 0; every rank learns which points are missing, whether the
     depth measures (SPEC 22) are, and which complete points' Grams the CKA matrix (SPEC 24) still needs."""
     opened: dict = {}
 
-    def open_on_leader() -> tuple[list[int], tuple[bool, list[int]]]:
+    def open_on_leader() -> tuple[list[int], bool, list[int]]:
         folder = opened["folder"] = stack.enter_context(ResultsFolder(out, manifest, resume=resume,
                                                                       overwrite=overwrite))
         opened["stored"] = [folder.completed_row(i, p.name) for i, p in enumerate(context.points)]
@@ -415,14 +420,14 @@ def _open_folder(stack: ExitStack, context: _Context, out: str | Path, manifest:
             (folder.path / CKA_FILE).unlink(missing_ok=True)
         grams_needed = [] if (folder.path / CKA_FILE).is_file() else [
             i for i, row in enumerate(opened["stored"]) if row is not None and not store.has(i)]
-        return [i for i, row in enumerate(opened["stored"]) if row is None], (depth_missing, grams_needed)
+        return [i for i, row in enumerate(opened["stored"]) if row is None], depth_missing, grams_needed
 
-    missing, extra = context.workers.agree(open_on_leader, who="leader")  # rank 0 alone writes the folder
+    missing, depth_missing, grams_needed = context.workers.agree(open_on_leader, who="leader")  # rank 0 writes
     stack.enter_context(context.workers.watch())  # a rank that stops: a clear error, recorded by the folder
     count = len(context.points)
     if len(missing) < count and context.workers.leader:
         log.info("resuming: %d of %d layer points are already complete", count - len(missing), count)
-    return opened.get("folder"), opened.get("stored", []), missing, extra
+    return opened.get("folder"), opened.get("stored", []), missing, depth_missing, grams_needed
 
 
 class StageClock:

@@ -84,6 +84,26 @@ class PointCapture:
             handle.remove()
 
 
+def hooked_pass(model: nn.Module, example: torch.Tensor, before: Callable[[str], object] | None = None,
+                after: Callable[[str, tuple, object], object] | None = None) -> None:
+    """One forward pass of ``example`` (moved to the model's device) in eval mode and without gradients, with
+    ``before(name)`` told as each module's call starts and ``after(name, inputs, output)`` as it ends (the model
+    itself is named ``""``); every hook is removed afterwards."""
+    handles = []
+    for name, module in model.named_modules():
+        if before is not None:
+            handles.append(module.register_forward_pre_hook(lambda _module, _inputs, n=name: before(n)))
+        if after is not None:
+            handles.append(module.register_forward_hook(lambda _module, inputs, output, n=name: after(n, inputs,
+                                                                                                      output)))
+    try:
+        with torch.inference_mode(), evaluation_mode(model):
+            model(example.to(next((p.device for p in model.parameters()), example.device)))
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def point_shapes(
     model: nn.Module, points: Sequence[LayerPoint], example: torch.Tensor
 ) -> list[tuple[int, ...]]:

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..devices import evaluation_mode
 from ..errors import SepgraphError
+from .capture import hooked_pass
 from .protocol import LayerPoint, RemovableUnit, ZooModel
 from .residual import residual_units
 
@@ -148,18 +148,10 @@ def discover_points(model: nn.Module, example_input: torch.Tensor) -> list[Layer
     """
     calls: list[str] = []
     counts: dict[str, int] = {}
-    handles = []
-    for name, module in model.named_modules():
-        if isinstance(module, ACTIVATIONS):
-            handles.append(module.register_forward_hook(lambda *_, n=name: calls.append(n)))
-    try:
-        with torch.inference_mode(), evaluation_mode(model):
-            model(example_input.to(next((p.device for p in model.parameters()), example_input.device)))
-    finally:
-        for handle in handles:
-            handle.remove()
+    activations = {name for name, module in model.named_modules() if isinstance(module, ACTIVATIONS)}
+    hooked_pass(model, example_input, after=lambda name, _inputs, _output: calls.append(name))
     points = []
-    for name in calls:
+    for name in (name for name in calls if name in activations):
         call = counts.get(name, 0)
         counts[name] = call + 1
         points.append(LayerPoint(name=name if call == 0 else f"{name}:{call}", module=name, call=call))

@@ -10,7 +10,6 @@ remove the blocks of torchvision's and timm's ResNets and of a user's own residu
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -19,7 +18,7 @@ from torch import nn
 
 from ..devices import evaluation_mode
 from ..errors import SepgraphError
-from .capture import PointCapture
+from .capture import PointCapture, hooked_pass
 from .protocol import LayerPoint, RemovableUnit
 from .size import parameter_count
 from .surgery import block_units, without_modules
@@ -85,31 +84,12 @@ def _calls(model: nn.Module, example: torch.Tensor
     shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
 
     def record(name: str, inputs: tuple, output: object) -> None:
-        if name not in shapes and len(inputs) == 1 and isinstance(inputs[0], torch.Tensor) \
+        if name and name not in shapes and len(inputs) == 1 and isinstance(inputs[0], torch.Tensor) \
                 and isinstance(output, torch.Tensor):
             shapes[name] = (tuple(inputs[0].shape[1:]), tuple(output.shape[1:]))
 
-    _hooked_pass(model, example, before=lambda name: started.append(name), after=record)
+    hooked_pass(model, example, before=started.append, after=record)
     return [name for name in dict.fromkeys(started) if name in shapes], shapes
-
-
-def _hooked_pass(model: nn.Module, example: torch.Tensor, before: Callable[[str], None] | None = None,
-                 after: Callable[[str, tuple, object], None] | None = None) -> None:
-    """One forward pass of ``example`` in eval mode, ``before(name)`` told as each module call starts and
-    ``after(name, inputs, output)`` as it ends."""
-    handles = []
-    for name, module in model.named_modules():
-        if name and before is not None:
-            handles.append(module.register_forward_pre_hook(lambda _module, _inputs, n=name: before(n)))
-        if name and after is not None:
-            handles.append(module.register_forward_hook(lambda _module, inputs, output, n=name: after(n, inputs,
-                                                                                                      output)))
-    try:
-        with torch.inference_mode(), evaluation_mode(model):
-            model(example.to(next((p.device for p in model.parameters()), example.device)))
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 class _ChildrenAsLeaves(torch.fx.Tracer):
@@ -206,8 +186,8 @@ def truncated_copy(model: nn.Module, point: LayerPoint, head: nn.Linear, example
 def _events(model: nn.Module, example: torch.Tensor) -> list[tuple[str, str]]:
     """("start" | "end", module name) of every module call of one forward pass of ``example``, in order."""
     events: list[tuple[str, str]] = []
-    _hooked_pass(model, example, before=lambda name: events.append(("start", name)),
-                 after=lambda name, _inputs, _output: events.append(("end", name)))
+    hooked_pass(model, example, before=lambda name: events.append(("start", name)),
+                after=lambda name, _inputs, _output: events.append(("end", name)))
     return events
 
 

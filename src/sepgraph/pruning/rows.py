@@ -27,7 +27,7 @@ from ..errors import SepgraphError
 from ..files import atomic_text
 from ..models.checkpoints import save_weights, state_sha256
 from ..models.factory import build_model
-from ..models.protocol import RemovableUnit
+from ..models.protocol import RemovableUnit, ZooModel
 from ..models.pruned import PruningSpec, apply_pruning, reinitialise
 from ..models.size import flop_count, parameter_count
 from ..results.depth_table import DepthRow, load_depth
@@ -105,9 +105,10 @@ def plan_pruning(
     found = candidates(comparison.base, rows, units, options, sizes, scores, comparison.recipe.seed, runs)
     found += [reference_candidate(comparison.original, text, comparison.base, manifest.parameters.convention,
                                   comparison.classes, comparison.size) for text in options.reference_cuts]
-    for candidate in found:  # a truncation a model outside the zoo cannot take is refused before any training
-        if candidate.spec.operation == "truncate":
-            comparison._pruned(candidate.spec, start=False)
+    if not isinstance(comparison.original, ZooModel):  # a truncation it cannot take: refused before any training
+        for candidate in found:
+            if candidate.spec.operation == "truncate":
+                comparison._pruned(candidate.spec, start=False)
     return PruningPlan(found, comparison)
 
 
