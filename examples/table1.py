@@ -34,6 +34,7 @@ from sepgraph.devices import processor, resolve_device
 from sepgraph.files import atomic_text, atomic_write
 from sepgraph.pruning.candidates import Candidate
 from sepgraph.pruning.criterion import CRITERIA
+from sepgraph.reproduction.verdict import claim_e, noise_level, row_verdict
 from sepgraph.results.folder import is_complete
 from sepgraph.training.precision import native_bf16
 
@@ -139,7 +140,8 @@ def run_plan(args: argparse.Namespace, records: Path, deadline: float) -> None:
         plan = plan_pruning(folder, train, _options(block), recipe=_recipe(block.epochs, 0, precision),
                             device=args.device, progress=False)
         for row in planned_rows(block, plan.candidates):
-            path = records / block.name / row.record_name
+            owner = control_block(block) if row.candidate.kind == "control" else block
+            path = records / owner.name / row.record_name
             if path.is_file():
                 continue
             estimate = _estimate(row, plan, records)
@@ -162,6 +164,7 @@ def run_plan(args: argparse.Namespace, records: Path, deadline: float) -> None:
             print(f"{block.name}: {row.candidate.curve} ({row.candidate.cut[:60]}) seed {row.seed}: "
                   f"{trained.accuracy_finetuned:.2f}% after {record['wall_seconds'] / 60:.1f} min", flush=True)
             write_table(records, Path(args.table))
+            write_findings(records, Path(args.findings))
 
 
 def _options(block: Block) -> PruningOptions:
@@ -209,14 +212,14 @@ def _mixes_precision(folder: Path, precision: str) -> bool:
 def _estimate(row: PlannedRow, plan: PruningPlan, records: Path) -> float:
     """Seconds the row should take: (head + fine-tuning epochs) x the model's seconds per epoch x the pruned
     model's share of FLOPs, plus three passes over the report half and the proxy; the seconds per epoch are the
-    most any record of this model on this processor implies, else :data:`SECONDS_PER_EPOCH`."""
+    median of what the records of this model on this processor imply (a row slowed by other work moves it little),
+    else :data:`SECONDS_PER_EPOCH`."""
     share = plan.flops_share(row.candidate)
-    per_epoch = SECONDS_PER_EPOCH[row.block.model]
-    for path in records.glob("*/*.json"):
-        record = json.loads(path.read_text())
-        if record["model"] == row.block.model and record["processor"] == processor().describe():
-            flops = 1 - record["row"]["flops_saved_pct"] / 100
-            per_epoch = max(per_epoch, record["wall_seconds"] / ((record["epochs"] + 1) * max(flops, 0.05)))
+    implied = [record["wall_seconds"] / ((record["epochs"] + 1) * max(1 - record["row"]["flops_saved_pct"] / 100,
+                                                                       0.05))
+               for record in load_records(records)
+               if record["model"] == row.block.model and record["processor"] == processor().describe()]
+    per_epoch = statistics.median(implied) if implied else SECONDS_PER_EPOCH[row.block.model]
     return (row.epochs + 1) * per_epoch * share * 1.1 + 0.1 * per_epoch
 
 
@@ -224,13 +227,25 @@ def load_records(records: Path) -> list[dict]:
     return [json.loads(path.read_text()) for path in sorted(records.glob("*/*.json"))]
 
 
+def control_block(block: Block) -> Block:
+    """The block whose control this block's is: the first of the plan with the same model and epochs (the control
+    is the same training whatever the target, so it is trained and recorded once)."""
+    return next(other for other in BLOCKS if (other.model, other.epochs) == (block.model, block.epochs))
+
+
+def block_rows(block: Block, rows: list[dict]) -> list[dict]:
+    """A block's records: its own, and the control's where another block holds it (:func:`control_block`)."""
+    shared = control_block(block).name
+    return [record for record in rows if record["block"] == block.name or
+            (record["block"] == shared != block.name and record["kind"] == "control")]
+
+
 def write_table(records: Path, table: Path) -> None:
     """The section of ``table`` under :data:`HEADING` and ``records/figure.png``, from the records alone."""
     rows = load_records(records)
     lines = [HEADING, "", _intro(rows), ""]
     for block in BLOCKS:
-        mine = [record for record in rows if record["block"] == block.name]
-        lines += block_section(block, mine)
+        lines += block_section(block, block_rows(block, rows))
     if any(record["epochs"] == block.epochs for block in BLOCKS for record in rows if record["block"] == block.name):
         figure = accuracy_figure(rows)
         buffer_path = records / "figure.png"
@@ -247,40 +262,26 @@ def write_findings(records: Path, findings: Path) -> None:
              "`docs/TABLE1.md`). " + PUBLISHED, "", "| block | claim (e) (SPEC 20) | why | proxy vs fine-tuned "
              "(Spearman, rows) |", "|---|---|---|---|"]
     for block in BLOCKS:
-        mine = [record for record in rows if record["block"] == block.name and record["epochs"] == block.epochs]
-        verdict, why = claim_e(mine)
+        mine = [record for record in block_rows(block, rows) if record["epochs"] == block.epochs]
+        verdict, why = block_claim_e(mine)
         lines.append(f"| {block.name} | {verdict} | {why} | {_proxy_rank(mine)} |")
     replace_section(findings, FINDINGS_HEADING, lines)
 
 
-def claim_e(rows: list[dict]) -> tuple[str, str]:
-    """SPEC 20's verdict on claim (e) for one block's rows: holds, fails or undecided, and the reason."""
-    control, m = _accuracies(rows, "control"), [r["row"]["accuracy_finetuned"] for r in rows
-                                                 if r["kind"] == "criterion" and r["criterion"] == CRITERIA["M"].label]
+def block_claim_e(rows: list[dict]) -> tuple[str, str]:
+    """SPEC 20's verdict on claim (e) for one block's rows at the block's epochs: holds, fails or undecided."""
+    m_label = CRITERIA["M"].label
+    others: dict[str, list[float]] = {}
+    for record in rows:
+        if record["kind"] == "criterion" and record["criterion"] != m_label:
+            others.setdefault(record["criterion"], []).append(record["row"]["accuracy_finetuned"])
+    m = [r["row"]["accuracy_finetuned"] for r in rows if r["kind"] == "criterion" and r["criterion"] == m_label]
+    randoms = [r["row"]["accuracy_finetuned"] for r in rows if r["kind"] == "random" and r["matches"] == m_label]
+    control = _accuracies(rows, "control")
     if not m or not control:
         return "not measured yet", f"{len(rows)} rows"
-    if len(control) < SEEDS or len(m) < SEEDS:
-        return f"undecided (M {len(m)} seeds, control {len(control)})", \
-            f"M {statistics.mean(m):.2f}, control {statistics.mean(control):.2f} (no noise level yet)"
-    noise, mean = statistics.stdev(control), statistics.mean(m)
-    randoms = [r["row"]["accuracy_finetuned"] for r in rows if r["kind"] == "random" and
-               r["matches"] == CRITERIA["M"].label]
-    others = {r["criterion"]: [] for r in rows if r["kind"] == "criterion" and r["criterion"] != CRITERIA["M"].label}
-    for record in rows:
-        if record["criterion"] in others and record["kind"] == "criterion":
-            others[record["criterion"]].append(record["row"]["accuracy_finetuned"])
-    better = [name for name, values in others.items() if statistics.mean(values) > mean + 2 * noise]
-    versus = _against_random(mean, randoms, noise) if randoms else "no random cut yet"
-    if better or versus == "worse than random":
-        return "fails", (f"{', '.join(better)} above M by more than 2s" if better else "M worse than random")
-    equal = _equal(mean, control, noise)
-    beats_random = versus == "better than random"
-    above_all = all(mean > statistics.mean(values) + 2 * noise for values in others.values())
-    if equal and beats_random and above_all:
-        return "holds", f"M {mean:.2f}, control {statistics.mean(control):.2f}, s {noise:.3f}"
-    return "undecided", (f"M {'at' if equal else 'not at'} equal accuracy with the control, "
-                         f"{'better than' if beats_random else 'not better than'} random, "
-                         f"{'above' if above_all else 'not above'} every other criterion by 2s (s {noise:.3f})")
+    verdict, why = claim_e(m, control, randoms, others)
+    return {True: "holds", False: "fails", None: "undecided"}[verdict], why
 
 
 def _proxy_rank(rows: list[dict]) -> str:
@@ -319,16 +320,17 @@ def block_section(block: Block, rows: list[dict]) -> list[str]:
     lines += ["| criterion | cut | parameters saved | FLOPs saved | proxy (%) | fine-tuned (%) | seeds | vs control "
               "(points) | verdict (SPEC 20) | minutes |", "|---|---|---:|---:|---:|---|---:|---:|---|---:|"]
     control = _accuracies(main, "control")
-    noise = statistics.stdev(control) if len(control) >= SEEDS else None
+    noise = noise_level(control)
     for kind, criterion in dict.fromkeys((r["kind"], r["criterion"]) for r in main if r["kind"] != "random"):
         group = [r for r in main if (r["kind"], r["criterion"]) == (kind, criterion)]
         values = [r["row"]["accuracy_finetuned"] for r in group]
         randoms = [r["row"]["accuracy_finetuned"] for r in main if r["kind"] == "random" and r["matches"] == criterion]
         first = group[0]["row"]
         change = f"{statistics.mean(values) - statistics.mean(control):+.2f}" if control and kind != "control" else "-"
+        verdict = row_verdict(values, control, randoms) if kind != "control" else "-"
         lines.append(f"| {criterion} | {_short(group[0]['cut'])} | {first['params_saved_pct']:.2f}% | "
                      f"{first['flops_saved_pct']:.2f}% | {_number(first['accuracy_proxy'])} | {_spread(values)} | "
-                     f"{len(values)} | {change} | {_verdict(kind, values, control, randoms, noise)} | "
+                     f"{len(values)} | {change} | {verdict} | "
                      f"{sum(r['wall_seconds'] for r in group) / 60:.1f} |")
         if randoms:
             lines.append(f"| random, matching {criterion} | {len(randoms)} cuts of its size classes | "
@@ -342,42 +344,15 @@ def block_section(block: Block, rows: list[dict]) -> list[str]:
     if check:
         lines += ["", f"Budget check at {check[0]['epochs']} epochs: " + "; ".join(
             f"{r['criterion']} {r['row']['accuracy_finetuned']:.2f}%" for r in check) + "."]
+    owner = control_block(block).name
+    shared = "" if owner == block.name else f", the control of block {owner}: the same training"
     lines += ["", f"Noise level s (SPEC 20): {_number(noise, '.3f') if noise is not None else 'not measured'} "
-              f"(control seeds: {len(control)}).", ""]
+              f"(control seeds: {len(control)}{shared}).", ""]
     return lines
 
 
 def _accuracies(rows: list[dict], kind: str) -> list[float]:
     return [record["row"]["accuracy_finetuned"] for record in rows if record["kind"] == kind]
-
-
-def _verdict(kind: str, values: list[float], control: list[float], randoms: list[float], noise: float | None) -> str:
-    """SPEC 20's words for a criterion's row: against the control and against its random cuts."""
-    if kind == "control":
-        return "-"
-    if noise is None or len(values) < SEEDS:
-        return (f"undecided ({len(values)} seed{'s' * (len(values) != 1)}, control {len(control)}"
-                f"{'; no noise level' if noise is None else ''})")
-    mean = statistics.mean(values)
-    words = ["equal accuracy with the control" if _equal(mean, control, noise) else
-             "below the control" if mean < statistics.mean(control) else "above the control"]
-    if randoms:
-        words.append(_against_random(mean, randoms, noise))
-    return "; ".join(words)
-
-
-def _equal(mean: float, control: list[float], noise: float) -> bool:
-    """SPEC 20: at equal accuracy with the control, within 2 s of its mean."""
-    return abs(mean - statistics.mean(control)) <= 2 * noise
-
-
-def _against_random(mean: float, randoms: list[float], noise: float) -> str:
-    """SPEC 20: better (worse) than random when above (below) every matched random cut by more than 2 s."""
-    if all(mean > r + 2 * noise for r in randoms):
-        return "better than random"
-    if all(mean < r - 2 * noise for r in randoms):
-        return "worse than random"
-    return "indistinguishable from random"
 
 
 def _spread(values: list[float]) -> str:

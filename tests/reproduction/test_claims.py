@@ -28,15 +28,21 @@ def rows_from(mean_sim, weak, r, m, q):
             for k, (a, b, c, d, e) in enumerate(zip(mean_sim, weak, r, m, q, strict=True))]
 
 
-def criterion_row(curve: str, rule: str, saved: float, vs_control: float, model: str = "m+remove=x"):
+def criterion_row(curve: str, rule: str, saved: float, vs_control: float, model: str = "m+remove=x", seed: int = 0):
     return pruning_row(kind="criterion", curve=curve, rule=rule, parameter=0.02, params_saved_pct=saved,
-                       accuracy_vs_control=vs_control, pruned_model=model)
+                       accuracy_finetuned=90.0 + vs_control, accuracy_vs_control=vs_control, pruned_model=model,
+                       seed=seed)
+
+
+def controls(*accuracies: float):
+    """The control at one seed per accuracy: 89, 90, 91 give s = 1 (SPEC 20)."""
+    return [pruning_row(accuracy_finetuned=value, seed=seed) for seed, value in enumerate(accuracies)]
 
 
 def test_claims_on_a_network_that_behaves_as_the_paper_says():
     rows = rows_from(np.linspace(0.8, 0.05, 9), np.linspace(0, 0.9, 9), np.linspace(0.3, 0.95, 9),
                      np.linspace(0.01, 0.3, 9), [0.1, 0.3, 0.2, 0.4, 0.3, 0.6, 0.5, 0.7, 0.8])
-    table = [pruning_row(),
+    table = [*controls(89.0, 90.0, 91.0),
              criterion_row("M (ours)", "delta", 40.0, -0.3, "m+remove=a,b"),
              criterion_row("Lu et al.'s Q", "delta", 20.0, 0.1, "m+remove=a"),
              criterion_row("M (ours)", "plateau", 0.0, 0.0, "m"),
@@ -46,11 +52,30 @@ def test_claims_on_a_network_that_behaves_as_the_paper_says():
     assert all(c.confirmed for c in claims)
     assert "delta (0.02): M saves 40.00% at -0.30 vs control, Q 20.00% at +0.10" in claims[4].evidence
     assert "plateau (0.02): the same cut" in claims[4].evidence
+    assert "equal accuracy = within 2 s, s 1.000 over 3 control seeds (SPEC 20)" in claims[4].evidence
+
+
+def test_claim_e_is_undecided_until_the_control_has_three_seeds_and_pools_each_rows_seeds():
+    rows = rows_from([0.5] * 3, [0.0] * 3, [0.5] * 3, [0.1, 0.2, 0.3], [0.1, 0.2, 0.3])
+    m = [criterion_row("M (ours)", "delta", 40.0, change, "m+remove=a,b", seed) for seed, change in enumerate(
+        (-4.0, -1.0, -1.0))]
+    q = [criterion_row("Lu et al.'s Q", "delta", 20.0, 0.0, "m+remove=a", seed) for seed in range(3)]
+    undecided = evaluate_claims(rows, [*controls(89.0, 91.0), *m[:1], *q[:1]])[4]
+    assert undecided.confirmed is None and "the control has 2 seeds: no noise level, so no verdict" in \
+        undecided.evidence
+    assert "**undecided**" in findings_markdown("m", [undecided])
+    # M's seeds average -2.00 against Q's 0.00: exactly 2 s below, still at equal accuracy
+    table = [*controls(89.0, 90.0, 91.0), *m, *q]
+    assert evaluate_claims(rows, table)[4].confirmed is True
+    assert "M saves 40.00% at -2.00 vs control, Q 20.00% at +0.00" in evaluate_claims(rows, table)[4].evidence
+    table = [*controls(89.0, 90.0, 91.0), *m[:1], *q]  # M's one seed 4 s below Q
+    assert evaluate_claims(rows, table)[4].confirmed is False
 
 
 def test_more_parameters_saved_at_a_worse_accuracy_does_not_confirm_claim_e():
     rows = rows_from([0.5] * 3, [0.0] * 3, [0.5] * 3, [0.1, 0.2, 0.3], [0.1, 0.2, 0.3])
-    table = [criterion_row("M (ours)", "delta", 40.0, -2.0, "m+remove=a,b"),
+    table = [*controls(89.5, 90.0, 90.5),  # s = 0.5: M's -2.00 is 4 s below Q
+             criterion_row("M (ours)", "delta", 40.0, -2.0, "m+remove=a,b"),
              criterion_row("Lu et al.'s Q", "delta", 20.0, 0.0, "m+remove=a")]
     assert evaluate_claims(rows, table)[4].confirmed is False
     assert evaluate_claims(rows)[4].confirmed is None
@@ -61,7 +86,8 @@ def test_claims_that_fail_say_so_with_numbers():
     rows = rows_from([0.7, 0.6, 0.65, 0.5, 0.6, 0.55], [0.0] * 6, [0.3, 0.3, 0.35, 0.3, 0.4, 0.9],
                      [0.02, 0.01, 0.03, 0.02, 0.04, 0.2], [0.1, 0.12, 0.14, 0.16, 0.18, 0.2])
     curves = {"M": np.array([[r.M for r in rows]] * 3), "lu_q": np.array([[r.lu_q_mean for r in rows]] * 3)}
-    claims = {c.key: c for c in evaluate_claims(rows, [criterion_row("M (ours)", "delta", 0.0, 0.0),
+    claims = {c.key: c for c in evaluate_claims(rows, [*controls(89.0, 90.0, 91.0),
+                                                       criterion_row("M (ours)", "delta", 0.0, 0.0),
                                                        criterion_row("Lu et al.'s Q", "delta", 10.0, 0.0, "m+r=y")],
                                                  curves)}
     assert not claims["a"].confirmed and "below 0.1 at the last point 0.0%" in claims["a"].evidence

@@ -1,0 +1,77 @@
+"""SPEC 20's rules on hand-made accuracies: the noise level, equal accuracy and random at their 2 s boundaries, and
+claim (e)'s three outcomes. A control of 89, 90, 91 has s = 1 exactly, so every boundary below is exact."""
+
+import numpy as np
+import pytest
+
+from sepgraph.reproduction.verdict import (
+    BETTER,
+    INDISTINGUISHABLE,
+    WORSE,
+    against_random,
+    at_equal_accuracy,
+    claim_e,
+    noise_level,
+    row_verdict,
+)
+
+CONTROL = [89.0, 90.0, 91.0]
+
+
+def test_the_noise_level_is_the_sample_deviation_of_three_or_more_control_seeds():
+    assert noise_level([]) is None and noise_level([90.0]) is None and noise_level([89.62, 89.68]) is None
+    assert noise_level(CONTROL) == 1.0
+    values = [89.62, 89.68, 89.41, 89.9]
+    assert noise_level(values) == pytest.approx(np.std(values, ddof=1), rel=1e-12)
+    assert noise_level([90.0, 90.0, 90.0]) == 0.0
+
+
+def test_equal_accuracy_is_within_two_s_inclusive():
+    assert at_equal_accuracy([88.0], CONTROL, 1.0) and at_equal_accuracy([92.0], CONTROL, 1.0)
+    assert not at_equal_accuracy([87.75], CONTROL, 1.0) and not at_equal_accuracy([92.25], CONTROL, 1.0)
+    assert at_equal_accuracy([87.0, 89.0], CONTROL, 1.0)  # the mean of the seeds, 88
+    assert at_equal_accuracy([90.0], CONTROL, 0.0) and not at_equal_accuracy([90.25], CONTROL, 0.0)
+
+
+def test_random_needs_every_cut_beaten_by_more_than_two_s():
+    assert against_random([90.0], [87.75, 80.0], 1.0) == BETTER
+    assert against_random([90.0], [88.0, 80.0], 1.0) == INDISTINGUISHABLE  # exactly 2 s is not more
+    assert against_random([90.0], [92.25, 95.0], 1.0) == WORSE
+    assert against_random([90.0], [92.25, 89.0], 1.0) == INDISTINGUISHABLE
+    assert against_random([90.0], [90.0], 0.0) == INDISTINGUISHABLE
+
+
+def test_a_row_reads_undecided_until_the_control_has_three_seeds():
+    assert row_verdict([80.0, 80.1, 80.2], [89.62, 89.68], [70.0]) == \
+        "undecided (3 seeds, control 2; no noise level)"
+    assert row_verdict([80.0], [90.0], []) == "undecided (1 seed, control 1; no noise level)"
+
+
+def test_a_row_with_fewer_seeds_than_the_control_is_judged_and_says_so():
+    assert row_verdict([88.0], CONTROL, []) == "equal accuracy with the control; 1 seed"
+    assert row_verdict([85.0, 85.0, 85.0], CONTROL, [80.0, 82.5]) == "below the control; better than random"
+    assert row_verdict([95.0], CONTROL, [94.0]) == "above the control; indistinguishable from random; 1 seed"
+
+
+def test_claim_e_holds_only_at_equal_accuracy_better_than_random_and_above_every_other_criterion():
+    verdict, why = claim_e([89.5, 89.5, 89.5], CONTROL, [85.0, 87.0], {"Lu et al.'s Q": [87.0]})
+    assert verdict is True and why == "M 89.50, control 90.00, s 1.000"
+    verdict, why = claim_e([89.5], CONTROL, [85.0], {"Lu et al.'s Q": [87.5]})  # Q within 2 s of M
+    assert verdict is None and "not above Lu et al.'s Q by 2 s" in why
+    verdict, why = claim_e([86.0], CONTROL, [80.0], {"Lu et al.'s Q": [80.0]})  # below the control by 4 s
+    assert verdict is None and "not at equal accuracy" in why
+    verdict, why = claim_e([89.5], CONTROL, [], {"Lu et al.'s Q": [80.0]})
+    assert verdict is None and "no random cut yet" in why
+
+
+def test_claim_e_fails_when_another_criterion_or_chance_is_above_m_by_more_than_two_s():
+    verdict, why = claim_e([80.0], CONTROL, [70.0], {"Lu et al.'s Q": [82.25], "k-NN accuracy": [81.0]})
+    assert verdict is False and why == "Lu et al.'s Q above M by more than 2 s (s 1.000)"
+    verdict, why = claim_e([80.0], CONTROL, [82.5, 83.0], {})
+    assert verdict is False and why == "M worse than random (s 1.000)"
+
+
+def test_claim_e_without_a_noise_level_or_rows_decides_nothing():
+    assert claim_e([], CONTROL, [], {}) == (None, "not measured yet")
+    verdict, why = claim_e([79.66, 80.12, 79.72], [89.62, 89.68], [81.04], {"Q": [50.0]})
+    assert verdict is None and why == "M 79.83 (3 seeds), control 89.65 (2 seeds; no noise level yet)"
