@@ -34,7 +34,7 @@ from sepgraph.devices import processor, resolve_device
 from sepgraph.files import atomic_text, atomic_write
 from sepgraph.pruning.candidates import Candidate
 from sepgraph.pruning.criterion import CRITERIA
-from sepgraph.reproduction.verdict import claim_e, noise_level, row_verdict
+from sepgraph.reproduction.verdict import against_random, at_equal_accuracy, claim_e, noise_level, row_verdict
 from sepgraph.results.folder import is_complete
 from sepgraph.training.precision import native_bf16
 
@@ -255,33 +255,94 @@ def write_table(records: Path, table: Path) -> None:
 
 
 def write_findings(records: Path, findings: Path) -> None:
-    """The section of ``findings`` under :data:`FINDINGS_HEADING`: claim (e) per block by SPEC 20's rules, and how
-    well the zero-training proxy ranked the fine-tuned rows (Spearman), from the records alone."""
+    """The section of ``findings`` under :data:`FINDINGS_HEADING`, from the records alone: per block, claim (e) by
+    SPEC 20's rules, the criterion that keeps most accuracy at that size against its random cuts, and how well the
+    zero-training proxy ranked the fine-tuned rows (Spearman); per model, the row at equal accuracy with the
+    control that saves most."""
     rows = load_records(records)
     lines = [FINDINGS_HEADING, "", "**Rows so far** (`examples/table1.py`, records in `docs/table1/`, the table in "
-             "`docs/TABLE1.md`). " + PUBLISHED, "", "| block | claim (e) (SPEC 20) | why | proxy vs fine-tuned "
-             "(Spearman, rows) |", "|---|---|---|---|"]
+             "`docs/TABLE1.md`). " + PUBLISHED, "", "| block | claim (e) (SPEC 20) | why | most accuracy at this size "
+             "| proxy vs fine-tuned (Spearman, rows) |", "|---|---|---|---|---|"]
+    mains = {block.name: [record for record in block_rows(block, rows) if record["epochs"] == block.epochs]
+             for block in BLOCKS}
     for block in BLOCKS:
-        mine = [record for record in block_rows(block, rows) if record["epochs"] == block.epochs]
-        verdict, why = block_claim_e(mine)
-        lines.append(f"| {block.name} | {verdict} | {why} | {_proxy_rank(mine)} |")
+        verdict, why = block_claim_e(mains[block.name])
+        lines.append(f"| {block.name} | {verdict} | {why} | {most_accurate(mains[block.name])} | "
+                     f"{_proxy_rank(mains[block.name])} |")
+    lines.append("")
+    for model in dict.fromkeys(block.model for block in BLOCKS):
+        mine = list({id(record): record for block in BLOCKS if block.model == model  # a shared control once
+                     for record in mains[block.name]}.values())
+        lines.append(f"- {model}, at equal accuracy with the control: {most_saved(mine)}")
     replace_section(findings, FINDINGS_HEADING, lines)
+
+
+def _criteria(rows: list[dict]) -> dict[str, list[dict]]:
+    """The criteria's records by label, each label's seeds together."""
+    groups: dict[str, list[dict]] = {}
+    for record in rows:
+        if record["kind"] == "criterion":
+            groups.setdefault(record["criterion"], []).append(record)
+    return groups
+
+
+def _finetuned(rows: list[dict]) -> list[float]:
+    return [record["row"]["accuracy_finetuned"] for record in rows]
+
+
+def _matched(rows: list[dict], criterion: str) -> list[float]:
+    """The fine-tuned accuracies of the random cuts matched to ``criterion``."""
+    return _finetuned([r for r in rows if r["kind"] == "random" and r["matches"] == criterion])
 
 
 def block_claim_e(rows: list[dict]) -> tuple[str, str]:
     """SPEC 20's verdict on claim (e) for one block's rows at the block's epochs: holds, fails or undecided."""
     m_label = CRITERIA["M"].label
-    others: dict[str, list[float]] = {}
-    for record in rows:
-        if record["kind"] == "criterion" and record["criterion"] != m_label:
-            others.setdefault(record["criterion"], []).append(record["row"]["accuracy_finetuned"])
-    m = [r["row"]["accuracy_finetuned"] for r in rows if r["kind"] == "criterion" and r["criterion"] == m_label]
-    randoms = [r["row"]["accuracy_finetuned"] for r in rows if r["kind"] == "random" and r["matches"] == m_label]
+    criteria = {label: _finetuned(group) for label, group in _criteria(rows).items()}
     control = _accuracies(rows, "control")
-    if not m or not control:
+    if m_label not in criteria or not control:
         return "not measured yet", f"{len(rows)} rows"
-    verdict, why = claim_e(m, control, randoms, others)
+    m = criteria.pop(m_label)
+    verdict, why = claim_e(m, control, _matched(rows, m_label), criteria)
     return {True: "holds", False: "fails", None: "undecided"}[verdict], why
+
+
+def most_accurate(rows: list[dict]) -> str:
+    """The criterion whose seeds' mean is highest at this size, and how it stands against its random cuts."""
+    criteria = _criteria(rows)
+    if not criteria:
+        return "-"
+    label, group = max(criteria.items(), key=lambda item: statistics.mean(_finetuned(item[1])))
+    values, randoms, noise = _finetuned(group), _matched(rows, label), noise_level(_accuracies(rows, "control"))
+    versus = ("no random cut yet" if not randoms else "against random: no noise level yet" if noise is None else
+              against_random(values, randoms, noise))
+    return (f"{label} {statistics.mean(values):.2f} ({len(values)} seed{'s' * (len(values) != 1)}, "
+            f"{group[0]['row']['params_saved_pct']:.2f}% saved); {versus}")
+
+
+def most_saved(rows: list[dict]) -> str:
+    """Among a model's criteria (every target), the one at equal accuracy with the control (SPEC 20) that saves
+    most parameters, or why there is none."""
+    control = _accuracies(rows, "control")
+    noise = noise_level(control)
+    if noise is None:
+        return f"not judged yet (control seeds: {len(control)}; SPEC 20 needs 3)."
+    groups = [group for block_rows_ in _by_block(rows) for group in _criteria(block_rows_).values()]
+    equal = [group for group in groups if at_equal_accuracy(_finetuned(group), control, noise)]
+    if not equal:
+        closest = max(groups, key=lambda group: statistics.mean(_finetuned(group)), default=None)
+        return (f"no row so far (2 s = {2 * noise:.2f} points)" + (
+            f"; the closest, {closest[0]['criterion']} at {closest[0]['row']['params_saved_pct']:.2f}% saved, is "
+            f"{statistics.mean(_finetuned(closest)) - statistics.mean(control):+.2f} points from the control."
+            if closest else "."))
+    best = max(equal, key=lambda group: group[0]["row"]["params_saved_pct"])
+    return (f"{best[0]['criterion']} saves most, {best[0]['row']['params_saved_pct']:.2f}% of the parameters at "
+            f"{statistics.mean(_finetuned(best)) - statistics.mean(control):+.2f} points (block {best[0]['block']}, "
+            f"2 s = {2 * noise:.2f}).")
+
+
+def _by_block(rows: list[dict]) -> list[list[dict]]:
+    return [[r for r in rows if r["block"] == name] for name in dict.fromkeys(r["block"] for r in rows)]
 
 
 def _proxy_rank(rows: list[dict]) -> str:

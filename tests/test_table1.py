@@ -1,0 +1,80 @@
+"""examples/table1.py's tables and verdicts from hand-made records: a control shared between the blocks of one
+model, SPEC 20's words per row and per block, and the files regenerated from the records alone."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "examples"))
+table1 = pytest.importorskip("table1")
+
+M, Q, RANDOM = "M (ours)", "Lu et al.'s Q", "random (size-matched)"
+
+
+def record(block: str, kind: str, criterion: str, accuracy: float, seed: int = 0, saved: float = 57.0,
+           matches: str = "", model: str = "resnet56", epochs: int = 6, cut: str = "remove layer1.0") -> dict:
+    return {"block": block, "model": model, "kind": kind, "criterion": criterion, "matches": matches,
+            "cut": cut, "pruned_model": f"{model}+{cut}+{criterion}+{accuracy}", "seed": seed, "epochs": epochs,
+            "precision": "bf16", "wall_seconds": 60.0, "processor": "a processor", "threads": 2,
+            "row": {"accuracy_finetuned": accuracy, "params_saved_pct": 0.0 if kind == "control" else saved,
+                    "flops_saved_pct": 0.0 if kind == "control" else 70.0, "accuracy_proxy": accuracy - 60}}
+
+
+def controls(block: str = "1-resnet56-50") -> list[dict]:
+    return [record(block, "control", "unpruned", value, seed) for seed, value in enumerate((89.0, 90.0, 91.0))]
+
+
+def test_a_control_serves_every_block_of_its_model_and_epochs_once():
+    block1, block2, block3 = table1.BLOCKS[:3]
+    assert table1.control_block(block2) == block1 and table1.control_block(block3) == block3
+    rows = [*controls(), record("2-resnet56-30", "criterion", M, 88.5, saved=30.5)]
+    assert [r["kind"] for r in table1.block_rows(block2, rows)] == ["control"] * 3 + ["criterion"]
+    assert table1.block_rows(block3, rows) == []
+
+
+def test_block_verdicts_follow_spec_20():
+    rows = [*controls(), *(record("1-resnet56-50", "criterion", M, 89.5, seed) for seed in range(3)),
+            record("1-resnet56-50", "criterion", Q, 87.0),
+            *(record("1-resnet56-50", "random", RANDOM, value, matches=M) for value in (85.0, 87.25))]
+    assert table1.block_claim_e(rows) == ("holds", "M 89.50, control 90.00, s 1.000")
+    assert table1.most_accurate(rows) == f"{M} 89.50 (3 seeds, 57.00% saved); better than random"
+    assert table1.most_saved(rows) == f"{M} saves most, 57.00% of the parameters at -0.50 points (block " \
+        "1-resnet56-50, 2 s = 2.00)."
+    rows.append(record("1-resnet56-50", "criterion", "k-NN accuracy", 91.75))
+    assert table1.block_claim_e(rows) == ("fails", "k-NN accuracy above M by more than 2 s (s 1.000)")
+    assert table1.block_claim_e(controls()) == ("not measured yet", "3 rows")
+    assert table1.block_claim_e(rows[3:])[0] == "not measured yet"  # no control
+
+
+def test_the_table_and_findings_are_regenerated_from_the_records_alone(tmp_path):
+    records = tmp_path / "table1"
+    rows = [*controls(), record("1-resnet56-50", "criterion", M, 80.0),
+            record("2-resnet56-30", "criterion", Q, 88.75, saved=35.9),
+            record("2-resnet56-30", "random", RANDOM, 86.0, matches=Q, saved=35.9)]
+    for number, row in enumerate(rows):
+        folder = records / row["block"]
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{number}.json").write_text(json.dumps(row))
+    table, findings = tmp_path / "TABLE1.md", tmp_path / "FINDINGS.md"
+    table.write_text("# Table 1\n")
+    findings.write_text("# Findings\n")
+    table1.write_table(records, table)
+    table1.write_findings(records, findings)
+    text = table.read_text()
+    assert (records / "figure.png").stat().st_size > 10_000 and "](table1/figure.png)" in text
+    assert "| M (ours) | remove layer1.0 | 57.00% | 70.00% | 20.00 | 80.00 | 1 | -10.00 | below the control; 1 seed " \
+        "| 1.0 |" in text
+    assert "| Lu et al.'s Q | remove layer1.0 | 35.90% | 70.00% | 28.75 | 88.75 | 1 | -1.25 | equal accuracy with " \
+        "the control; better than random; 1 seed | 1.0 |" in text
+    assert "(control seeds: 3, the control of block 1-resnet56-50: the same training)" in text
+    assert "No row finished yet." in text  # blocks 3 and 4
+    text = findings.read_text()
+    assert "| 1-resnet56-50 | undecided | M 80.00 not at equal accuracy with the control 90.00, no random cut yet" \
+        in text
+    assert "- resnet56, at equal accuracy with the control: Lu et al.'s Q saves most, 35.90% of the parameters at " \
+        "-1.25 points (block 2-resnet56-30, 2 s = 2.00)." in text
+    assert "- resnet20, at equal accuracy with the control: not judged yet (control seeds: 0; SPEC 20 needs 3)." \
+        in text
