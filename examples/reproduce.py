@@ -7,8 +7,9 @@ Usage (from the repository root; about 15 minutes on a 2-core CPU):
 For each model: the full analysis (histograms over all 10,000 test images, N = 4000,
 |E| = 40000, Lu et al.'s Q on 5 x 500) with vertex seed 0, and the subgraph metrics again
 with vertex seeds 1 and 2 (their histograms use 500 samples only; they are not read), so
-M and Q can be shown with a band over vertex samples. Claim (e) is judged on the pruning table of
-examples/table1.py (``--pruning``, its output folder). Reruns resume what is complete.
+M and Q can be shown with a band over vertex samples. Claim (e) under a rule is judged on ``sepgraph prune``'s
+table when ``--pruning DIR`` holds one pruned results folder per model (``DIR/MODEL/pruning.csv``); at equal size
+it is the Table 1 run's (examples/table1.py, docs/FINDINGS.md). Reruns resume what is complete.
 The images are a lossy JPEG export of CIFAR-10 (quality 75): results are stated as such.
 """
 
@@ -38,8 +39,8 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list(WEIGHTS), choices=list(WEIGHTS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--pruning", default="results/table1",
-                        help="examples/table1.py's output folder, for claim (e) (default: results/table1)")
+    parser.add_argument("--pruning", default=None, metavar="DIR",
+                        help="claim (e) under a rule: DIR/MODEL is a results folder `sepgraph prune` ran on")
     args = parser.parse_args()
     data_dir, out = Path(args.data_dir), Path(args.out)
     data = f"npz:{data_dir}/cifar10-jpeg/cifar10_test.npz"
@@ -62,7 +63,7 @@ def main() -> None:
         model = build_model(name, dataset.num_classes, weights).model
         accuracy = evaluate(model, dataset, normalize="imagenet", device=args.device, progress=False).accuracy
         cuts = recommend(rows)
-        pruning = load_pruning(Path(args.pruning) / name / "analysis")
+        pruning = load_pruning(Path(args.pruning) / name) if args.pruning else None
         curves = {key: np.array([curve_values(run, key) for run in runs]) for key in PAPER_CURVES}
         figure = seed_bands(curves, [r.name for r in rows], f"{name} on {dataset.description}")
         figure.savefig(out / f"confidence_{name}.png", dpi=150)
@@ -72,8 +73,8 @@ def main() -> None:
             f"Criterion I (plateau, tau 0.02): M keeps up to {rows[cuts['M'].cut_index].name} "
             f"({len(cuts['M'].removed)} points removed); Q keeps up to {rows[cuts['lu_q'].cut_index].name} "
             f"({len(cuts['lu_q'].removed)} removed).",
-            f"Claim (e) from `{args.pruning}/{name}/analysis/pruning.csv` (examples/table1.py, docs/TABLE1.md)"
-            if pruning else "Claim (e) needs examples/table1.py's results (--pruning).",
+            f"Claim (e) under a rule from `{args.pruning}/{name}/pruning.csv` (`sepgraph prune`)" if pruning else
+            "Claim (e) at equal size: the Table 1 run (examples/table1.py, docs/FINDINGS.md).",
             f"Vertex seeds {', '.join(map(str, args.seeds))}: `confidence_{name}.png`; the full analysis, figures "
             f"and report: `{name}/seed{args.seeds[0]}/report.html`.",
             *(f"Beside M, on the same {vertices:,} vertices: {sentence}" for sentence in peer_sentences(rows)),
