@@ -433,8 +433,9 @@ def _short(cut: str, limit: int = 70) -> str:
 
 
 def accuracy_figure(rows: list[dict]) -> Figure:
-    """Per model, fine-tuned accuracy on the report half against parameters saved: a marker per criterion (its
-    seeds' mean, bars min-max), random cuts as a band per size, the control as a line with its seed spread."""
+    """Per model, fine-tuned accuracy on the report half against parameters saved: a marker per criterion and
+    target (its seeds' mean, bars min-max), random cuts as a band per size, the control as a line with its seed
+    spread."""
     epochs = {block.name: block.epochs for block in BLOCKS}
     rows = [record for record in rows if record["epochs"] == epochs.get(record["block"])]  # not the budget check
     models = list(dict.fromkeys(record["model"] for record in rows))
@@ -455,13 +456,15 @@ def accuracy_figure(rows: list[dict]) -> Figure:
         for size, values in by_size.items():
             axis.fill_between([size - 0.6, size + 0.6], min(values), max(values), color="0.6", alpha=0.4,
                               label="random cuts (min-max)" if size == next(iter(by_size)) else None)
-        for criterion in dict.fromkeys(r["criterion"] for r in mine if r["kind"] == "criterion"):
-            group = [r for r in mine if r["kind"] == "criterion" and r["criterion"] == criterion]
+        labelled: set[str] = set()
+        for block, criterion in dict.fromkeys((r["block"], r["criterion"]) for r in mine if r["kind"] == "criterion"):
+            group = [r for r in mine if r["kind"] == "criterion" and (r["block"], r["criterion"]) == (block, criterion)]
             values = [r["row"]["accuracy_finetuned"] for r in group]
             size = group[0]["row"]["params_saved_pct"]
             mean = statistics.mean(values)
             axis.errorbar([size], [mean], yerr=[[mean - min(values)], [max(values) - mean]], fmt="o", capsize=3,
-                          color=colours.get(criterion, "C7"), label=criterion)
+                          color=colours.get(criterion, "C7"), label=None if criterion in labelled else criterion)
+            labelled.add(criterion)
         axis.set_title(f"{model} ({mine[0]['epochs']} fine-tuning epochs)", fontsize=10)
         axis.set_xlabel("parameters saved (%)")
         axis.set_ylabel("accuracy on the report half (%)")

@@ -78,3 +78,19 @@ def test_the_table_and_findings_are_regenerated_from_the_records_alone(tmp_path)
         "-1.25 points (block 2-resnet56-30, 2 s = 2.00)." in text
     assert "- resnet20, at equal accuracy with the control: not judged yet (control seeds: 0; SPEC 20 needs 3)." \
         in text
+
+
+def test_the_figure_has_a_marker_per_criterion_and_target_and_one_legend_entry_each():
+    rows = [*controls(), record("1-resnet56-50", "criterion", M, 80.0, saved=57.0),
+            record("2-resnet56-30", "criterion", M, 86.0, saved=30.5),
+            record("2-resnet56-30", "criterion", Q, 87.0, saved=35.9),
+            record("2-resnet56-30", "random", RANDOM, 85.0, matches=M, saved=30.5),
+            record("3-resnet20-30", "criterion", M, 70.0, saved=46.4, model="resnet20", epochs=10),
+            record("3-resnet20-30", "criterion", M, 60.0, saved=46.4, model="resnet20", epochs=3)]
+    figure = table1.accuracy_figure(rows)
+    resnet56, resnet20 = figure.axes
+    assert sorted(bar.lines[0].get_xydata()[0].tolist() for bar in resnet56.containers) == \
+        [[30.5, 86.0], [35.9, 87.0], [57.0, 80.0]]
+    labels = resnet56.get_legend_handles_labels()[1]
+    assert sorted(labels) == sorted(["unpruned control", "random cuts (min-max)", M, Q])
+    assert [bar.lines[0].get_xydata()[0].tolist() for bar in resnet20.containers] == [[46.4, 70.0]]  # 10 epochs
