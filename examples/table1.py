@@ -34,6 +34,8 @@ from sepgraph.devices import processor, resolve_device
 from sepgraph.files import atomic_text, atomic_write
 from sepgraph.pruning.candidates import Candidate
 from sepgraph.pruning.criterion import CRITERIA
+from sepgraph.pruning.table import PruningRow
+from sepgraph.report.figures import pruning_tradeoff
 from sepgraph.reproduction.verdict import against_random, at_equal_accuracy, claim_e, noise_level, row_verdict
 from sepgraph.results.folder import is_complete
 from sepgraph.training.precision import native_bf16
@@ -433,44 +435,14 @@ def _short(cut: str, limit: int = 70) -> str:
 
 
 def accuracy_figure(rows: list[dict]) -> Figure:
-    """Per model, fine-tuned accuracy on the report half against parameters saved: a marker per criterion and
-    target (its seeds' mean, bars min-max), random cuts as a band per size, the control as a line with its seed
-    spread."""
+    """Per model, fine-tuned accuracy on the report half against parameters saved at the block's epochs (the
+    budget check left out), drawn as every ``sepgraph prune`` report draws it (``pruning_tradeoff``)."""
     epochs = {block.name: block.epochs for block in BLOCKS}
-    rows = [record for record in rows if record["epochs"] == epochs.get(record["block"])]  # not the budget check
-    models = list(dict.fromkeys(record["model"] for record in rows))
-    figure = Figure(figsize=(5.5 * len(models), 4.2), layout="constrained")
-    axes = figure.subplots(1, len(models), squeeze=False)[0]
-    colours = dict(zip([criterion.label for criterion in CRITERIA.values()],
-                       ("C0", "C1", "C2", "C3", "C4", "C5", "C6", "C8", "C9", "0.5"), strict=False))
-    for axis, model in zip(axes, models, strict=True):
-        mine = [record for record in rows if record["model"] == model]
-        control = _accuracies(mine, "control")
-        if control:
-            axis.axhline(statistics.mean(control), color="k", lw=1, label="unpruned control")
-            axis.axhspan(min(control), max(control), color="k", alpha=0.1)
-        by_size: dict[float, list[float]] = {}
-        for record in (r for r in mine if r["kind"] == "random"):
-            by_size.setdefault(round(record["row"]["params_saved_pct"], 2), []).append(
-                record["row"]["accuracy_finetuned"])
-        for size, values in by_size.items():
-            axis.fill_between([size - 0.6, size + 0.6], min(values), max(values), color="0.6", alpha=0.4,
-                              label="random cuts (min-max)" if size == next(iter(by_size)) else None)
-        labelled: set[str] = set()
-        for block, criterion in dict.fromkeys((r["block"], r["criterion"]) for r in mine if r["kind"] == "criterion"):
-            group = [r for r in mine if r["kind"] == "criterion" and (r["block"], r["criterion"]) == (block, criterion)]
-            values = [r["row"]["accuracy_finetuned"] for r in group]
-            size = group[0]["row"]["params_saved_pct"]
-            mean = statistics.mean(values)
-            axis.errorbar([size], [mean], yerr=[[mean - min(values)], [max(values) - mean]], fmt="o", capsize=3,
-                          color=colours.get(criterion, "C7"), label=None if criterion in labelled else criterion)
-            labelled.add(criterion)
-        axis.set_title(f"{model} ({mine[0]['epochs']} fine-tuning epochs)", fontsize=10)
-        axis.set_xlabel("parameters saved (%)")
-        axis.set_ylabel("accuracy on the report half (%)")
-        axis.legend(fontsize=7, loc="best")
-    figure.suptitle("Table 1 rows so far: CIFAR-10 test (JPEG q75 export), report half", fontsize=10)
-    return figure
+    rows = [record for record in rows if record["epochs"] == epochs.get(record["block"])]
+    panels = {f"{model} ({mine[0]['epochs']} fine-tuning epochs)": [PruningRow(**record["row"]) for record in mine]
+              for model in dict.fromkeys(record["model"] for record in rows)
+              for mine in [[record for record in rows if record["model"] == model]]}
+    return pruning_tradeoff(panels, "Table 1 rows so far: CIFAR-10 test (JPEG q75 export), report half")
 
 
 if __name__ == "__main__":

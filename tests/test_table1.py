@@ -3,9 +3,12 @@ model, SPEC 20's words per row and per block, and the files regenerated from the
 
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
+
+from conftest import pruning_row
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))
@@ -16,11 +19,15 @@ M, Q, RANDOM = "M (ours)", "Lu et al.'s Q", "random (size-matched)"
 
 def record(block: str, kind: str, criterion: str, accuracy: float, seed: int = 0, saved: float = 57.0,
            matches: str = "", model: str = "resnet56", epochs: int = 6, cut: str = "remove layer1.0") -> dict:
+    """A record as the driver writes it, its ``row`` a whole pruning.csv row."""
+    pruned = model if kind == "control" else f"{model}+{cut}+{criterion}+{accuracy}"
+    row = pruning_row(model=model, curve=criterion, kind=kind, cut=cut, pruned_model=pruned, seed=seed,
+                      finetune_epochs=epochs, accuracy_finetuned=accuracy, accuracy_proxy=accuracy - 60,
+                      params_saved_pct=0.0 if kind == "control" else saved, matches=matches,
+                      flops_saved_pct=0.0 if kind == "control" else 70.0)
     return {"block": block, "model": model, "kind": kind, "criterion": criterion, "matches": matches,
-            "cut": cut, "pruned_model": f"{model}+{cut}+{criterion}+{accuracy}", "seed": seed, "epochs": epochs,
-            "precision": "bf16", "wall_seconds": 60.0, "processor": "a processor", "threads": 2,
-            "row": {"accuracy_finetuned": accuracy, "params_saved_pct": 0.0 if kind == "control" else saved,
-                    "flops_saved_pct": 0.0 if kind == "control" else 70.0, "accuracy_proxy": accuracy - 60}}
+            "cut": cut, "pruned_model": pruned, "seed": seed, "epochs": epochs, "precision": "bf16",
+            "wall_seconds": 60.0, "processor": "a processor", "threads": 2, "row": asdict(row)}
 
 
 def controls(block: str = "1-resnet56-50") -> list[dict]:
@@ -92,5 +99,5 @@ def test_the_figure_has_a_marker_per_criterion_and_target_and_one_legend_entry_e
     assert sorted(bar.lines[0].get_xydata()[0].tolist() for bar in resnet56.containers) == \
         [[30.5, 86.0], [35.9, 87.0], [57.0, 80.0]]
     labels = resnet56.get_legend_handles_labels()[1]
-    assert sorted(labels) == sorted(["unpruned control", "random cuts (min-max)", M, Q])
+    assert labels == ["unpruned control (3 seeds)", "random cuts of the same size (lowest to highest)", M, Q]
     assert [bar.lines[0].get_xydata()[0].tolist() for bar in resnet20.containers] == [[46.4, 70.0]]  # 10 epochs

@@ -218,6 +218,8 @@ def test_target_cuts_with_magnitude_and_random_beside_the_control(trained_analys
     assert " matching M (ours)) |" in markdown and "Order of M (ours), first to go first" in markdown
     report = render_report(root / "analysis", ReportSettings()).read_text()
     assert "Order of weight magnitude, first to go first" in report and "matching M (ours)" in report
+    assert "Accuracy after fine-tuning against parameters saved" in report
+    assert (root / "analysis" / "figures" / "pruning.png").stat().st_size > 10_000
 
 
 def test_proxy_only_trains_nothing_and_writes_no_weights(trained_analysis, capsys):

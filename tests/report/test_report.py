@@ -125,3 +125,34 @@ def test_wrong_edges_stay_distinct_in_grayscale():
         return 0.299 * red + 0.587 * green + 0.114 * blue
 
     assert min(luminance(c) for c in class_colours(12)) - luminance(WRONG) > 0.2
+
+
+def test_the_pruning_figure_draws_each_cut_its_random_band_and_the_control():
+    from conftest import pruning_row
+    from sepgraph.report.figures import pruning_tradeoff
+
+    def row(kind, curve, accuracy, saved=0.0, seed=0, model="m", matches="", parameter=30.0):
+        return pruning_row(kind=kind, curve=curve, accuracy_finetuned=accuracy, params_saved_pct=saved, seed=seed,
+                           pruned_model=model, matches=matches, rule="" if kind == "control" else "target-params",
+                           parameter=None if kind == "control" else parameter)
+
+    rows = [row("control", "unpruned", value, seed=seed) for seed, value in enumerate((89.0, 90.0, 91.0))]
+    rows += [row("criterion", "M (ours)", value, 31.0, seed, "m+a") for seed, value in enumerate((86.0, 87.0, 88.0))]
+    rows += [row("criterion", "M (ours)", 80.0, 57.0, 0, "m+b", parameter=50.0),
+             row("criterion", "Lu et al.'s Q", 88.0, 36.0, 0, "m+c"),
+             row("random", "random (size-matched)", 84.0, 31.0, 0, "m+d", "M (ours)"),
+             row("random", "random (size-matched)", 85.5, 31.0, 0, "m+e", "M (ours)"),
+             row("criterion", "weight magnitude", None, 40.0, 0, "m+f")]  # not trained: left out
+    figure = pruning_tradeoff({"m, 6 epochs": rows}, "a title")
+    axis = figure.axes[0]
+    markers = sorted((bar.lines[0].get_xydata()[0].tolist(), bar.lines[2][0].get_segments()[0][:, 1].tolist())
+                     for bar in axis.containers)
+    assert markers == [([31.0, 87.0], [86.0, 88.0]), ([36.0, 88.0], [88.0, 88.0]), ([57.0, 80.0], [80.0, 80.0])]
+    handles, labels = axis.get_legend_handles_labels()
+    assert labels == ["unpruned control (3 seeds)", "random cuts of the same size (lowest to highest)", "M (ours)",
+                      "Lu et al.'s Q"]
+    band = axis.collections[0].get_paths()[0].vertices
+    assert (band[:, 0].min(), band[:, 0].max(), band[:, 1].min(), band[:, 1].max()) == (30.4, 31.6, 84.0, 85.5)
+    assert axis.lines[0].get_ydata()[0] == 90.0
+    empty = pruning_tradeoff({"nothing trained": rows[-1:]}, "t").axes[0]
+    assert not empty.containers and empty.get_legend() is None

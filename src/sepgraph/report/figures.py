@@ -17,7 +17,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from ..pruning.criterion import Cut
+from ..pruning.criterion import CRITERIA, Cut
+from ..pruning.table import PruningRow, rule_label
 from ..results.depth_table import DepthRow
 from ..results.dynamics_table import MEASURES, DynamicsRow
 from ..results.layer_row import LayerRow
@@ -32,6 +33,9 @@ and all print lighter than it."""
 
 OURS, LU = "#c0392b", "#1f4e9c"
 """The paper's Figure 10: our M in red, Lu et al.'s Q in blue (also told apart by line style)."""
+CRITERION_COLOURS = dict(zip((criterion.label for criterion in CRITERIA.values()),
+                             (OURS, LU, "C2", "C4", "C8", "C5", "C6", "C1", "C9", "0.5"), strict=False))
+"""One colour per criterion's label in the pruning figures, M and Q as in the curves."""
 
 
 def class_colours(count: int) -> list[tuple[float, float, float]]:
@@ -312,4 +316,50 @@ def two_curves(first: Sequence[LayerRow], second: Sequence[LayerRow], names: tup
     lines = axis.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
     figure.legend(lines, [line.get_label() for line in lines], loc="outside lower center", ncol=4, fontsize=8)
     axis.set_title(f"{title}\nmodularity curves of both models on the same data", fontsize=10)
+    return figure
+
+
+def pruning_tradeoff(panels: dict[str, Sequence[PruningRow]], title: str) -> Figure:
+    """Accuracy after fine-tuning against parameters saved (SPEC 19-20), one panel per entry: a marker per cut
+    (the mean of its seeds, bars from the lowest to the highest), the random cuts matched to one cut as a grey
+    band from their lowest to their highest accuracy at the size they share, and the unpruned control as a
+    line at its mean with a band over its seeds. Rows without a fine-tuned accuracy are left out.
+
+    Args:
+        panels: each panel's title and its rows (``pruning.csv``'s, any seeds and targets).
+    """
+    figure = Figure(figsize=(5.5 * len(panels), 4.4), layout="constrained")
+    for axis, (name, rows) in zip(figure.subplots(1, len(panels), squeeze=False)[0], panels.items(), strict=True):
+        trained = [row for row in rows if row.accuracy_finetuned is not None]
+        control = [row.accuracy_finetuned for row in trained if row.kind == "control"]
+        if control:
+            axis.axhline(float(np.mean(control)), color="k", lw=1,
+                         label=f"unpruned control ({len(control)} seed{'s' * (len(control) != 1)})")
+            axis.axhspan(min(control), max(control), color="k", alpha=0.1, lw=0)
+        randoms: dict[tuple[str, str], list[PruningRow]] = {}
+        cuts: dict[tuple, list[PruningRow]] = {}
+        for row in trained:
+            if row.kind == "random":
+                randoms.setdefault((row.matches, rule_label(row)), []).append(row)
+            elif row.kind != "control":
+                cuts.setdefault((row.kind, row.curve, rule_label(row), row.pruned_model), []).append(row)
+        for number, group in enumerate(randoms.values()):
+            size, values = group[0].params_saved_pct, [row.accuracy_finetuned for row in group]
+            axis.fill_between([size - 0.6, size + 0.6], min(values), max(values), color="0.6", alpha=0.45, lw=0,
+                              label="random cuts of the same size (lowest to highest)" if number == 0 else None)
+        labelled: set[str] = set()
+        for (kind, curve, _, _), group in cuts.items():
+            values = [row.accuracy_finetuned for row in group]
+            mean = float(np.mean(values))
+            label = curve + (" at equal units" if kind == "equal-units" else "")
+            axis.errorbar([group[0].params_saved_pct], [mean], yerr=[[mean - min(values)], [max(values) - mean]],
+                          fmt="s" if kind == "reference" else "o", capsize=3, color=CRITERION_COLOURS.get(curve, "C7"),
+                          label=None if label in labelled else label)
+            labelled.add(label)
+        axis.set_title(name, fontsize=10)
+        axis.set_xlabel("parameters saved (%)")
+        axis.set_ylabel("accuracy after fine-tuning (%)")
+        if trained:
+            axis.legend(fontsize=7, loc="best")
+    figure.suptitle(f"{title}\naccuracy against parameters saved, every cut trained alike (SPEC 19-20)", fontsize=10)
     return figure

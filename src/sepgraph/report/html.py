@@ -20,7 +20,7 @@ from ..analysis.compare import FOLDERS
 from ..errors import SepgraphError
 from ..files import atomic_text, atomic_write, file_sha256
 from ..pruning.criterion import Cut, check_rule, recommend
-from ..pruning.table import change_label, load_orders, load_pruning, percent, rule_label
+from ..pruning.table import PruningRow, change_label, load_orders, load_pruning, percent, rule_label
 from ..results.cka_table import CKA_FILE, load_cka_matrix
 from ..results.depth_table import DepthRow, load_depth
 from ..results.dynamics_table import load_dynamics
@@ -34,6 +34,7 @@ from .figures import (
     histogram_grid,
     histogram_heatmap,
     modularity_curves,
+    pruning_tradeoff,
     ring_graphs,
     two_curves,
 )
@@ -109,6 +110,14 @@ def render_report(path: str | Path, settings: ReportSettings | None = None) -> P
     if dynamics is not None:
         figures["dynamics"] = ("During training: M, Lu et al.'s Q and k-NN accuracy every few epochs (SPEC 17; "
                                f"{dynamics})", lambda: dynamics_heatmap(load_dynamics(dynamics), title))
+    pruning = _trained_pruning(path)
+    if pruning:
+        figures["pruning"] = ("Accuracy after fine-tuning against parameters saved: each cut (its seeds' mean, bars "
+                              "lowest to highest), the random cuts of its size as a band, the unpruned control as a "
+                              "line with its seeds' band (SPEC 19-20; pruning.csv)",
+                              lambda: pruning_tradeoff({f"{pruning[0].model}, {pruning[0].head_epochs} head + "
+                                                        f"{pruning[0].finetune_epochs} fine-tuning epochs": pruning},
+                                                       title))
     embedded = _drawn(figures, path / "figures", file_format, dpi)
     recommendation = {key: cut.as_dict() | {"kept_until": rows[cut.cut_index].name if cut.cut_index is not None
                                             else None} for key, cut in cuts.items()}
@@ -274,6 +283,15 @@ def _depth_html(depth: list[DepthRow] | None, units: list) -> str:
             "mean arccos(cos)/pi between a run's input and output. The lowest go first.</p>"
             f"<table class='facts'><thead>{head}</thead><tbody>{body}</tbody></table>"
             + (f"<p>The run of each length with the smallest angular distance:</p><ul>{runs}</ul>" if runs else ""))
+
+
+def _trained_pruning(results: Path) -> list[PruningRow]:
+    """``pruning.csv``'s rows when any was fine-tuned (none from an older sepgraph's table: the report says why)."""
+    try:
+        rows = load_pruning(results) or []
+    except SepgraphError:
+        return []
+    return rows if any(row.accuracy_finetuned is not None for row in rows) else []
 
 
 def _pruning_html(results: Path) -> str:
