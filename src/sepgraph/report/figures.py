@@ -320,15 +320,16 @@ def two_curves(first: Sequence[LayerRow], second: Sequence[LayerRow], names: tup
 
 
 def pruning_tradeoff(panels: dict[str, Sequence[PruningRow]], title: str) -> Figure:
-    """Accuracy after fine-tuning against parameters saved (SPEC 19-20), one panel per entry: a marker per cut
-    (the mean of its seeds, bars from the lowest to the highest), the random cuts matched to one cut as a grey
-    band from their lowest to their highest accuracy at the size they share, and the unpruned control as a
-    line at its mean with a band over its seeds. Rows without a fine-tuned accuracy are left out.
+    """Accuracy after fine-tuning against parameters saved (SPEC 19-20), one panel per entry: a marker per pruned
+    model (the mean of its seeds, bars from the lowest to the highest), named by every criterion that cut it; each
+    random cut as a grey cross, with a grey band from the lowest to the highest of those matched to one cut; the
+    unpruned control as a line at its mean with a band over its seeds. Rows without a fine-tuned accuracy are left
+    out.
 
     Args:
         panels: each panel's title and its rows (``pruning.csv``'s, any seeds and targets).
     """
-    figure = Figure(figsize=(5.5 * len(panels), 4.4), layout="constrained")
+    figure = Figure(figsize=(max(7.5, 5.5 * len(panels)), 4.6), layout="constrained")
     for axis, (name, rows) in zip(figure.subplots(1, len(panels), squeeze=False)[0], panels.items(), strict=True):
         trained = [row for row in rows if row.accuracy_finetuned is not None]
         control = [row.accuracy_finetuned for row in trained if row.kind == "control"]
@@ -337,29 +338,37 @@ def pruning_tradeoff(panels: dict[str, Sequence[PruningRow]], title: str) -> Fig
                          label=f"unpruned control ({len(control)} seed{'s' * (len(control) != 1)})")
             axis.axhspan(min(control), max(control), color="k", alpha=0.1, lw=0)
         randoms: dict[tuple[str, str], list[PruningRow]] = {}
-        cuts: dict[tuple, list[PruningRow]] = {}
+        cuts: dict[tuple[str, str], dict[str, dict[int, float]]] = {}
         for row in trained:
             if row.kind == "random":
                 randoms.setdefault((row.matches, rule_label(row)), []).append(row)
-            elif row.kind != "control":
-                cuts.setdefault((row.kind, row.curve, rule_label(row), row.pruned_model), []).append(row)
+            elif row.kind != "control":  # criteria that cut the same model share its marker
+                curve = row.curve + (" at equal units" if row.kind == "equal-units" else "")
+                cuts.setdefault((row.pruned_model, rule_label(row)), {}).setdefault(curve, {})[row.seed] = \
+                    row.accuracy_finetuned
         for number, group in enumerate(randoms.values()):
             size, values = group[0].params_saved_pct, [row.accuracy_finetuned for row in group]
-            axis.fill_between([size - 0.6, size + 0.6], min(values), max(values), color="0.6", alpha=0.45, lw=0,
-                              label="random cuts of the same size (lowest to highest)" if number == 0 else None)
-        labelled: set[str] = set()
-        for (kind, curve, _, _), group in cuts.items():
-            values = [row.accuracy_finetuned for row in group]
+            axis.fill_between([size - 0.6, size + 0.6], min(values), max(values), color="0.6", alpha=0.45, lw=0)
+            axis.plot([size] * len(values), values, "x", color="0.45", markersize=5, zorder=3,
+                      label="random cuts of the same size (band: lowest to highest)" if number == 0 else None)
+        for (model, _), curves in cuts.items():
+            values = list(next(iter(curves.values())).values())
+            size = next(row.params_saved_pct for row in trained if row.pruned_model == model)
             mean = float(np.mean(values))
-            label = curve + (" at equal units" if kind == "equal-units" else "")
-            axis.errorbar([group[0].params_saved_pct], [mean], yerr=[[mean - min(values)], [max(values) - mean]],
-                          fmt="s" if kind == "reference" else "o", capsize=3, color=CRITERION_COLOURS.get(curve, "C7"),
-                          label=None if label in labelled else label)
-            labelled.add(label)
+            axis.errorbar([size], [mean], yerr=[[mean - min(values)], [max(values) - mean]], fmt="o", capsize=3,
+                          color=CRITERION_COLOURS.get(next(iter(curves)).removesuffix(" at equal units"), "C7"),
+                          label=" = ".join(curves))
+        _unique_legend(axis)
         axis.set_title(name, fontsize=10)
         axis.set_xlabel("parameters saved (%)")
         axis.set_ylabel("accuracy after fine-tuning (%)")
-        if trained:
-            axis.legend(fontsize=7, loc="best")
-    figure.suptitle(f"{title}\naccuracy against parameters saved, every cut trained alike (SPEC 19-20)", fontsize=10)
+    figure.suptitle(f"{title}\naccuracy against parameters saved, every cut trained alike (SPEC 19-20)", fontsize=9)
     return figure
+
+
+def _unique_legend(axis) -> None:
+    """The axis's legend with each label once (a criterion cutting at two targets has two markers), if any."""
+    handles, labels = axis.get_legend_handles_labels()
+    unique = dict(zip(labels, handles, strict=True))
+    if unique:
+        axis.legend(unique.values(), unique.keys(), fontsize=7, loc="best")
