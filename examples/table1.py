@@ -384,8 +384,10 @@ def block_section(block: Block, rows: list[dict]) -> list[str]:
               "(points) | verdict (SPEC 20) | minutes |", "|---|---|---:|---:|---:|---|---:|---:|---|---:|"]
     control = _accuracies(main, "control")
     noise = noise_level(control)
+    trained: dict[str, str] = {}  # pruned model -> the criterion listed first with it (criteria cutting alike)
     for kind, criterion in dict.fromkeys((r["kind"], r["criterion"]) for r in main if r["kind"] != "random"):
         group = [r for r in main if (r["kind"], r["criterion"]) == (kind, criterion)]
+        same = trained.setdefault(group[0]["pruned_model"], criterion)
         values = [r["row"]["accuracy_finetuned"] for r in group]
         randoms = [r["row"]["accuracy_finetuned"] for r in main if r["kind"] == "random" and r["matches"] == criterion]
         first = group[0]["row"]
@@ -393,8 +395,9 @@ def block_section(block: Block, rows: list[dict]) -> list[str]:
         verdict = row_verdict(values, control, randoms) if kind != "control" else "-"
         lines.append(f"| {criterion} | {_short(group[0]['cut'])} | {first['params_saved_pct']:.2f}% | "
                      f"{first['flops_saved_pct']:.2f}% | {_number(first['accuracy_proxy'])} | {_spread(values)} | "
-                     f"{len(values)} | {change} | {verdict} | "
-                     f"{sum(r['wall_seconds'] for r in group) / 60:.1f} |")
+                     f"{len(values)} | {change} | {verdict} | " +
+                     (f"{sum(r['wall_seconds'] for r in group) / 60:.1f} |" if same == criterion else
+                      f"the same model as {same} |"))
         if randoms:
             lines.append(f"| random, matching {criterion} | {len(randoms)} cuts of its size classes | "
                          f"{first['params_saved_pct']:.2f}% | {first['flops_saved_pct']:.2f}% | - | "

@@ -59,6 +59,8 @@ def test_block_verdicts_follow_spec_20():
 def test_the_table_and_findings_are_regenerated_from_the_records_alone(tmp_path):
     records = tmp_path / "table1"
     rows = [*controls(), record("1-resnet56-50", "criterion", M, 80.0),
+            {**record("1-resnet56-50", "criterion", "CKA to the last point", 80.0), "pruned_model":
+             record("1-resnet56-50", "criterion", M, 80.0)["pruned_model"]},  # M's cut: trained once
             record("2-resnet56-30", "criterion", Q, 88.75, saved=35.9),
             record("2-resnet56-30", "random", RANDOM, 86.0, matches=Q, saved=35.9)]
     for number, row in enumerate(rows):
@@ -76,6 +78,8 @@ def test_the_table_and_findings_are_regenerated_from_the_records_alone(tmp_path)
         "| 1.0 |" in text
     assert "| Lu et al.'s Q | remove layer1.0 | 35.90% | 70.00% | 28.75 | 88.75 | 1 | -1.25 | equal accuracy with " \
         "the control; better than random; 1 seed | 1.0 |" in text
+    assert "| CKA to the last point | remove layer1.0 | 57.00% | 70.00% | 20.00 | 80.00 | 1 | -10.00 | below the " \
+        "control; 1 seed | the same model as M (ours) |" in text
     assert "(control seeds: 3, the control of block 1-resnet56-50: the same training)" in text
     assert "No row finished yet." in text  # blocks 3 and 4
     text = findings.read_text()
