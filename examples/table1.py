@@ -131,8 +131,9 @@ def run_plan(args: argparse.Namespace, records: Path, deadline: float) -> None:
     train = load_dataset(f"npz:{data_dir}/cifar10-jpeg/cifar10_train.npz")
     for block in (block for block in BLOCKS if block.name in args.blocks):
         folder = Path(args.out) / block.model
-        if _mixes_precision(records / block.name, precision):
-            print(f"{block.name}: its rows so far are in another precision than {precision}; skipped", flush=True)
+        if any(_mixes_precision(records / name, precision) for name in {block.name, control_block(block).name}):
+            print(f"{block.name}: its rows or its control so far are in another precision than {precision}; "
+                  "skipped", flush=True)
             continue
         weights, normalize = MODELS[block.model]
         if not is_complete(folder) or not (folder / "depth.csv").is_file():
@@ -154,7 +155,7 @@ def run_plan(args: argparse.Namespace, records: Path, deadline: float) -> None:
                 continue
             started = time.monotonic()
             trained = plan.row(row.candidate, _recipe(row.epochs, row.seed, precision))
-            record = {"block": block.name, "model": block.model, "target_params": block.target,
+            record = {"block": owner.name, "model": block.model, "target_params": block.target,
                       "criterion": row.candidate.curve, "kind": row.candidate.kind, "matches": row.candidate.matches,
                       "cut": row.candidate.cut, "pruned_model": str(row.candidate.spec), "seed": row.seed,
                       "epochs": row.epochs, "head_epochs": 1, "precision": precision,
@@ -180,9 +181,9 @@ def _recipe(epochs: int, seed: int, precision: str) -> Recipe:
 
 
 def planned_rows(block: Block, candidates: list[Candidate]) -> list[PlannedRow]:
-    """The block's rows in the order the verdict needs them: the control, M, Q and the random cuts matching M at the
-    first seed; the control's and the seeded criteria's other seeds; the random cuts matching the others; the
-    remaining criteria; the budget check last."""
+    """The block's rows in the order the verdict needs them: the control, the first two seeded criteria (else the
+    first two single ones) and the random cuts matching the first at the first seed; the control's and the seeded
+    criteria's other seeds; the random cuts matching the others; the remaining criteria; the budget check last."""
     label = {CRITERIA[key].label: key for key in CRITERIA}
     control = next(c for c in candidates if c.kind == "control")
     criteria = [c for c in candidates if c.kind == "criterion"]
@@ -217,10 +218,13 @@ def _estimate(row: PlannedRow, plan: PruningPlan, records: Path) -> float:
     median of what the records of this model on this processor imply (a row slowed by other work moves it little),
     else :data:`SECONDS_PER_EPOCH`."""
     share = plan.flops_share(row.candidate)
-    implied = [record["wall_seconds"] / ((record["epochs"] + 1) * max(1 - record["row"]["flops_saved_pct"] / 100,
-                                                                       0.05))
-               for record in load_records(records)
-               if record["model"] == row.block.model and record["processor"] == processor().describe()]
+    trained: dict[tuple, float] = {}  # a model read back by a second criterion took seconds: its first record counts
+    for record in load_records(records):
+        if record["model"] == row.block.model and record["processor"] == processor().describe():
+            key = (record["pruned_model"], record["seed"], record["epochs"])
+            kept = max(1 - record["row"]["flops_saved_pct"] / 100, 0.05)
+            trained[key] = max(trained.get(key, 0.0), record["wall_seconds"] / ((record["epochs"] + 1) * kept))
+    implied = list(trained.values())
     per_epoch = statistics.median(implied) if implied else SECONDS_PER_EPOCH[row.block.model]
     return (row.epochs + 1) * per_epoch * share * 1.1 + 0.1 * per_epoch
 
@@ -272,11 +276,28 @@ def write_findings(records: Path, findings: Path) -> None:
         lines.append(f"| {block.name} | {verdict} | {why} | {most_accurate(mains[block.name])} | "
                      f"{_proxy_rank(mains[block.name])} |")
     lines.append("")
+    for block in BLOCKS:
+        spread = seed_spread(mains[block.name])
+        if spread:
+            lines.append(f"- {block.name}: {spread}")
     for model in dict.fromkeys(block.model for block in BLOCKS):
         mine = list({id(record): record for block in BLOCKS if block.model == model  # a shared control once
                      for record in mains[block.name]}.values())
         lines.append(f"- {model}, at equal accuracy with the control: {most_saved(mine)}")
     replace_section(findings, FINDINGS_HEADING, lines)
+
+
+def seed_spread(rows: list[dict]) -> str:
+    """s (the control's seeds alone, SPEC 20) beside the spread of every criterion with as many seeds: where the
+    cuts' own seeds spread more, a single-seed difference of 2 s is weaker evidence than it reads."""
+    noise = noise_level(_accuracies(rows, "control"))
+    seeded = {label: statistics.stdev(_finetuned(group)) for label, group in _criteria(rows).items()
+              if noise is not None and len(group) >= SEEDS}
+    if not seeded:
+        return ""
+    return (f"s {noise:.3f} from the control's seeds; the cuts' own seeds: " +
+            ", ".join(f"{label} sd {value:.3f}" for label, value in seeded.items()) +
+            " (a single-seed difference of 2 s is weaker evidence where a cut's seeds spread more than s).")
 
 
 def _criteria(rows: list[dict]) -> dict[str, list[dict]]:
@@ -292,20 +313,27 @@ def _finetuned(rows: list[dict]) -> list[float]:
     return [record["row"]["accuracy_finetuned"] for record in rows]
 
 
-def _matched(rows: list[dict], criterion: str) -> list[float]:
-    """The fine-tuned accuracies of the random cuts matched to ``criterion``."""
-    return _finetuned([r for r in rows if r["kind"] == "random" and r["matches"] == criterion])
+def _matched(rows: list[dict], criterion: str, own: str) -> list[float]:
+    """The fine-tuned accuracies of the random cuts matched to ``criterion``, but for its own cut ``own`` (where
+    the size classes allow few cuts, every one is trained, the criterion's among them: SPEC 19-20)."""
+    return _finetuned([r for r in rows if r["kind"] == "random" and r["matches"] == criterion and
+                       r["pruned_model"] != own])
 
 
 def block_claim_e(rows: list[dict]) -> tuple[str, str]:
     """SPEC 20's verdict on claim (e) for one block's rows at the block's epochs: holds, fails or undecided."""
-    m_label = CRITERIA["M"].label
-    criteria = {label: _finetuned(group) for label, group in _criteria(rows).items()}
-    control = _accuracies(rows, "control")
+    m_label, q_label = CRITERIA["M"].label, CRITERIA["lu_q"].label
+    criteria, control = _criteria(rows), _accuracies(rows, "control")
     if m_label not in criteria or not control:
         return "not measured yet", f"{len(rows)} rows"
-    m = criteria.pop(m_label)
-    verdict, why = claim_e(m, control, _matched(rows, m_label), criteria)
+    own = criteria[m_label][0]["pruned_model"]
+    if q_label not in criteria:
+        return "undecided", "no row of Lu et al.'s Q yet"
+    if criteria[q_label][0]["pruned_model"] == own:
+        return "undecided", "M and Q cut the same units: one model, no difference to judge"
+    others = {label: _finetuned(group) for label, group in criteria.items()
+              if label != m_label and group[0]["pruned_model"] != own}  # a criterion cutting M's model is M's row
+    verdict, why = claim_e(_finetuned(criteria[m_label]), control, _matched(rows, m_label, own), others)
     return {True: "holds", False: "fails", None: "undecided"}[verdict], why
 
 
@@ -315,32 +343,37 @@ def most_accurate(rows: list[dict]) -> str:
     if not criteria:
         return "-"
     label, group = max(criteria.items(), key=lambda item: statistics.mean(_finetuned(item[1])))
-    values, randoms, noise = _finetuned(group), _matched(rows, label), noise_level(_accuracies(rows, "control"))
+    values, noise = _finetuned(group), noise_level(_accuracies(rows, "control"))
+    randoms = _matched(rows, label, group[0]["pruned_model"])
     versus = ("no random cut yet" if not randoms else "against random: no noise level yet" if noise is None else
               against_random(values, randoms, noise))
-    return (f"{label} {statistics.mean(values):.2f} ({len(values)} seed{'s' * (len(values) != 1)}, "
-            f"{group[0]['row']['params_saved_pct']:.2f}% saved); {versus}")
+    near = [name for name, other in criteria.items() if name != label and noise is not None and
+            at_equal_accuracy(_finetuned(other), values, noise)]
+    return (f"highest mean: {label} {statistics.mean(values):.2f} ({len(values)} seed{'s' * (len(values) != 1)}, "
+            f"{group[0]['row']['params_saved_pct']:.2f}% saved); {versus}" +
+            (f"; within 2 s of it: {', '.join(near)}" if near else ""))
 
 
 def most_saved(rows: list[dict]) -> str:
-    """Among a model's criteria (every target), the one at equal accuracy with the control (SPEC 20) that saves
-    most parameters, or why there is none."""
+    """Among a model's criteria (every target), the one at equal accuracy with the control (SPEC 20) or above it
+    that saves most parameters, or why there is none."""
     control = _accuracies(rows, "control")
     noise = noise_level(control)
     if noise is None:
         return f"not judged yet (control seeds: {len(control)}; SPEC 20 needs 3)."
     groups = [group for block_rows_ in _by_block(rows) for group in _criteria(block_rows_).values()]
-    equal = [group for group in groups if at_equal_accuracy(_finetuned(group), control, noise)]
+    equal = [group for group in groups if statistics.mean(_finetuned(group)) >= statistics.mean(control) - 2 * noise]
     if not equal:
-        closest = max(groups, key=lambda group: statistics.mean(_finetuned(group)), default=None)
+        closest = min(groups, key=lambda group: abs(statistics.mean(_finetuned(group)) - statistics.mean(control)),
+                      default=None)
         return (f"no row so far (2 s = {2 * noise:.2f} points)" + (
             f"; the closest, {closest[0]['criterion']} at {closest[0]['row']['params_saved_pct']:.2f}% saved, is "
             f"{statistics.mean(_finetuned(closest)) - statistics.mean(control):+.2f} points from the control."
             if closest else "."))
     best = max(equal, key=lambda group: group[0]["row"]["params_saved_pct"])
     return (f"{best[0]['criterion']} saves most, {best[0]['row']['params_saved_pct']:.2f}% of the parameters at "
-            f"{statistics.mean(_finetuned(best)) - statistics.mean(control):+.2f} points (block {best[0]['block']}, "
-            f"2 s = {2 * noise:.2f}).")
+            f"{statistics.mean(_finetuned(best)) - statistics.mean(control):+.2f} points ({len(best)} "
+            f"seed{'s' * (len(best) != 1)}, block {best[0]['block']}, 2 s = {2 * noise:.2f}).")
 
 
 def _by_block(rows: list[dict]) -> list[list[dict]]:
@@ -392,14 +425,17 @@ def block_section(block: Block, rows: list[dict]) -> list[str]:
         randoms = [r["row"]["accuracy_finetuned"] for r in main if r["kind"] == "random" and r["matches"] == criterion]
         first = group[0]["row"]
         change = f"{statistics.mean(values) - statistics.mean(control):+.2f}" if control and kind != "control" else "-"
-        verdict = row_verdict(values, control, randoms) if kind != "control" else "-"
+        own = group[0]["pruned_model"]
+        verdict = row_verdict(values, control, _matched(main, criterion, own)) if kind != "control" else "-"
         lines.append(f"| {criterion} | {_short(group[0]['cut'])} | {first['params_saved_pct']:.2f}% | "
                      f"{first['flops_saved_pct']:.2f}% | {_number(first['accuracy_proxy'])} | {_spread(values)} | "
                      f"{len(values)} | {change} | {verdict} | " +
                      (f"{sum(r['wall_seconds'] for r in group) / 60:.1f} |" if same == criterion else
                       f"the same model as {same} |"))
         if randoms:
-            lines.append(f"| random, matching {criterion} | {len(randoms)} cuts of its size classes | "
+            mine = sum(r["pruned_model"] == own for r in main if r["kind"] == "random" and r["matches"] == criterion)
+            lines.append(f"| random, matching {criterion} | {len(randoms)} cuts of its size classes"
+                         f"{' (one is its own cut: not counted in its verdict)' if mine else ''} | "
                          f"{first['params_saved_pct']:.2f}% | {first['flops_saved_pct']:.2f}% | - | "
                          f"{statistics.mean(randoms):.2f} [{min(randoms):.2f}, {max(randoms):.2f}] | 1 each | "
                          f"{statistics.mean(randoms) - statistics.mean(control):+.2f} | - | "
@@ -425,7 +461,7 @@ def _spread(values: list[float]) -> str:
     if len(values) == 1:
         return f"{values[0]:.2f}"
     if len(values) == 2:
-        return f"{values[0]:.2f}, {values[1]:.2f}"
+        return f"{values[0]:.2f}, {values[1]:.2f} (range {abs(values[0] - values[1]):.2f})"
     return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
 
 

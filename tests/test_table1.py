@@ -47,18 +47,26 @@ def test_block_verdicts_follow_spec_20():
             record("1-resnet56-50", "criterion", Q, 87.0),
             *(record("1-resnet56-50", "random", RANDOM, value, matches=M) for value in (85.0, 87.25))]
     assert table1.block_claim_e(rows) == ("holds", "M 89.50, control 90.00, s 1.000")
-    assert table1.most_accurate(rows) == f"{M} 89.50 (3 seeds, 57.00% saved); better than random"
-    assert table1.most_saved(rows) == f"{M} saves most, 57.00% of the parameters at -0.50 points (block " \
+    assert table1.most_accurate(rows) == f"highest mean: {M} 89.50 (3 seeds, 57.00% saved); better than random"
+    assert table1.most_saved(rows) == f"{M} saves most, 57.00% of the parameters at -0.50 points (3 seeds, block " \
         "1-resnet56-50, 2 s = 2.00)."
+    same = {**record("1-resnet56-50", "criterion", "CKA to the last point", 89.5), "pruned_model":
+            rows[3]["pruned_model"]}  # M's own model: M's row, not a rival it would have to beat
+    own = {**record("1-resnet56-50", "random", RANDOM, 89.5, matches=M), "pruned_model": rows[3]["pruned_model"]}
+    assert table1.block_claim_e([*rows, same, own]) == ("holds", "M 89.50, control 90.00, s 1.000")
     rows.append(record("1-resnet56-50", "criterion", "k-NN accuracy", 91.75))
     assert table1.block_claim_e(rows) == ("fails", "k-NN accuracy above M by more than 2 s (s 1.000)")
+    without_q = [row for row in rows if row["criterion"] != Q]
+    assert table1.block_claim_e(without_q) == ("undecided", "no row of Lu et al.'s Q yet")
+    same_q = [{**row, "pruned_model": rows[3]["pruned_model"]} if row["criterion"] == Q else row for row in rows]
+    assert table1.block_claim_e(same_q)[1] == "M and Q cut the same units: one model, no difference to judge"
     assert table1.block_claim_e(controls()) == ("not measured yet", "3 rows")
     assert table1.block_claim_e(rows[3:])[0] == "not measured yet"  # no control
 
 
 def test_the_table_and_findings_are_regenerated_from_the_records_alone(tmp_path):
     records = tmp_path / "table1"
-    rows = [*controls(), record("1-resnet56-50", "criterion", M, 80.0),
+    rows = [*controls(), record("1-resnet56-50", "criterion", M, 80.0), record("1-resnet56-50", "criterion", Q, 81.0),
             {**record("1-resnet56-50", "criterion", "CKA to the last point", 80.0), "pruned_model":
              record("1-resnet56-50", "criterion", M, 80.0)["pruned_model"]},  # M's cut: trained once
             record("2-resnet56-30", "criterion", Q, 88.75, saved=35.9),
@@ -83,10 +91,11 @@ def test_the_table_and_findings_are_regenerated_from_the_records_alone(tmp_path)
     assert "(control seeds: 3, the control of block 1-resnet56-50: the same training)" in text
     assert "No row finished yet." in text  # blocks 3 and 4
     text = findings.read_text()
-    assert "| 1-resnet56-50 | undecided | M 80.00 not at equal accuracy with the control 90.00, no random cut yet" \
-        in text
+    assert "| 1-resnet56-50 | undecided | M 80.00 not at equal accuracy with the control 90.00, no random cut yet, " \
+        "not above Lu et al.'s Q by 2 s (s 1.000) | highest mean: Lu et al.'s Q 81.00 (1 seed, 57.00% saved); no " \
+        "random cut yet; within 2 s of it: M (ours)" in text
     assert "- resnet56, at equal accuracy with the control: Lu et al.'s Q saves most, 35.90% of the parameters at " \
-        "-1.25 points (block 2-resnet56-30, 2 s = 2.00)." in text
+        "-1.25 points (1 seed, block 2-resnet56-30, 2 s = 2.00)." in text
     assert "- resnet20, at equal accuracy with the control: not judged yet (control seeds: 0; SPEC 20 needs 3)." \
         in text
 
@@ -105,3 +114,19 @@ def test_the_figure_has_a_marker_per_criterion_and_target_and_one_legend_entry_e
     labels = [text.get_text() for text in resnet56.get_legend().get_texts()]
     assert labels == ["unpruned control (3 seeds)", "random cuts of the same size (band: lowest to highest)", M, Q]
     assert [bar.lines[0].get_xydata()[0].tolist() for bar in resnet20.containers] == [[46.4, 70.0]]  # 10 epochs
+
+
+def test_the_estimate_counts_each_trained_model_once(tmp_path, monkeypatch):
+    class Plan:
+        def flops_share(self, candidate):
+            return 0.5
+
+    monkeypatch.setattr(table1, "processor", lambda: type("P", (), {"describe": lambda self: "a processor"})())
+    folder = tmp_path / "1-resnet56-50"
+    folder.mkdir()
+    first = {**record("1-resnet56-50", "criterion", M, 80.0), "wall_seconds": 7 * 100.0 * 0.3}  # 100 s per epoch
+    again = {**first, "criterion": "CKA to the last point", "wall_seconds": 2.0}  # read back: seconds
+    for number, row in enumerate((first, again)):
+        (folder / f"{number}.json").write_text(json.dumps(row))
+    row = table1.PlannedRow(table1.BLOCKS[0], candidate=None, seed=0, epochs=6)
+    assert table1._estimate(row, Plan(), tmp_path) == pytest.approx(7 * 100.0 * 0.5 * 1.1 + 10.0)

@@ -143,7 +143,8 @@ def test_the_pruning_figure_draws_each_cut_its_random_band_and_the_control():
              row("random", "random (size-matched)", 84.0, 31.0, 0, "m+d", "M (ours)"),
              row("random", "random (size-matched)", 85.5, 31.0, 0, "m+e", "M (ours)"),
              row("criterion", "weight magnitude", None, 40.0, 0, "m+f"),  # not trained: left out
-             row("criterion", "k-NN accuracy", 88.0, 36.0, 0, "m+c")]  # Q's cut: one marker for both
+             row("criterion", "k-NN accuracy", 88.0, 36.0, 0, "m+c"),  # Q's cut: one marker for both
+             row("criterion", "CKA to the last point", 87.0, 31.0, 1, "m+a")]  # M's cut at one of its seeds
     figure = pruning_tradeoff({"m, 6 epochs": rows}, "a title")
     axis = figure.axes[0]
     markers = sorted((bar.lines[0].get_xydata()[0].tolist(), bar.lines[2][0].get_segments()[0][:, 1].tolist())
@@ -151,10 +152,11 @@ def test_the_pruning_figure_draws_each_cut_its_random_band_and_the_control():
     assert markers == [([31.0, 87.0], [86.0, 88.0]), ([36.0, 88.0], [88.0, 88.0]), ([57.0, 80.0], [80.0, 80.0])]
     labels = [text.get_text() for text in axis.get_legend().get_texts()]
     assert labels == ["unpruned control (3 seeds)", "random cuts of the same size (band: lowest to highest)",
-                      "M (ours)", "Lu et al.'s Q = k-NN accuracy"]
+                      "M (ours) = CKA to the last point", "M (ours)", "Lu et al.'s Q = k-NN accuracy"]
     assert sorted(axis.lines[1].get_ydata()) == [84.0, 85.5]  # each random cut a cross
     band = axis.collections[0].get_paths()[0].vertices
     assert (band[:, 0].min(), band[:, 0].max(), band[:, 1].min(), band[:, 1].max()) == (30.4, 31.6, 84.0, 85.5)
     assert axis.lines[0].get_ydata()[0] == 90.0
-    empty = pruning_tradeoff({"nothing trained": rows[-2:-1]}, "t").axes[0]
+    empty = pruning_tradeoff({"nothing trained": [row for row in rows if row.accuracy_finetuned is None]},
+                             "t").axes[0]
     assert not empty.containers and empty.get_legend() is None

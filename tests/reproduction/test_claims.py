@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -67,9 +69,14 @@ def test_claim_e_is_undecided_until_the_control_has_three_seeds_and_pools_each_r
     # M's seeds average -2.00 against Q's 0.00: exactly 2 s below, still at equal accuracy
     table = [*controls(89.0, 90.0, 91.0), *m, *q]
     assert evaluate_claims(rows, table)[4].confirmed is True
-    assert "M saves 40.00% at -2.00 vs control, Q 20.00% at +0.00" in evaluate_claims(rows, table)[4].evidence
+    assert "M saves 40.00% at -2.00 vs control, Q 20.00% at +0.00 (3 and 3 seeds)" in \
+        evaluate_claims(rows, table)[4].evidence
     table = [*controls(89.0, 90.0, 91.0), *m[:1], *q]  # M's one seed 4 s below Q
     assert evaluate_claims(rows, table)[4].confirmed is False
+    no_control = evaluate_claims(rows, [*m, *q])[4]
+    assert no_control.confirmed is None and no_control.evidence == "undecided: the table has no trained control"
+    untrained = [*controls(89.0, 90.0, 91.0), replace(m[0], accuracy_finetuned=None), *q[:1]]
+    assert "delta (0.02): not fine-tuned" in evaluate_claims(rows, untrained)[4].evidence
 
 
 def test_more_parameters_saved_at_a_worse_accuracy_does_not_confirm_claim_e():

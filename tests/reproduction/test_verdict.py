@@ -42,9 +42,9 @@ def test_random_needs_every_cut_beaten_by_more_than_two_s():
 
 
 def test_a_row_reads_undecided_until_the_control_has_three_seeds():
-    assert row_verdict([80.0, 80.1, 80.2], [89.62, 89.68], [70.0]) == \
-        "undecided (3 seeds, control 2; no noise level)"
-    assert row_verdict([80.0], [90.0], []) == "undecided (1 seed, control 1; no noise level)"
+    assert row_verdict([80.0, 80.1, 80.2], [89.62, 89.68], [70.0]) == "undecided (2 seeds)"
+    assert row_verdict([80.0], [90.0], []) == "undecided (1 seed; no noise level)"
+    assert row_verdict([80.0], [], []) == "undecided (no control yet)"
 
 
 def test_a_row_with_fewer_seeds_than_the_control_is_judged_and_says_so():
@@ -64,6 +64,11 @@ def test_claim_e_holds_only_at_equal_accuracy_better_than_random_and_above_every
     assert verdict is None and "no random cut yet" in why
 
 
+def test_another_criterion_exactly_two_s_above_m_neither_fails_nor_lets_the_claim_hold():
+    verdict, why = claim_e([89.0], CONTROL, [80.0], {"Lu et al.'s Q": [91.0]})
+    assert verdict is None and "not above Lu et al.'s Q by 2 s" in why
+
+
 def test_claim_e_fails_when_another_criterion_or_chance_is_above_m_by_more_than_two_s():
     verdict, why = claim_e([80.0], CONTROL, [70.0], {"Lu et al.'s Q": [82.25], "k-NN accuracy": [81.0]})
     assert verdict is False and why == "Lu et al.'s Q above M by more than 2 s (s 1.000)"
@@ -74,4 +79,4 @@ def test_claim_e_fails_when_another_criterion_or_chance_is_above_m_by_more_than_
 def test_claim_e_without_a_noise_level_or_rows_decides_nothing():
     assert claim_e([], CONTROL, [], {}) == (None, "not measured yet")
     verdict, why = claim_e([79.66, 80.12, 79.72], [89.62, 89.68], [81.04], {"Q": [50.0]})
-    assert verdict is None and why == "M 79.83 (3 seeds), control 89.65 (2 seeds; no noise level yet)"
+    assert verdict is None and why == "undecided (2 seeds): M 79.83 (3 seeds), control 89.65"

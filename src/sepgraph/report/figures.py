@@ -352,7 +352,7 @@ def pruning_tradeoff(panels: dict[str, Sequence[PruningRow]], title: str) -> Fig
             axis.plot([size] * len(values), values, "x", color="0.45", markersize=5, zorder=3,
                       label="random cuts of the same size (band: lowest to highest)" if number == 0 else None)
         for (model, _), curves in cuts.items():
-            values = list(next(iter(curves.values())).values())
+            values = list({seed: value for seeds in curves.values() for seed, value in seeds.items()}.values())
             size = next(row.params_saved_pct for row in trained if row.pruned_model == model)
             mean = float(np.mean(values))
             axis.errorbar([size], [mean], yerr=[[mean - min(values)], [max(values) - mean]], fmt="o", capsize=3,

@@ -121,18 +121,27 @@ def _pruning_claim(table: Sequence[PruningRow] | None) -> Claim:
     if not table:
         return Claim("e", text, None, "not measured here: needs `sepgraph prune`'s table (examples/table1.py)",
                      measured=False)
-    control = _seeds_of(table, next(row for row in table if row.kind == "control"))
+    first = next((row for row in table if row.kind == "control"), None)
+    control = _seeds_of(table, first) if first else []
+    if not control:
+        return Claim("e", text, None, "undecided: the table has no trained control")
     noise = noise_level(control)
     verdicts, evidence = [], []
     for name, m, q in curve_pairs(list(table)):
         if m.pruned_model == q.pruned_model:
             evidence.append(f"{name}: the same cut ({m.params_saved_pct:.2f}% saved)")
             continue
-        m_mean, q_mean = statistics.mean(_seeds_of(table, m)), statistics.mean(_seeds_of(table, q))
+        m_seeds, q_seeds = _seeds_of(table, m), _seeds_of(table, q)
+        if not m_seeds or not q_seeds:
+            evidence.append(f"{name}: not fine-tuned")
+            continue
+        m_mean, q_mean = statistics.mean(m_seeds), statistics.mean(q_seeds)
         if noise is not None:
             verdicts.append(m.params_saved_pct > q.params_saved_pct and m_mean >= q_mean - 2 * noise)
         evidence.append(f"{name}: M saves {m.params_saved_pct:.2f}% at {m_mean - statistics.mean(control):+.2f} vs "
-                        f"control, Q {q.params_saved_pct:.2f}% at {q_mean - statistics.mean(control):+.2f}")
+                        f"control, Q {q.params_saved_pct:.2f}% at {q_mean - statistics.mean(control):+.2f}"
+                        + ("" if len(m_seeds) == len(q_seeds) == 1 else
+                           f" ({len(m_seeds)} and {len(q_seeds)} seeds)"))
     epochs = table[0].finetune_epochs
     evidence.append(f"every row fine-tuned {epochs} epochs; " + (
         f"equal accuracy = within 2 s, s {noise:.3f} over {len(control)} control seeds (SPEC 20)" if noise is not None

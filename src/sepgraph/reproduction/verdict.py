@@ -35,13 +35,20 @@ def against_random(values: Sequence[float], randoms: Sequence[float], noise: flo
     return INDISTINGUISHABLE
 
 
+def undecided(control_seeds: int) -> str:
+    """SPEC 20's words for every verdict while the control has fewer than :data:`SEEDS_FOR_NOISE` seeds."""
+    return ("undecided (no control yet)" if control_seeds == 0 else "undecided (1 seed; no noise level)"
+            if control_seeds == 1 else f"undecided ({control_seeds} seeds)")
+
+
 def row_verdict(values: Sequence[float], control: Sequence[float], randoms: Sequence[float]) -> str:
-    """A criterion's row in words: against the control, then against its matched random cuts (if any); the row's
-    seed count when it has fewer than the control; ``undecided`` while s is not measured."""
+    """A criterion's row in words: against the control, then against its matched random cuts (if any; a random
+    cut that is the criterion's own cut is the caller's to leave out); the row's seed count when it has fewer
+    than the control; :func:`undecided` while s is not measured."""
     noise = noise_level(control)
-    seeds = f"{len(values)} seed{'s' * (len(values) != 1)}"
     if noise is None:
-        return f"undecided ({seeds}, control {len(control)}; no noise level)"
+        return undecided(len(control))
+    seeds = f"{len(values)} seed{'s' * (len(values) != 1)}"
     mean, reference = statistics.mean(values), statistics.mean(control)
     words = ["equal accuracy with the control" if at_equal_accuracy(values, control, noise) else
              "below the control" if mean < reference else "above the control"]
@@ -58,17 +65,21 @@ def claim_e(m: Sequence[float], control: Sequence[float], randoms: Sequence[floa
     above every other criterion by more than 2 s; fails (False) when another criterion is above M by more than
     2 s or M is worse than random; otherwise undecided (None). Returns the verdict and the reason in words.
 
+    At one size means at one target (SPEC 19): every criterion's cut at that target, each reporting the size it
+    reached. A criterion whose cut is M's own model is M's row, not another: the caller leaves it out of
+    ``others``, as it leaves M's own cut out of ``randoms``.
+
     Args:
         m: M's accuracies, one per seed; control: the unpruned control's; randoms: the random cuts matched to M;
-        others: every other criterion's accuracies at the same size, by label.
+        others: every other criterion's accuracies at the same target, by label; Q's among them.
     """
     if not m or not control:
         return None, "not measured yet"
     noise = noise_level(control)
     mean, reference = statistics.mean(m), statistics.mean(control)
     if noise is None:
-        return None, (f"M {mean:.2f} ({len(m)} seed{'s' * (len(m) != 1)}), control {reference:.2f} "
-                      f"({len(control)} seed{'s' * (len(control) != 1)}; no noise level yet)")
+        return None, (f"{undecided(len(control))}: M {mean:.2f} ({len(m)} seed{'s' * (len(m) != 1)}), control "
+                      f"{reference:.2f}")
     above = [name for name, values in others.items() if statistics.mean(values) > mean + 2 * noise]
     versus = against_random(m, randoms, noise) if randoms else "no random cut yet"
     if above or versus == WORSE:
