@@ -277,14 +277,26 @@ def write_findings(records: Path, findings: Path) -> None:
                      f"{_proxy_rank(mains[block.name])} |")
     lines.append("")
     for block in BLOCKS:
-        spread = seed_spread(mains[block.name])
-        if spread:
-            lines.append(f"- {block.name}: {spread}")
+        lines += [f"- {block.name}: {text}" for text in (flops_range(mains[block.name]),
+                                                          seed_spread(mains[block.name])) if text]
     for model in dict.fromkeys(block.model for block in BLOCKS):
         mine = list({id(record): record for block in BLOCKS if block.model == model  # a shared control once
                      for record in mains[block.name]}.values())
         lines.append(f"- {model}, at equal accuracy with the control: {most_saved(mine)}")
     replace_section(findings, FINDINGS_HEADING, lines)
+
+
+def flops_range(rows: list[dict]) -> str:
+    """How far apart the criteria's cuts at one parameter target are in FLOPs saved: the same size in parameters
+    can be a very different model to run."""
+    saved = {label: group[0]["row"]["flops_saved_pct"] for label, group in _criteria(rows).items()}
+    if len(saved) < 2:
+        return ""
+    low, high = min(saved, key=saved.get), max(saved, key=saved.get)
+    if saved[low] == saved[high]:
+        return f"at this parameter target every cut saves {saved[low]:.2f}% of the FLOPs."
+    return (f"at this parameter target the cuts save from {saved[low]:.2f}% of the FLOPs ({low}) to "
+            f"{saved[high]:.2f}% ({high}).")
 
 
 def seed_spread(rows: list[dict]) -> str:
@@ -349,8 +361,10 @@ def most_accurate(rows: list[dict]) -> str:
               against_random(values, randoms, noise))
     near = [name for name, other in criteria.items() if name != label and noise is not None and
             at_equal_accuracy(_finetuned(other), values, noise)]
+    first = group[0]["row"]
     return (f"highest mean: {label} {statistics.mean(values):.2f} ({len(values)} seed{'s' * (len(values) != 1)}, "
-            f"{group[0]['row']['params_saved_pct']:.2f}% saved); {versus}" +
+            f"{first['params_saved_pct']:.2f}% of the parameters and {first['flops_saved_pct']:.2f}% of the FLOPs "
+            f"saved); {versus}" +
             (f"; within 2 s of it: {', '.join(near)}" if near else ""))
 
 

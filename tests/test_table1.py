@@ -47,7 +47,12 @@ def test_block_verdicts_follow_spec_20():
             record("1-resnet56-50", "criterion", Q, 87.0),
             *(record("1-resnet56-50", "random", RANDOM, value, matches=M) for value in (85.0, 87.25))]
     assert table1.block_claim_e(rows) == ("holds", "M 89.50, control 90.00, s 1.000")
-    assert table1.most_accurate(rows) == f"highest mean: {M} 89.50 (3 seeds, 57.00% saved); better than random"
+    assert table1.flops_range(rows) == "at this parameter target every cut saves 70.00% of the FLOPs."
+    lean = {**rows[-3], "criterion": "weight magnitude", "row": {**rows[-3]["row"], "flops_saved_pct": 26.3}}
+    assert table1.flops_range([*rows, lean]) == "at this parameter target the cuts save from 26.30% of the FLOPs " \
+        f"(weight magnitude) to 70.00% ({M})."
+    assert table1.most_accurate(rows) == f"highest mean: {M} 89.50 (3 seeds, 57.00% of the parameters and 70.00% " \
+        "of the FLOPs saved); better than random"
     assert table1.most_saved(rows) == f"{M} saves most, 57.00% of the parameters at -0.50 points (3 seeds, block " \
         "1-resnet56-50, 2 s = 2.00)."
     same = {**record("1-resnet56-50", "criterion", "CKA to the last point", 89.5), "pruned_model":
@@ -92,8 +97,8 @@ def test_the_table_and_findings_are_regenerated_from_the_records_alone(tmp_path)
     assert "No row finished yet." in text  # blocks 3 and 4
     text = findings.read_text()
     assert "| 1-resnet56-50 | undecided | M 80.00 not at equal accuracy with the control 90.00, no random cut yet, " \
-        "not above Lu et al.'s Q by 2 s (s 1.000) | highest mean: Lu et al.'s Q 81.00 (1 seed, 57.00% saved); no " \
-        "random cut yet; within 2 s of it: M (ours)" in text
+        "not above Lu et al.'s Q by 2 s (s 1.000) | highest mean: Lu et al.'s Q 81.00 (1 seed, 57.00% of the " \
+        "parameters and 70.00% of the FLOPs saved); no random cut yet; within 2 s of it: M (ours)" in text
     assert "- resnet56, at equal accuracy with the control: Lu et al.'s Q saves most, 35.90% of the parameters at " \
         "-1.25 points (1 seed, block 2-resnet56-30, 2 s = 2.00)." in text
     assert "- resnet20, at equal accuracy with the control: not judged yet (control seeds: 0; SPEC 20 needs 3)." \
