@@ -35,8 +35,8 @@ from sepgraph.files import atomic_text, atomic_write
 from sepgraph.pruning.candidates import Candidate
 from sepgraph.pruning.criterion import CRITERIA
 from sepgraph.pruning.table import PruningRow
+from sepgraph.pruning.verdict import against_random, at_equal_accuracy, claim_e, noise_level, row_verdict
 from sepgraph.report.figures import pruning_tradeoff
-from sepgraph.reproduction.verdict import against_random, at_equal_accuracy, claim_e, noise_level, row_verdict
 from sepgraph.results.folder import is_complete
 from sepgraph.training.precision import native_bf16
 

@@ -16,6 +16,7 @@ from ..errors import SepgraphError
 from ..files import atomic_text
 from ..training.recipe import Recipe
 from .criterion import CRITERIA, PAPER_CURVES
+from .verdict import row_verdict
 
 CONTROL = "unpruned"
 """The ``curve`` of the control row: the original model trained like every pruned row."""
@@ -214,10 +215,12 @@ def _outcome(row: PruningRow) -> str:
 def pruning_markdown(table: list[PruningRow], recipe: Recipe | None = None,
                      orders: dict[str, list[str]] | None = None) -> str:
     """The comparison as a Markdown table with the control marked and every row's change against it (a row trained
-    with several seeds as mean ± sample standard deviation); the random cuts matched to one row as one line of means
-    and ranges; then each criterion's order of the units."""
+    with several seeds as mean ± sample standard deviation) and its verdict by SPEC 20's rules; the random cuts
+    matched to one row as one line of means and ranges; then each criterion's order of the units."""
     lines = ["| curve | rule (tau or target %) | cut | accuracy (%): original / proxy / head refit / fine-tuned | "
-             "vs control | parameters saved | FLOPs saved | pruned model |", "|---|---|---|---|---:|---:|---:|---|"]
+             "vs control | verdict (SPEC 20) | parameters saved | FLOPs saved | pruned model |",
+             "|---|---|---|---|---:|---|---:|---:|---|"]
+    control = [row.accuracy_finetuned for row in table if row.kind == "control" and row.accuracy_finetuned is not None]
     randoms: dict[tuple[str, str], list[PruningRow]] = {}
     for row in table:
         if row.kind == "random":
@@ -232,6 +235,7 @@ def pruning_markdown(table: list[PruningRow], recipe: Recipe | None = None,
             f"| {curve} | {rule_label(row)} | {row.cut} | {row.accuracy_original:.2f} / "
             f"{_over_seeds([r.accuracy_proxy for r in seeds])} / {_over_seeds([r.accuracy_head_refit for r in seeds])} "
             f"/ {_over_seeds([r.accuracy_finetuned for r in seeds])} | {change} | "
+            f"{_row_verdict(seeds, control, randoms.get((curve, rule_label(row)), []))} | "
             f"{row.params_saved_pct:.2f}% ({row.params_original:,} -> {row.params_pruned:,}) | "
             f"{row.flops_saved_pct:.2f}% | `{row.pruned_model}` |")
         group = randoms.pop((curve, rule_label(row)), None)  # the random cuts matched to it, beside it
@@ -283,6 +287,16 @@ def _over_seeds(values: list[float | None], signed: bool = False) -> str:
     return f"{mean:{sign}.2f} ± {deviation:.2f} ({len(known)} seeds)"
 
 
+def _row_verdict(seeds: list[PruningRow], control: list[float], randoms: list[PruningRow]) -> str:
+    """A cut's row in SPEC 20's words against the control's seeds and its matched random cuts (but for its own cut,
+    where the size classes allow few); ``-`` for the control and wherever nothing was fine-tuned."""
+    values = [row.accuracy_finetuned for row in seeds if row.accuracy_finetuned is not None]
+    if seeds[0].kind == "control" or not values or not control:
+        return "-"
+    return row_verdict(values, control, [row.accuracy_finetuned for row in randoms if row.accuracy_finetuned is not None
+                                         and row.pruned_model != seeds[0].pruned_model])
+
+
 def _random_line(group: list[PruningRow]) -> str:
     """The random cuts matched to one row: each accuracy as mean [min, max] over the cuts."""
     def spread(values: list[float | None]) -> str:
@@ -297,5 +311,5 @@ def _random_line(group: list[PruningRow]) -> str:
             "same units per size class | "
             f"{row.accuracy_original:.2f} / {spread([r.accuracy_proxy for r in group])} / "
             f"{spread([r.accuracy_head_refit for r in group])} / {spread([r.accuracy_finetuned for r in group])} | "
-            f"{spread([r.accuracy_vs_control for r in group])} | {row.params_saved_pct:.2f}% | "
+            f"{spread([r.accuracy_vs_control for r in group])} | - | {row.params_saved_pct:.2f}% | "
             f"{row.flops_saved_pct:.2f}% | |")

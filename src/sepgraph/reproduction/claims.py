@@ -7,7 +7,7 @@ Claims (the paper's sections 1, 4.1-4.4):
 (d) M is smoother than Lu et al.'s Q;
 (e) the cut found with M saves more parameters than the cut found with Q (same rule), at equal
     fine-tuning budget and equal accuracy against the unpruned control (``sepgraph prune``'s table), judged
-    by SPEC 20's rules (:mod:`.verdict`).
+    by SPEC 20's rules (:mod:`sepgraph.pruning.verdict`).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import numpy as np
 
 from ..pruning.criterion import plateau_cut
 from ..pruning.table import PruningRow, curve_pairs, rule_label
+from ..pruning.verdict import noise_level
 from ..results.layer_row import LayerRow
-from .verdict import noise_level
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ claim (e)'s three outcomes. A control of 89, 90, 91 has s = 1 exactly, so every 
 import numpy as np
 import pytest
 
-from sepgraph.reproduction.verdict import (
+from sepgraph.pruning.verdict import (
     BETTER,
     INDISTINGUISHABLE,
     WORSE,
@@ -80,3 +80,21 @@ def test_claim_e_without_a_noise_level_or_rows_decides_nothing():
     assert claim_e([], CONTROL, [], {}) == (None, "not measured yet")
     verdict, why = claim_e([79.66, 80.12, 79.72], [89.62, 89.68], [81.04], {"Q": [50.0]})
     assert verdict is None and why == "undecided (2 seeds): M 79.83 (3 seeds), control 89.65"
+
+
+def test_the_pruning_table_gives_each_cut_its_verdict_against_the_control_and_the_other_random_cuts():
+    from conftest import pruning_row
+    from sepgraph.pruning.table import pruning_markdown
+
+    target = dict(rule="target-params", parameter=30.0)
+    rows = [pruning_row(accuracy_finetuned=value, seed=seed) for seed, value in enumerate(CONTROL)]
+    rows += [pruning_row(kind="criterion", curve="M (ours)", pruned_model="m+a", accuracy_finetuned=value, seed=seed,
+                         **target) for seed, value in enumerate((86.0, 87.0, 88.0))]
+    rows += [pruning_row(kind="random", curve="random (size-matched)", pruned_model=f"m+{name}", matches="M (ours)",
+                         accuracy_finetuned=value, **target) for name, value in (("a", 87.0), ("b", 84.0), ("c", 84.5))]
+    lines = pruning_markdown(rows).splitlines()
+    assert lines[0].split(" | ")[5] == "verdict (SPEC 20)"
+    assert lines[2].split(" | ")[5] == "-"  # the control
+    assert lines[3].split(" | ")[5] == "below the control; better than random"  # its own cut (87.0) not counted
+    assert lines[4].split(" | ")[5] == "-"  # the random cuts' line
+    assert pruning_markdown(rows[:2] + rows[3:4]).splitlines()[3].split(" | ")[5] == "undecided (2 seeds)"
