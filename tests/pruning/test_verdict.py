@@ -84,7 +84,7 @@ def test_claim_e_without_a_noise_level_or_rows_decides_nothing():
 
 def test_the_pruning_table_gives_each_cut_its_verdict_against_the_control_and_the_other_random_cuts():
     from conftest import pruning_row
-    from sepgraph.pruning.table import pruning_markdown
+    from sepgraph.pruning.table import pruning_markdown, verdicts
 
     target = dict(rule="target-params", parameter=30.0)
     rows = [pruning_row(accuracy_finetuned=value, seed=seed) for seed, value in enumerate(CONTROL)]
@@ -98,3 +98,4 @@ def test_the_pruning_table_gives_each_cut_its_verdict_against_the_control_and_th
     assert lines[3].split(" | ")[5] == "below the control; better than random"  # its own cut (87.0) not counted
     assert lines[4].split(" | ")[5] == "-"  # the random cuts' line
     assert pruning_markdown(rows[:2] + rows[3:4]).splitlines()[3].split(" | ")[5] == "undecided (2 seeds)"
+    assert verdicts(rows) == ["-"] * 3 + ["below the control; better than random"] * 3 + ["-"] * 3  # one per row

@@ -220,7 +220,7 @@ def pruning_markdown(table: list[PruningRow], recipe: Recipe | None = None,
     lines = ["| curve | rule (tau or target %) | cut | accuracy (%): original / proxy / head refit / fine-tuned | "
              "vs control | verdict (SPEC 20) | parameters saved | FLOPs saved | pruned model |",
              "|---|---|---|---|---:|---|---:|---:|---|"]
-    control = [row.accuracy_finetuned for row in table if row.kind == "control" and row.accuracy_finetuned is not None]
+    words = verdicts(table)
     randoms: dict[tuple[str, str], list[PruningRow]] = {}
     for row in table:
         if row.kind == "random":
@@ -235,7 +235,7 @@ def pruning_markdown(table: list[PruningRow], recipe: Recipe | None = None,
             f"| {curve} | {rule_label(row)} | {row.cut} | {row.accuracy_original:.2f} / "
             f"{_over_seeds([r.accuracy_proxy for r in seeds])} / {_over_seeds([r.accuracy_head_refit for r in seeds])} "
             f"/ {_over_seeds([r.accuracy_finetuned for r in seeds])} | {change} | "
-            f"{_row_verdict(seeds, control, randoms.get((curve, rule_label(row)), []))} | "
+            f"{words[table.index(row)]} | "
             f"{row.params_saved_pct:.2f}% ({row.params_original:,} -> {row.params_pruned:,}) | "
             f"{row.flops_saved_pct:.2f}% | `{row.pruned_model}` |")
         group = randoms.pop((curve, rule_label(row)), None)  # the random cuts matched to it, beside it
@@ -287,14 +287,28 @@ def _over_seeds(values: list[float | None], signed: bool = False) -> str:
     return f"{mean:{sign}.2f} ± {deviation:.2f} ({len(known)} seeds)"
 
 
-def _row_verdict(seeds: list[PruningRow], control: list[float], randoms: list[PruningRow]) -> str:
-    """A cut's row in SPEC 20's words against the control's seeds and its matched random cuts (but for its own cut,
-    where the size classes allow few); ``-`` for the control and wherever nothing was fine-tuned."""
-    values = [row.accuracy_finetuned for row in seeds if row.accuracy_finetuned is not None]
-    if seeds[0].kind == "control" or not values or not control:
-        return "-"
-    return row_verdict(values, control, [row.accuracy_finetuned for row in randoms if row.accuracy_finetuned is not None
-                                         and row.pruned_model != seeds[0].pruned_model])
+def verdicts(table: list[PruningRow]) -> list[str]:
+    """Every row's verdict in SPEC 20's words, one per row (a cut's seeds share theirs): against the control's seeds
+    and the random cuts matched to it, but for its own cut where the size classes allow few; ``-`` for the
+    control, the random cuts and wherever nothing was fine-tuned."""
+    control = [row.accuracy_finetuned for row in table if row.kind == "control" and row.accuracy_finetuned is not None]
+
+    def seeds_of(row: PruningRow) -> list[float]:
+        same = (row.kind, row.curve, rule_label(row), row.pruned_model)
+        return [other.accuracy_finetuned for other in table if other.accuracy_finetuned is not None and
+                (other.kind, other.curve, rule_label(other), other.pruned_model) == same]
+
+    def verdict(row: PruningRow) -> str:
+        values = seeds_of(row)
+        if row.kind in ("control", "random") or not values or not control:
+            return "-"
+        label = row.curve + (" at equal units" if row.kind == "equal-units" else "")
+        randoms = [other.accuracy_finetuned for other in table if other.kind == "random" and other.matches == label
+                   and rule_label(other) == rule_label(row) and other.pruned_model != row.pruned_model
+                   and other.accuracy_finetuned is not None]
+        return row_verdict(values, control, randoms)
+
+    return [verdict(row) for row in table]
 
 
 def _random_line(group: list[PruningRow]) -> str:

@@ -20,7 +20,7 @@ from ..analysis.compare import FOLDERS
 from ..errors import SepgraphError
 from ..files import atomic_text, atomic_write, file_sha256
 from ..pruning.criterion import Cut, check_rule, recommend
-from ..pruning.table import PruningRow, change_label, load_orders, load_pruning, percent, rule_label
+from ..pruning.table import PruningRow, change_label, load_orders, load_pruning, percent, rule_label, verdicts
 from ..results.cka_table import CKA_FILE, load_cka_matrix
 from ..results.depth_table import DepthRow, load_depth
 from ..results.dynamics_table import load_dynamics
@@ -305,10 +305,11 @@ def _pruning_html(results: Path) -> str:
         return ""
     head = ("<tr><th>curve</th><th>rule (tau or target %)</th><th>cut</th><th>accuracy original</th>"
             "<th>proxy (batch norm recalibrated)</th><th>after head refit</th>"
-            "<th>after fine-tuning</th><th>vs control</th><th>parameters</th><th>parameters saved</th>"
+            "<th>after fine-tuning</th><th>vs control</th><th>verdict (SPEC 20)</th><th>parameters</th>"
+            "<th>parameters saved</th>"
             "<th>FLOPs saved</th><th>pruned model</th></tr>")
     body = []
-    for r in rows:
+    for r, verdict in zip(rows, verdicts(rows), strict=True):
         control = r.kind == "control"
         curve = html.escape(r.curve) + (f" (seed {r.seed})" if len({row.seed for row in rows}) > 1 else "") + (
             " <b>(control)</b>" if control else
@@ -319,7 +320,7 @@ def _pruning_html(results: Path) -> str:
             f"<tr><td>{curve}</td><td>{rule}</td><td>{html.escape(r.cut)}</td>"
             f"<td>{r.accuracy_original:.2f}%</td><td>{percent(r.accuracy_proxy)}</td>"
             f"<td>{percent(r.accuracy_head_refit)}</td>"
-            f"<td>{percent(r.accuracy_finetuned)}</td><td>{change}</td>"
+            f"<td>{percent(r.accuracy_finetuned)}</td><td>{change}</td><td>{html.escape(verdict)}</td>"
             f"<td>{r.params_original:,} &rarr; {r.params_pruned:,}</td>"
             f"<td>{r.params_saved_pct:.2f}%</td><td>{r.flops_saved_pct:.2f}%</td>"
             f"<td><code>{html.escape(r.pruned_model)}</code></td></tr>")
