@@ -411,7 +411,8 @@ def _intro(rows: list[dict]) -> str:
     planned = ", ".join(f"block {b.name} ({b.model} at about {b.target:g}% of the parameters, {b.epochs} epochs)"
                         for b in BLOCKS)
     machines = sorted({f"{record['processor']}, {record['threads']} threads, {record['precision']}" for record in rows})
-    return ("**Rows so far** (the run goes on in later sessions; a block's verdict waits for its seeds). "
+    return ("**Rows so far** (the run goes on in later sessions; each verdict is of the rows so far, and none "
+            "reads holds or fails before the control has 3 seeds). "
             f"The plan: {planned}. Every row: the surviving weights, 1 head-only epoch, then the block's epochs of "
             "SGD (lr 0.01 down to 0 by a cosine, momentum 0.9, weight decay 0.005, batch 256, crop + flip) on the "
             "export's 50,000 training images; the cut chosen on the selection half of CIFAR-10 test (JPEG q75 "
