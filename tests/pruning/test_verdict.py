@@ -1,6 +1,8 @@
 """SPEC 20's rules on hand-made accuracies: the noise level, equal accuracy and random at their 2 s boundaries, and
 claim (e)'s three outcomes. A control of 89, 90, 91 has s = 1 exactly, so every boundary below is exact."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -99,3 +101,5 @@ def test_the_pruning_table_gives_each_cut_its_verdict_against_the_control_and_th
     assert lines[4].split(" | ")[5] == "-"  # the random cuts' line
     assert pruning_markdown(rows[:2] + rows[3:4]).splitlines()[3].split(" | ")[5] == "undecided (2 seeds)"
     assert verdicts(rows) == ["-"] * 3 + ["below the control; better than random"] * 3 + ["-"] * 3  # one per row
+    second = replace(rows[-1], seed=1, accuracy_finetuned=85.2)  # cut c at a second seed: by its mean, 84.85
+    assert verdicts([*rows, second])[3] == "below the control; better than random"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import statistics
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -303,9 +304,9 @@ def verdicts(table: list[PruningRow]) -> list[str]:
         if row.kind in ("control", "random") or not values or not control:
             return "-"
         label = row.curve + (" at equal units" if row.kind == "equal-units" else "")
-        randoms = [other.accuracy_finetuned for other in table if other.kind == "random" and other.matches == label
-                   and rule_label(other) == rule_label(row) and other.pruned_model != row.pruned_model
-                   and other.accuracy_finetuned is not None]
+        cuts = {other.pruned_model: other for other in table if other.kind == "random" and other.matches == label
+                and rule_label(other) == rule_label(row) and other.pruned_model != row.pruned_model}
+        randoms = [statistics.mean(seeds) for seeds in map(seeds_of, cuts.values()) if seeds]  # each cut's mean
         return row_verdict(values, control, randoms)
 
     return [verdict(row) for row in table]
