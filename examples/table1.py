@@ -34,8 +34,8 @@ from sepgraph.devices import processor, resolve_device
 from sepgraph.files import atomic_text, atomic_write
 from sepgraph.pruning.candidates import Candidate
 from sepgraph.pruning.criterion import CRITERIA
-from sepgraph.pruning.table import PruningRow
-from sepgraph.pruning.verdict import against_random, at_equal_accuracy, claim_e, noise_level, row_verdict
+from sepgraph.pruning.table import PruningRow, verdicts
+from sepgraph.pruning.verdict import against_random, at_equal_accuracy, claim_e, noise_level
 from sepgraph.report.figures import pruning_tradeoff
 from sepgraph.results.folder import is_complete
 from sepgraph.training.precision import native_bf16
@@ -432,19 +432,19 @@ def block_section(block: Block, rows: list[dict]) -> list[str]:
               "(points) | verdict (SPEC 20) | minutes |", "|---|---|---:|---:|---:|---|---:|---:|---|---:|"]
     control = _accuracies(main, "control")
     noise = noise_level(control)
+    words = dict(zip(map(id, main), verdicts([PruningRow(**record["row"]) for record in main]), strict=True))
     trained: dict[str, str] = {}  # pruned model -> the criterion listed first with it (criteria cutting alike)
     for kind, criterion in dict.fromkeys((r["kind"], r["criterion"]) for r in main if r["kind"] != "random"):
         group = [r for r in main if (r["kind"], r["criterion"]) == (kind, criterion)]
         same = trained.setdefault(group[0]["pruned_model"], criterion)
-        values = [r["row"]["accuracy_finetuned"] for r in group]
-        randoms = [r["row"]["accuracy_finetuned"] for r in main if r["kind"] == "random" and r["matches"] == criterion]
+        values = _finetuned(group)
+        randoms = _finetuned([r for r in main if r["kind"] == "random" and r["matches"] == criterion])
         first = group[0]["row"]
         change = f"{statistics.mean(values) - statistics.mean(control):+.2f}" if control and kind != "control" else "-"
         own = group[0]["pruned_model"]
-        verdict = row_verdict(values, control, _matched(main, criterion, own)) if kind != "control" else "-"
         lines.append(f"| {criterion} | {_short(group[0]['cut'])} | {first['params_saved_pct']:.2f}% | "
                      f"{first['flops_saved_pct']:.2f}% | {_number(first['accuracy_proxy'])} | {_spread(values)} | "
-                     f"{len(values)} | {change} | {verdict} | " +
+                     f"{len(values)} | {change} | {words[id(group[0])]} | " +
                      (f"{sum(r['wall_seconds'] for r in group) / 60:.1f} |" if same == criterion else
                       f"the same model as {same} |"))
         if randoms:
@@ -469,7 +469,7 @@ def block_section(block: Block, rows: list[dict]) -> list[str]:
 
 
 def _accuracies(rows: list[dict], kind: str) -> list[float]:
-    return [record["row"]["accuracy_finetuned"] for record in rows if record["kind"] == kind]
+    return _finetuned([record for record in rows if record["kind"] == kind])
 
 
 def _spread(values: list[float]) -> str:

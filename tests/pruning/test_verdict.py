@@ -101,5 +101,6 @@ def test_the_pruning_table_gives_each_cut_its_verdict_against_the_control_and_th
     assert lines[4].split(" | ")[5] == "-"  # the random cuts' line
     assert pruning_markdown(rows[:2] + rows[3:4]).splitlines()[3].split(" | ")[5] == "undecided (2 seeds)"
     assert verdicts(rows) == ["-"] * 3 + ["below the control; better than random"] * 3 + ["-"] * 3  # one per row
+    assert verdicts(rows[3:4]) == ["undecided (no control yet)"]
     second = replace(rows[-1], seed=1, accuracy_finetuned=85.2)  # cut c at a second seed: by its mean, 84.85
     assert verdicts([*rows, second])[3] == "below the control; better than random"

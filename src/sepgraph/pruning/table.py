@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import statistics
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -288,25 +289,28 @@ def _over_seeds(values: list[float | None], signed: bool = False) -> str:
     return f"{mean:{sign}.2f} ± {deviation:.2f} ({len(known)} seeds)"
 
 
+def seed_accuracies(table: Sequence[PruningRow], row: PruningRow) -> list[float]:
+    """The fine-tuned accuracies of ``row`` over its seeds: the rows of ``table`` that differ from it only in their
+    seed (those without a fine-tuned accuracy left out)."""
+    same = (row.kind, row.curve, rule_label(row), row.pruned_model)
+    return [other.accuracy_finetuned for other in table if other.accuracy_finetuned is not None and
+            (other.kind, other.curve, rule_label(other), other.pruned_model) == same]
+
+
 def verdicts(table: list[PruningRow]) -> list[str]:
     """Every row's verdict in SPEC 20's words, one per row (a cut's seeds share theirs): against the control's seeds
     and the random cuts matched to it, but for its own cut where the size classes allow few; ``-`` for the
-    control, the random cuts and wherever nothing was fine-tuned."""
+    control, the random cuts and wherever nothing was fine-tuned; "undecided (no control yet)" without a control."""
     control = [row.accuracy_finetuned for row in table if row.kind == "control" and row.accuracy_finetuned is not None]
 
-    def seeds_of(row: PruningRow) -> list[float]:
-        same = (row.kind, row.curve, rule_label(row), row.pruned_model)
-        return [other.accuracy_finetuned for other in table if other.accuracy_finetuned is not None and
-                (other.kind, other.curve, rule_label(other), other.pruned_model) == same]
-
     def verdict(row: PruningRow) -> str:
-        values = seeds_of(row)
-        if row.kind in ("control", "random") or not values or not control:
+        values = seed_accuracies(table, row)
+        if row.kind in ("control", "random") or not values:
             return "-"
         label = row.curve + (" at equal units" if row.kind == "equal-units" else "")
         cuts = {other.pruned_model: other for other in table if other.kind == "random" and other.matches == label
                 and rule_label(other) == rule_label(row) and other.pruned_model != row.pruned_model}
-        randoms = [statistics.mean(seeds) for seeds in map(seeds_of, cuts.values()) if seeds]  # each cut's mean
+        randoms = [statistics.mean(seeds) for cut in cuts.values() if (seeds := seed_accuracies(table, cut))]
         return row_verdict(values, control, randoms)
 
     return [verdict(row) for row in table]

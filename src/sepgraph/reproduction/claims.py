@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..pruning.criterion import plateau_cut
-from ..pruning.table import PruningRow, curve_pairs, rule_label
+from ..pruning.table import PruningRow, curve_pairs, seed_accuracies
 from ..pruning.verdict import noise_level
 from ..results.layer_row import LayerRow
 
@@ -122,7 +122,7 @@ def _pruning_claim(table: Sequence[PruningRow] | None) -> Claim:
         return Claim("e", text, None, "not measured here: needs `sepgraph prune`'s table (examples/table1.py)",
                      measured=False)
     first = next((row for row in table if row.kind == "control"), None)
-    control = _seeds_of(table, first) if first else []
+    control = seed_accuracies(table, first) if first else []
     if not control:
         return Claim("e", text, None, "undecided: the table has no trained control")
     noise = noise_level(control)
@@ -131,7 +131,7 @@ def _pruning_claim(table: Sequence[PruningRow] | None) -> Claim:
         if m.pruned_model == q.pruned_model:
             evidence.append(f"{name}: the same cut ({m.params_saved_pct:.2f}% saved)")
             continue
-        m_seeds, q_seeds = _seeds_of(table, m), _seeds_of(table, q)
+        m_seeds, q_seeds = seed_accuracies(table, m), seed_accuracies(table, q)
         if not m_seeds or not q_seeds:
             evidence.append(f"{name}: not fine-tuned")
             continue
@@ -149,13 +149,6 @@ def _pruning_claim(table: Sequence[PruningRow] | None) -> Claim:
              "(SPEC 20)"))
     confirmed = None if noise is None or not verdicts else all(verdicts)
     return Claim("e", text, confirmed, "; ".join(evidence))
-
-
-def _seeds_of(table: Sequence[PruningRow], row: PruningRow) -> list[float]:
-    """The fine-tuned accuracies of ``row`` over its seeds (the rows that differ from it only in their seed)."""
-    same = (row.kind, row.curve, rule_label(row), row.pruned_model)
-    return [other.accuracy_finetuned for other in table if other.accuracy_finetuned is not None and
-            (other.kind, other.curve, rule_label(other), other.pruned_model) == same]
 
 
 def findings_markdown(title: str, claims: list[Claim], notes: Sequence[str] = ()) -> str:
