@@ -127,7 +127,7 @@ def _pruning_claim(table: Sequence[PruningRow] | None) -> Claim:
         return Claim("e", text, None, "undecided: the table has no trained control")
     noise = noise_level(control)
     verdicts, evidence = [], []
-    for name, m, q in curve_pairs(list(table)):
+    for name, m, q in curve_pairs([row for row in table if row.kind == "criterion"]):  # per rule, as before
         if m.pruned_model == q.pruned_model:
             evidence.append(f"{name}: the same cut ({m.params_saved_pct:.2f}% saved)")
             continue
