@@ -152,7 +152,13 @@ def test_the_pruning_figure_draws_each_cut_its_random_band_and_the_control():
     assert markers == [([31.0, 87.0], [86.0, 88.0]), ([36.0, 88.0], [88.0, 88.0]), ([57.0, 80.0], [80.0, 80.0])]
     labels = [text.get_text() for text in axis.get_legend().get_texts()]
     assert labels == ["unpruned control (3 seeds)", "random cuts of the same size (band: lowest to highest)",
-                      "M (ours) = CKA to the last point", "M (ours)", "Lu et al.'s Q = k-NN accuracy"]
+                      "M (ours) = CKA to the last point, target-params (30)", "M (ours), target-params (50)",
+                      "Lu et al.'s Q = k-NN accuracy, target-params (30)"]  # two rules: each named, its own shape
+    shapes = {bar.get_label(): bar.lines[0].get_marker() for bar in axis.containers}
+    assert shapes == {"M (ours) = CKA to the last point, target-params (30)": "o",
+                      "M (ours), target-params (50)": "s", "Lu et al.'s Q = k-NN accuracy, target-params (30)": "o"}
+    one_rule = pruning_tradeoff({"30% only": [r for r in rows if r.parameter != 50.0]}, "t").axes[0]
+    assert "M (ours) = CKA to the last point" in [text.get_text() for text in one_rule.get_legend().get_texts()]
     assert sorted(axis.lines[1].get_ydata()) == [84.0, 85.5]  # each random cut a cross
     band = axis.collections[0].get_paths()[0].vertices
     assert (band[:, 0].min(), band[:, 0].max(), band[:, 1].min(), band[:, 1].max()) == (30.4, 31.6, 84.0, 85.5)
@@ -160,3 +166,17 @@ def test_the_pruning_figure_draws_each_cut_its_random_band_and_the_control():
     empty = pruning_tradeoff({"nothing trained": [row for row in rows if row.accuracy_finetuned is None]},
                              "t").axes[0]
     assert not empty.containers and empty.get_legend() is None
+
+
+def test_the_report_pruning_table_gives_a_cut_its_verdict_once_over_its_seeds(tmp_path):
+    from conftest import pruning_row
+    from sepgraph.report.html import _pruning_html
+
+    rows = [pruning_row(seed=seed, accuracy_finetuned=value) for seed, value in enumerate((90.0, 90.1, 90.2))]
+    rows += [pruning_row(kind="criterion", curve="M (ours)", rule="target-params", parameter=30.0, pruned_model="m+a",
+                         seed=seed, accuracy_finetuned=value) for seed, value in enumerate((90.0, 90.1, 90.2))]
+    text = _pruning_html(rows, tmp_path)
+    assert text.count("<td rowspan='3'>") == 2  # the control's "-" and M's verdict, each over three seed lines
+    assert "<td rowspan='3'>equal accuracy with the control" in text and "seeds 0, 1, 2" in text
+    assert text.count("<tr>") == 1 + 6
+    assert "older sepgraph" in _pruning_html(None, tmp_path) and _pruning_html([], tmp_path) == ""

@@ -227,7 +227,7 @@ def pruning_markdown(table: list[PruningRow], recipe: Recipe | None = None,
     for row in table:
         if row.kind == "random":
             randoms.setdefault((row.matches, rule_label(row)), []).append(row)
-    for seeds in _seed_groups([row for row in table if row.kind != "random"]):
+    for seeds in seed_groups([row for row in table if row.kind != "random"]):
         row = seeds[0]
         curve = f"**{row.curve}** (control)" if row.kind == "control" else row.curve
         if row.kind == "equal-units":
@@ -262,7 +262,7 @@ def pruning_markdown(table: list[PruningRow], recipe: Recipe | None = None,
     return "\n".join(lines) + "\n"
 
 
-def _seed_groups(rows: list[PruningRow]) -> list[list[PruningRow]]:
+def seed_groups(rows: list[PruningRow]) -> list[list[PruningRow]]:
     """Consecutive rows that differ only in their seed, together."""
     groups: list[list[PruningRow]] = []
     for row in rows:

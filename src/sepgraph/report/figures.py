@@ -36,6 +36,8 @@ OURS, LU = "#c0392b", "#1f4e9c"
 CRITERION_COLOURS = dict(zip((criterion.label for criterion in CRITERIA.values()),
                              (OURS, LU, "C2", "C4", "C8", "C5", "C6", "C1", "C9", "0.5"), strict=False))
 """One colour per criterion's label in the pruning figures, M and Q as in the curves."""
+RULE_MARKERS = ("o", "s", "D", "^", "v", "P")
+"""The pruning figure's marker shapes, one per rule within a panel, in the order the rules first appear."""
 
 
 def class_colours(count: int) -> list[tuple[float, float, float]]:
@@ -323,8 +325,9 @@ def pruning_tradeoff(panels: dict[str, Sequence[PruningRow]], title: str) -> Fig
     """Accuracy after fine-tuning against parameters saved (SPEC 19-20), one panel per entry: a marker per pruned
     model (the mean of its seeds, bars from the lowest to the highest), named by every criterion that cut it; each
     random cut as a grey cross, with a grey band from the lowest to the highest of those matched to one cut; the
-    unpruned control as a line at its mean with a band over its seeds. Rows without a fine-tuned accuracy are left
-    out.
+    unpruned control as a line at its mean with a band over its seeds. Where a panel holds cuts by several rules
+    (a plateau and a delta cut, two targets), each rule has its own marker shape and the legend names it. Rows
+    without a fine-tuned accuracy are left out.
 
     Args:
         panels: each panel's title and its rows (``pruning.csv``'s, any seeds and targets).
@@ -351,13 +354,15 @@ def pruning_tradeoff(panels: dict[str, Sequence[PruningRow]], title: str) -> Fig
             axis.fill_between([size - 0.6, size + 0.6], min(values), max(values), color="0.6", alpha=0.45, lw=0)
             axis.plot([size] * len(values), values, "x", color="0.45", markersize=5, zorder=3,
                       label="random cuts of the same size (band: lowest to highest)" if number == 0 else None)
-        for (model, _), curves in cuts.items():
+        rules = list(dict.fromkeys(rule for _, rule in cuts))  # one marker shape per rule, named when several
+        for (model, rule), curves in cuts.items():
             values = list({seed: value for seeds in curves.values() for seed, value in seeds.items()}.values())
             size = next(row.params_saved_pct for row in trained if row.pruned_model == model)
             mean = float(np.mean(values))
-            axis.errorbar([size], [mean], yerr=[[mean - min(values)], [max(values) - mean]], fmt="o", capsize=3,
+            axis.errorbar([size], [mean], yerr=[[mean - min(values)], [max(values) - mean]],
+                          fmt=RULE_MARKERS[rules.index(rule) % len(RULE_MARKERS)], capsize=3,
                           color=CRITERION_COLOURS.get(next(iter(curves)).removesuffix(" at equal units"), "C7"),
-                          label=" = ".join(curves))
+                          label=" = ".join(curves) + (f", {rule}" if len(rules) > 1 else ""))
         _unique_legend(axis)
         axis.set_title(name, fontsize=10)
         axis.set_xlabel("parameters saved (%)")

@@ -20,7 +20,16 @@ from ..analysis.compare import FOLDERS
 from ..errors import SepgraphError
 from ..files import atomic_text, atomic_write, file_sha256
 from ..pruning.criterion import Cut, check_rule, recommend
-from ..pruning.table import PruningRow, change_label, load_orders, load_pruning, percent, rule_label, verdicts
+from ..pruning.table import (
+    PruningRow,
+    change_label,
+    load_orders,
+    load_pruning,
+    percent,
+    rule_label,
+    seed_groups,
+    verdicts,
+)
 from ..results.cka_table import CKA_FILE, load_cka_matrix
 from ..results.depth_table import DepthRow, load_depth
 from ..results.dynamics_table import load_dynamics
@@ -110,8 +119,8 @@ def render_report(path: str | Path, settings: ReportSettings | None = None) -> P
     if dynamics is not None:
         figures["dynamics"] = ("During training: M, Lu et al.'s Q and k-NN accuracy every few epochs (SPEC 17; "
                                f"{dynamics})", lambda: dynamics_heatmap(load_dynamics(dynamics), title))
-    pruning = _trained_pruning(path)
-    if pruning:
+    pruning = _pruning_rows(path)
+    if pruning and any(row.accuracy_finetuned is not None for row in pruning):
         figures["pruning"] = ("Accuracy after fine-tuning against parameters saved: each cut (its seeds' mean, bars "
                               "lowest to highest), the random cuts of its size as a band, the unpruned control as a "
                               "line with its seeds' band (SPEC 19-20; pruning.csv)",
@@ -123,7 +132,7 @@ def render_report(path: str | Path, settings: ReportSettings | None = None) -> P
                                             else None} for key, cut in cuts.items()}
     atomic_text(path / "recommendation.json", json.dumps(recommendation, indent=2) + "\n")
     report = path / "report.html"
-    atomic_text(report, _html(manifest, rows, cuts, embedded, path, depth))
+    atomic_text(report, _html(manifest, rows, cuts, embedded, path, depth, pruning))
     return report
 
 
@@ -285,20 +294,19 @@ def _depth_html(depth: list[DepthRow] | None, units: list) -> str:
             + (f"<p>The run of each length with the smallest angular distance:</p><ul>{runs}</ul>" if runs else ""))
 
 
-def _trained_pruning(results: Path) -> list[PruningRow]:
-    """``pruning.csv``'s rows when any was fine-tuned (none from an older sepgraph's table: the report says why)."""
+def _pruning_rows(results: Path) -> list[PruningRow] | None:
+    """``pruning.csv``'s rows, read once for the figure and the table: empty when there is none, None when an older
+    sepgraph wrote it (the report says why)."""
     try:
-        rows = load_pruning(results) or []
+        return load_pruning(results) or []
     except SepgraphError:
-        return []
-    return rows if any(row.accuracy_finetuned is not None for row in rows) else []
+        return None
 
 
-def _pruning_html(results: Path) -> str:
-    """The Table-1 comparison written by ``sepgraph prune``, when there is one."""
-    try:
-        rows = load_pruning(results)
-    except SepgraphError:
+def _pruning_html(rows: list[PruningRow] | None, results: Path) -> str:
+    """The Table-1 comparison written by ``sepgraph prune``, when there is one: a line per seed, each cut's verdict
+    once over its seeds' lines (SPEC 20)."""
+    if rows is None:
         return ("<h2>Pruning</h2><p>pruning.csv was written by an older sepgraph without the unpruned control; "
                 "run <code>sepgraph prune</code> again to compare against it.</p>")
     if not rows:
@@ -308,25 +316,30 @@ def _pruning_html(results: Path) -> str:
             "<th>after fine-tuning</th><th>vs control</th><th>verdict (SPEC 20)</th><th>parameters</th>"
             "<th>parameters saved</th>"
             "<th>FLOPs saved</th><th>pruned model</th></tr>")
+    words = iter(verdicts(rows))  # seed_groups keeps the rows' order
+    seeds = sorted({row.seed for row in rows})
     body = []
-    for r, verdict in zip(rows, verdicts(rows), strict=True):
-        control = r.kind == "control"
-        curve = html.escape(r.curve) + (f" (seed {r.seed})" if len({row.seed for row in rows}) > 1 else "") + (
-            " <b>(control)</b>" if control else
-                                           " at equal units" if r.kind == "equal-units" else
-                                           f" matching {html.escape(r.matches)}" if r.kind == "random" else "")
-        rule, change = html.escape(rule_label(r)), html.escape(change_label(r))
-        body.append(
-            f"<tr><td>{curve}</td><td>{rule}</td><td>{html.escape(r.cut)}</td>"
-            f"<td>{r.accuracy_original:.2f}%</td><td>{percent(r.accuracy_proxy)}</td>"
-            f"<td>{percent(r.accuracy_head_refit)}</td>"
-            f"<td>{percent(r.accuracy_finetuned)}</td><td>{change}</td><td>{html.escape(verdict)}</td>"
-            f"<td>{r.params_original:,} &rarr; {r.params_pruned:,}</td>"
-            f"<td>{r.params_saved_pct:.2f}%</td><td>{r.flops_saved_pct:.2f}%</td>"
-            f"<td><code>{html.escape(r.pruned_model)}</code></td></tr>")
+    for group in seed_groups(rows):
+        for number, r in enumerate(group):
+            curve = html.escape(r.curve) + (f" (seed {r.seed})" if len(seeds) > 1 else "") + (
+                " <b>(control)</b>" if r.kind == "control" else
+                " at equal units" if r.kind == "equal-units" else
+                f" matching {html.escape(r.matches)}" if r.kind == "random" else "")
+            rule, change = html.escape(rule_label(r)), html.escape(change_label(r))
+            word = next(words)
+            verdict = f"<td rowspan='{len(group)}'>{html.escape(word)}</td>" if number == 0 else ""
+            body.append(
+                f"<tr><td>{curve}</td><td>{rule}</td><td>{html.escape(r.cut)}</td>"
+                f"<td>{r.accuracy_original:.2f}%</td><td>{percent(r.accuracy_proxy)}</td>"
+                f"<td>{percent(r.accuracy_head_refit)}</td>"
+                f"<td>{percent(r.accuracy_finetuned)}</td><td>{change}</td>{verdict}"
+                f"<td>{r.params_original:,} &rarr; {r.params_pruned:,}</td>"
+                f"<td>{r.params_saved_pct:.2f}%</td><td>{r.flops_saved_pct:.2f}%</td>"
+                f"<td><code>{html.escape(r.pruned_model)}</code></td></tr>")
     first = rows[0]
+    seed_words = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {', '.join(map(str, seeds))}"
     return (f"<h2>Pruning</h2><p>Every row, the control included, got {first.head_epochs} head-only and "
-            f"{first.finetune_epochs} fine-tuning epochs with seed {first.seed}, init "
+            f"{first.finetune_epochs} fine-tuning epochs with {seed_words}, init "
             f"{html.escape(first.init)} (SPEC 9). The <b>control</b> is the unpruned model trained with that same "
             "budget; <i>vs control</i> is each row's fine-tuned accuracy minus the control's; <i>proxy</i> is the "
             "accuracy after batch-norm recalibration alone, before any training (SPEC 19). Random cuts remove as "
@@ -375,9 +388,9 @@ def _manifest_html(manifest: Manifest) -> str:
 
 
 def _html(manifest: Manifest, rows: list[LayerRow], cuts: dict[str, Cut], embedded: dict, path: Path,
-          depth: list[DepthRow] | None) -> str:
+          depth: list[DepthRow] | None, pruning: list[PruningRow] | None) -> str:
     title = f"sepgraph: {manifest.title}"
-    pruning_html = _pruning_html(path)
+    pruning_html = _pruning_html(pruning, path)
     images = _images(embedded)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
