@@ -326,8 +326,8 @@ def pruning_tradeoff(panels: dict[str, Sequence[PruningRow]], title: str) -> Fig
     model (the mean of its seeds, bars from the lowest to the highest), named by every criterion that cut it; each
     random cut as a grey cross, with a grey band from the lowest to the highest of those matched to one cut; the
     unpruned control as a line at its mean with a band over its seeds. Where a panel holds cuts by several rules
-    (a plateau and a delta cut, two targets), each rule has its own marker shape and the legend names it. Rows
-    without a fine-tuned accuracy are left out.
+    (a plateau and a delta cut, two targets), each rule has its own marker shape and the legend keys colour to
+    criterion and shape to rule. Rows without a fine-tuned accuracy are left out.
 
     Args:
         panels: each panel's title and its rows (``pruning.csv``'s, any seeds and targets).
@@ -354,16 +354,22 @@ def pruning_tradeoff(panels: dict[str, Sequence[PruningRow]], title: str) -> Fig
             axis.fill_between([size - 0.6, size + 0.6], min(values), max(values), color="0.6", alpha=0.45, lw=0)
             axis.plot([size] * len(values), values, "x", color="0.45", markersize=5, zorder=3,
                       label="random cuts of the same size (band: lowest to highest)" if number == 0 else None)
-        rules = list(dict.fromkeys(rule for _, rule in cuts))  # one marker shape per rule, named when several
+        rules = list(dict.fromkeys(rule for _, rule in cuts))
+        shapes = {rule: RULE_MARKERS[number % len(RULE_MARKERS)] for number, rule in enumerate(rules)}
+        keys: dict[str, Patch | Line2D] = {}  # with several rules: colour names the criteria, shape the rule
         for (model, rule), curves in cuts.items():
             values = list({seed: value for seeds in curves.values() for seed, value in seeds.items()}.values())
             size = next(row.params_saved_pct for row in trained if row.pruned_model == model)
-            mean = float(np.mean(values))
-            axis.errorbar([size], [mean], yerr=[[mean - min(values)], [max(values) - mean]],
-                          fmt=RULE_MARKERS[rules.index(rule) % len(RULE_MARKERS)], capsize=3,
-                          color=CRITERION_COLOURS.get(next(iter(curves)).removesuffix(" at equal units"), "C7"),
-                          label=" = ".join(curves) + (f", {rule}" if len(rules) > 1 else ""))
-        _unique_legend(axis)
+            mean, label = float(np.mean(values)), " = ".join(curves)
+            colour = CRITERION_COLOURS.get(next(iter(curves)).removesuffix(" at equal units"), "C7")
+            axis.errorbar([size], [mean], yerr=[[mean - min(values)], [max(values) - mean]], fmt=shapes[rule],
+                          capsize=3, color=colour, zorder=4, label=None if len(rules) > 1 else label)
+            if len(rules) > 1:
+                keys.setdefault(label, Patch(color=colour, label=label))
+        if len(rules) > 1:
+            keys |= {rule: Line2D([], [], marker=shape, color="0.35", linestyle="none", label=rule)
+                     for rule, shape in shapes.items()}
+        _unique_legend(axis, list(keys.values()))
         axis.set_title(name, fontsize=10)
         axis.set_xlabel("parameters saved (%)")
         axis.set_ylabel("accuracy after fine-tuning (%)")
@@ -371,9 +377,10 @@ def pruning_tradeoff(panels: dict[str, Sequence[PruningRow]], title: str) -> Fig
     return figure
 
 
-def _unique_legend(axis) -> None:
-    """The axis's legend with each label once (a criterion cutting at two targets has two markers), if any."""
+def _unique_legend(axis, extra: Sequence[Patch | Line2D] = ()) -> None:
+    """The axis's legend with each label once (a criterion cutting at two targets has two markers), then the keys
+    in ``extra`` (artists drawn nowhere, named by their labels), if any."""
     handles, labels = axis.get_legend_handles_labels()
-    unique = dict(zip(labels, handles, strict=True))
+    unique = dict(zip(labels, handles, strict=True)) | {key.get_label(): key for key in extra}
     if unique:
         axis.legend(unique.values(), unique.keys(), fontsize=7, loc="best")
