@@ -153,6 +153,8 @@ def run_plan(args: argparse.Namespace, records: Path, deadline: float) -> None:
                 print(f"{block.name}: {row.candidate.curve} seed {row.seed} needs about {estimate / 60:.0f} min, "
                       f"{left / 60:.0f} left; not started", flush=True)
                 continue
+            print(f"{block.name}: training {row.candidate.curve} seed {row.seed}, about {estimate / 60:.0f} min "
+                  f"({left / 60:.0f} left)", flush=True)
             started = time.monotonic()
             trained = plan.row(row.candidate, _recipe(row.epochs, row.seed, precision))
             record = {"block": owner.name, "model": block.model, "target_params": block.target,
