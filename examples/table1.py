@@ -339,7 +339,7 @@ def block_claim_e(rows: list[dict]) -> tuple[str, str]:
     m_label, q_label = CRITERIA["M"].label, CRITERIA["lu_q"].label
     criteria, control = _criteria(rows), _accuracies(rows, "control")
     if m_label not in criteria or not control:
-        return "not measured yet", f"{len(rows)} rows"
+        return "not measured yet", f"{len(rows)} row{'s' * (len(rows) != 1)}"
     own = criteria[m_label][0]["pruned_model"]
     if q_label not in criteria:
         return "undecided", "no row of Lu et al.'s Q yet"
@@ -359,8 +359,8 @@ def most_accurate(rows: list[dict]) -> str:
     label, group = max(criteria.items(), key=lambda item: statistics.mean(_finetuned(item[1])))
     values, noise = _finetuned(group), noise_level(_accuracies(rows, "control"))
     randoms = _matched(rows, label, group[0]["pruned_model"])
-    versus = ("no random cut yet" if not randoms else "against random: no noise level yet" if noise is None else
-              against_random(values, randoms, noise))
+    versus = ("no random cut matched to it" if not randoms else
+              "against random: no noise level yet" if noise is None else against_random(values, randoms, noise))
     near = [name for name, other in criteria.items() if name != label and noise is not None and
             at_equal_accuracy(_finetuned(other), values, noise)]
     first = group[0]["row"]
@@ -404,7 +404,7 @@ def _proxy_rank(rows: list[dict]) -> str:
     pairs = {r["pruned_model"]: (r["row"]["accuracy_proxy"], r["row"]["accuracy_finetuned"]) for r in rows
              if r["seed"] == 0 and r["kind"] != "control" and r["row"]["accuracy_proxy"] is not None}
     if len(pairs) < 3:
-        return f"- ({len(pairs)} rows)"
+        return f"- ({len(pairs)} row{'s' * (len(pairs) != 1)})"
     proxy, tuned = zip(*pairs.values(), strict=True)
     return f"{spearmanr(proxy, tuned).statistic:+.2f} ({len(pairs)} rows)"
 

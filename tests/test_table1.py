@@ -66,6 +66,7 @@ def test_block_verdicts_follow_spec_20():
     same_q = [{**row, "pruned_model": rows[3]["pruned_model"]} if row["criterion"] == Q else row for row in rows]
     assert table1.block_claim_e(same_q)[1] == "M and Q cut the same units: one model, no difference to judge"
     assert table1.block_claim_e(controls()) == ("not measured yet", "3 rows")
+    assert table1.block_claim_e(controls()[:1]) == ("not measured yet", "1 row")
     assert table1.block_claim_e(rows[3:])[0] == "not measured yet"  # no control
 
 
@@ -98,7 +99,8 @@ def test_the_table_and_findings_are_regenerated_from_the_records_alone(tmp_path)
     text = findings.read_text()
     assert "| 1-resnet56-50 | undecided | M 80.00 not at equal accuracy with the control 90.00, no random cut yet, " \
         "not above Lu et al.'s Q by 2 s (s 1.000) | highest mean: Lu et al.'s Q 81.00 (1 seed, 57.00% of the " \
-        "parameters and 70.00% of the FLOPs saved); no random cut yet; within 2 s of it: M (ours)" in text
+        "parameters and 70.00% of the FLOPs saved); no random cut matched to it; within 2 s of it: M (ours)" in text
+    assert "| 4-vgg11_bn-50 | not measured yet | 0 rows |" in text
     assert "- resnet56, at equal accuracy with the control: Lu et al.'s Q saves most, 35.90% of the parameters at " \
         "-1.25 points (1 seed, block 2-resnet56-30, 2 s = 2.00)." in text
     assert "- resnet20, at equal accuracy with the control: not judged yet (control seeds: 0; SPEC 20 needs 3)." \
