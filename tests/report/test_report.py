@@ -163,6 +163,17 @@ def test_the_pruning_figure_draws_each_cut_its_random_band_and_the_control():
     band = axis.collections[0].get_paths()[0].vertices
     assert (band[:, 0].min(), band[:, 0].max(), band[:, 1].min(), band[:, 1].max()) == (30.4, 31.6, 84.0, 85.5)
     assert axis.lines[0].get_ydata()[0] == 90.0
+    delta = [pruning_row(kind=kind, curve=curve, rule=rule, parameter=tau, pruned_model=model, accuracy_finetuned=80.0,
+                         params_saved_pct=saved)
+             for kind, curve, rule, tau, model, saved in (
+                 ("criterion", "M (ours)", "delta", 0.02, "m+a", 30.0),
+                 ("equal-units", "M (ours)", "delta", 0.02, "m+a", 30.0),
+                 ("equal-units", "Lu et al.'s Q", "delta", 0.035, "m+b", 33.0),  # its own tau, the same rule
+                 ("equal-units", "k-NN accuracy", "delta", 0.041, "m+b", 33.0),
+                 ("reference", "reference", "", None, "m+c", 40.0))]
+    legend = [text.get_text() for text in pruning_tradeoff({"d": delta}, "t").axes[0].get_legend().get_texts()]
+    assert legend == ["M (ours)", "M (ours) at equal units", "Lu et al.'s Q at equal units = k-NN accuracy at equal "
+                      "units", "reference", "delta (0.02)", "delta at equal units", "reference cut"]
     empty = pruning_tradeoff({"nothing trained": [row for row in rows if row.accuracy_finetuned is None]},
                              "t").axes[0]
     assert not empty.containers and empty.get_legend() is None
@@ -180,3 +191,5 @@ def test_the_report_pruning_table_gives_a_cut_its_verdict_once_over_its_seeds(tm
     assert "<td rowspan='3'>equal accuracy with the control" in text and "seeds 0, 1, 2" in text
     assert text.count("<tr>") == 1 + 6
     assert "older sepgraph" in _pruning_html(None, tmp_path) and _pruning_html([], tmp_path) == ""
+    apart = _pruning_html([rows[3], rows[0], rows[4]], tmp_path)  # M's seeds not together: a verdict on each line
+    assert "rowspan" not in apart and apart.count("<td>undecided (1 seed; no noise level)</td>") == 2

@@ -36,8 +36,9 @@ OURS, LU = "#c0392b", "#1f4e9c"
 CRITERION_COLOURS = dict(zip((criterion.label for criterion in CRITERIA.values()),
                              (OURS, LU, "C2", "C4", "C8", "C5", "C6", "C1", "C9", "0.5"), strict=False))
 """One colour per criterion's label in the pruning figures, M and Q as in the curves."""
-RULE_MARKERS = ("o", "s", "D", "^", "v", "P")
-"""The pruning figure's marker shapes, one per rule within a panel, in the order the rules first appear."""
+RULE_MARKERS = ("o", "s", "D", "^", "v", "P", "X", "*", "h", "<")
+"""The pruning figure's marker shapes, one per rule within a panel, in the order the rules first appear (they
+repeat only past ten rules)."""
 
 
 def class_colours(count: int) -> list[tuple[float, float, float]]:
@@ -347,7 +348,7 @@ def pruning_tradeoff(panels: dict[str, Sequence[PruningRow]], title: str) -> Fig
                 randoms.setdefault((row.matches, rule_label(row)), []).append(row)
             elif row.kind != "control":  # criteria that cut the same model share its marker
                 curve = row.curve + (" at equal units" if row.kind == "equal-units" else "")
-                cuts.setdefault((row.pruned_model, rule_label(row)), {}).setdefault(curve, {})[row.seed] = \
+                cuts.setdefault((row.pruned_model, _figure_rule(row)), {}).setdefault(curve, {})[row.seed] = \
                     row.accuracy_finetuned
         for number, group in enumerate(randoms.values()):
             size, values = group[0].params_saved_pct, [row.accuracy_finetuned for row in group]
@@ -375,6 +376,15 @@ def pruning_tradeoff(panels: dict[str, Sequence[PruningRow]], title: str) -> Fig
         axis.set_ylabel("accuracy after fine-tuning (%)")
     figure.suptitle(f"{title}\naccuracy against parameters saved, every cut trained alike (SPEC 19-20)", fontsize=9)
     return figure
+
+
+def _figure_rule(row: PruningRow) -> str:
+    """The rule a marker shape of :func:`pruning_tradeoff` stands for: the row's rule and its parameter; one for
+    every equal-units row (each curve has its own tau there, all reaching one count of units); one for the
+    reference cuts, which have no rule."""
+    if row.kind == "equal-units":
+        return f"{row.rule} at equal units"
+    return rule_label(row) or "reference cut"
 
 
 def _unique_legend(axis, extra: Sequence[Patch | Line2D] = ()) -> None:

@@ -122,8 +122,9 @@ def render_report(path: str | Path, settings: ReportSettings | None = None) -> P
     pruning = _pruning_rows(path)
     if pruning and any(row.accuracy_finetuned is not None for row in pruning):
         figures["pruning"] = ("Accuracy after fine-tuning against parameters saved: each cut (its seeds' mean, bars "
-                              "lowest to highest), the random cuts of its size as a band, the unpruned control as a "
-                              "line with its seeds' band (SPEC 19-20; pruning.csv)",
+                              "lowest to highest; colour the criterion, shape the rule), the random cuts of its size "
+                              "as a band, the unpruned control as a line with its seeds' band (SPEC 19-20; "
+                              "pruning.csv)",
                               lambda: pruning_tradeoff({f"{pruning[0].model}, {pruning[0].head_epochs} head + "
                                                         f"{pruning[0].finetune_epochs} fine-tuning epochs": pruning},
                                                        title))
@@ -305,7 +306,7 @@ def _pruning_rows(results: Path) -> list[PruningRow] | None:
 
 def _pruning_html(rows: list[PruningRow] | None, results: Path) -> str:
     """The Table-1 comparison written by ``sepgraph prune``, when there is one: a line per seed, each cut's verdict
-    once over its seeds' lines (SPEC 20)."""
+    once over its consecutive seed lines (SPEC 20; ``prune`` writes a cut's seeds together)."""
     if rows is None:
         return ("<h2>Pruning</h2><p>pruning.csv was written by an older sepgraph without the unpruned control; "
                 "run <code>sepgraph prune</code> again to compare against it.</p>")
@@ -327,7 +328,8 @@ def _pruning_html(rows: list[PruningRow] | None, results: Path) -> str:
                 f" matching {html.escape(r.matches)}" if r.kind == "random" else "")
             rule, change = html.escape(rule_label(r)), html.escape(change_label(r))
             word = next(words)
-            verdict = f"<td rowspan='{len(group)}'>{html.escape(word)}</td>" if number == 0 else ""
+            span = f" rowspan='{len(group)}'" if len(group) > 1 else ""
+            verdict = f"<td{span}>{html.escape(word)}</td>" if number == 0 else ""
             body.append(
                 f"<tr><td>{curve}</td><td>{rule}</td><td>{html.escape(r.cut)}</td>"
                 f"<td>{r.accuracy_original:.2f}%</td><td>{percent(r.accuracy_proxy)}</td>"
@@ -337,9 +339,10 @@ def _pruning_html(rows: list[PruningRow] | None, results: Path) -> str:
                 f"<td>{r.params_saved_pct:.2f}%</td><td>{r.flops_saved_pct:.2f}%</td>"
                 f"<td><code>{html.escape(r.pruned_model)}</code></td></tr>")
     first = rows[0]
-    seed_words = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {', '.join(map(str, seeds))}"
+    seed_words = (f"with seed {seeds[0]}" if len(seeds) == 1 else
+                  f"each line with its own seed (seeds {', '.join(map(str, seeds))} used)")
     return (f"<h2>Pruning</h2><p>Every row, the control included, got {first.head_epochs} head-only and "
-            f"{first.finetune_epochs} fine-tuning epochs with {seed_words}, init "
+            f"{first.finetune_epochs} fine-tuning epochs {seed_words}, init "
             f"{html.escape(first.init)} (SPEC 9). The <b>control</b> is the unpruned model trained with that same "
             "budget; <i>vs control</i> is each row's fine-tuned accuracy minus the control's; <i>proxy</i> is the "
             "accuracy after batch-norm recalibration alone, before any training (SPEC 19). Random cuts remove as "
