@@ -185,7 +185,8 @@ def _recipe(epochs: int, seed: int, precision: str) -> Recipe:
 def planned_rows(block: Block, candidates: list[Candidate]) -> list[PlannedRow]:
     """The block's rows in the order the verdict needs them: the control, the first two seeded criteria (else the
     first two single ones) and the random cuts matching the first at the first seed; the control's and the seeded
-    criteria's other seeds; the random cuts matching the others; the remaining criteria; the budget check last."""
+    criteria's other seeds; the random cuts matching the others; the remaining criteria; the budget check last (its
+    random cut the first matched to M that is not M's own cut)."""
     label = {CRITERIA[key].label: key for key in CRITERIA}
     control = next(c for c in candidates if c.kind == "control")
     criteria = [c for c in candidates if c.kind == "criterion"]
@@ -204,7 +205,9 @@ def planned_rows(block: Block, candidates: list[Candidate]) -> list[PlannedRow]:
     order += [(c, 0) for c in matching(tuple(rest))] + [(c, 0) for c in of(block.single)]
     rows = [PlannedRow(block, candidate, seed, block.epochs) for candidate, seed in dict.fromkeys(order)]
     if block.budget_epochs:
-        check = of(tuple(key for key in block.budget_rows if key != "random")) + matching(("M",))[:1]
+        own = {str(c.spec) for c in of(("M",))}  # a random cut that drew M's own units ranks nothing against it
+        check = of(tuple(key for key in block.budget_rows if key != "random")) + \
+            [c for c in matching(("M",)) if str(c.spec) not in own][:1]
         rows += [PlannedRow(block, candidate, 0, block.budget_epochs) for candidate in check]
     return rows
 

@@ -137,3 +137,22 @@ def test_the_estimate_counts_each_trained_model_once(tmp_path, monkeypatch):
         (folder / f"{number}.json").write_text(json.dumps(row))
     row = table1.PlannedRow(table1.BLOCKS[0], candidate=None, seed=0, epochs=6)
     assert table1._estimate(row, Plan(), tmp_path) == pytest.approx(7 * 100.0 * 0.5 * 1.1 + 10.0)
+
+
+def test_the_budget_check_ranks_m_against_a_random_cut_that_is_not_its_own():
+    from sepgraph.models.pruned import PruningSpec
+    from sepgraph.pruning.candidates import Candidate
+
+    def candidate(kind: str, curve: str, units: tuple[str, ...], matches: str = "") -> Candidate:
+        spec = PruningSpec("resnet20", "remove", units) if units else PruningSpec("resnet20")
+        return Candidate(curve, kind, "target-params", 30.0, "cut", spec, len(units), len(units), matches)
+
+    own, other = ("layer1.0", "layer3.1"), ("layer1.1", "layer3.2")
+    found = [candidate("control", "unpruned", ()), candidate("criterion", M, own),
+             candidate("criterion", Q, ("layer2.0", "layer3.2")), candidate("random", RANDOM, own, M),
+             candidate("random", RANDOM, other, M)]
+    block3 = table1.BLOCKS[2]
+    rows = table1.planned_rows(block3, found)
+    check = [(row.candidate.kind, row.candidate.spec.targets) for row in rows if row.epochs == block3.budget_epochs]
+    assert check == [("criterion", own), ("criterion", ("layer2.0", "layer3.2")), ("random", other)]
+    assert [row.seed for row in rows if row.candidate.kind == "control"] == [0, 1, 2]
