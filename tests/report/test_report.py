@@ -161,7 +161,8 @@ def test_the_pruning_figure_draws_each_cut_its_random_band_and_the_control():
         "M (ours) = CKA to the last point", "Lu et al.'s Q = k-NN accuracy"]
     assert sorted(axis.lines[1].get_ydata()) == [84.0, 85.5]  # each random cut a cross
     band = axis.collections[0].get_paths()[0].vertices
-    assert (band[:, 0].min(), band[:, 0].max(), band[:, 1].min(), band[:, 1].max()) == (30.4, 31.6, 84.0, 85.5)
+    assert (band[:, 0].min(), band[:, 0].max(), band[:, 1].min(), band[:, 1].max()) == pytest.approx(
+        (30.61, 31.39, 84.0, 85.5))  # half width: 1.5% of the spread of sizes, 57 - 31
     assert axis.lines[0].get_ydata()[0] == 90.0
     delta = [pruning_row(kind=kind, curve=curve, rule=rule, parameter=tau, pruned_model=model, accuracy_finetuned=80.0,
                          params_saved_pct=saved)

@@ -333,7 +333,8 @@ def pruning_tradeoff(panels: dict[str, Sequence[PruningRow]], title: str) -> Fig
     Args:
         panels: each panel's title and its rows (``pruning.csv``'s, any seeds and targets).
     """
-    figure = Figure(figsize=(max(7.5, 5.5 * len(panels)), 4.6), layout="constrained")
+    width, entries = max(7.5, 5.5 * len(panels)), 0
+    figure = Figure(figsize=(width, 4.6), layout="constrained")
     for axis, (name, rows) in zip(figure.subplots(1, len(panels), squeeze=False)[0], panels.items(), strict=True):
         trained = [row for row in rows if row.accuracy_finetuned is not None]
         control = [row.accuracy_finetuned for row in trained if row.kind == "control"]
@@ -350,9 +351,11 @@ def pruning_tradeoff(panels: dict[str, Sequence[PruningRow]], title: str) -> Fig
                 curve = row.curve + (" at equal units" if row.kind == "equal-units" else "")
                 cuts.setdefault((row.pruned_model, _figure_rule(row)), {}).setdefault(curve, {})[row.seed] = \
                     row.accuracy_finetuned
+        sizes = [row.params_saved_pct for row in trained if row.kind != "control"] or [0.0]
+        half = 0.015 * max(max(sizes) - min(sizes), 4.0)  # a band's half width, by the panel's spread of sizes
         for number, group in enumerate(randoms.values()):
             size, values = group[0].params_saved_pct, [row.accuracy_finetuned for row in group]
-            axis.fill_between([size - 0.6, size + 0.6], min(values), max(values), color="0.6", alpha=0.45, lw=0)
+            axis.fill_between([size - half, size + half], min(values), max(values), color="0.6", alpha=0.45, lw=0)
             axis.plot([size] * len(values), values, "x", color="0.45", markersize=5, zorder=3,
                       label="random cuts of the same size (band: lowest to highest)" if number == 0 else None)
         rules = list(dict.fromkeys(rule for _, rule in cuts))
@@ -370,11 +373,12 @@ def pruning_tradeoff(panels: dict[str, Sequence[PruningRow]], title: str) -> Fig
         if len(rules) > 1:
             keys |= {rule: Line2D([], [], marker=shape, color="0.35", linestyle="none", label=rule)
                      for rule, shape in shapes.items()}
-        _unique_legend(axis, list(keys.values()))
+        entries = max(entries, _unique_legend(axis, list(keys.values())))
         axis.set_title(name, fontsize=10)
         axis.set_xlabel("parameters saved (%)")
         axis.set_ylabel("accuracy after fine-tuning (%)")
     figure.suptitle(f"{title}\naccuracy against parameters saved, every cut trained alike (SPEC 19-20)", fontsize=9)
+    figure.set_size_inches(width, 4.2 + 0.16 * math.ceil(entries / 2))  # room for the legends below the panels
     return figure
 
 
@@ -387,10 +391,12 @@ def _figure_rule(row: PruningRow) -> str:
     return rule_label(row) or "reference cut"
 
 
-def _unique_legend(axis, extra: Sequence[Patch | Line2D] = ()) -> None:
+def _unique_legend(axis, extra: Sequence[Patch | Line2D] = ()) -> int:
     """The axis's legend with each label once (a criterion cutting at two targets has two markers), then the keys
-    in ``extra`` (artists drawn nowhere, named by their labels), if any."""
+    in ``extra`` (artists drawn nowhere, named by their labels), if any; how many entries it has."""
     handles, labels = axis.get_legend_handles_labels()
     unique = dict(zip(labels, handles, strict=True)) | {key.get_label(): key for key in extra}
-    if unique:
-        axis.legend(unique.values(), unique.keys(), fontsize=7, loc="best")
+    if unique:  # below the panel: with ten criteria at two targets no corner of the data is free
+        axis.legend(unique.values(), unique.keys(), fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14),
+                    ncol=2)
+    return len(unique)
