@@ -360,17 +360,18 @@ def pruning_tradeoff(panels: dict[str, Sequence[PruningRow]], title: str) -> Fig
                       label="random cuts of the same size (band: lowest to highest)" if number == 0 else None)
         rules = list(dict.fromkeys(rule for _, rule in cuts))
         shapes = {rule: RULE_MARKERS[number % len(RULE_MARKERS)] for number, rule in enumerate(rules)}
-        keys: dict[str, Patch | Line2D] = {}  # with several rules: colour names the criteria, shape the rule
+        several = len(rules) > 1  # then the legend keys colour to the criteria and shape to the rules
+        keys: dict[str, Patch | Line2D] = {}
         for (model, rule), curves in cuts.items():
             values = list({seed: value for seeds in curves.values() for seed, value in seeds.items()}.values())
             size = next(row.params_saved_pct for row in trained if row.pruned_model == model)
             mean, label = float(np.mean(values)), " = ".join(curves)
             colour = CRITERION_COLOURS.get(next(iter(curves)).removesuffix(" at equal units"), "C7")
             axis.errorbar([size], [mean], yerr=[[mean - min(values)], [max(values) - mean]], fmt=shapes[rule],
-                          capsize=3, color=colour, zorder=4, label=None if len(rules) > 1 else label)
-            if len(rules) > 1:
+                          capsize=3, color=colour, zorder=4, label=None if several else label)
+            if several:
                 keys.setdefault(label, Patch(color=colour, label=label))
-        if len(rules) > 1:
+        if several:
             keys |= {rule: Line2D([], [], marker=shape, color="0.35", linestyle="none", label=rule)
                      for rule, shape in shapes.items()}
         entries = max(entries, _unique_legend(axis, list(keys.values())))
