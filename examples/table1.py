@@ -147,16 +147,19 @@ def run_plan(args: argparse.Namespace, records: Path, deadline: float) -> None:
             path = records / owner.name / row.record_name
             if path.is_file():
                 continue
-            estimate = _estimate(row, plan, records)
+            recipe = _recipe(row.epochs, row.seed, precision)
+            read_back = plan.is_trained(row.candidate, recipe)  # another criterion's row trained the same units
+            estimate = 0.0 if read_back else _estimate(row, plan, records)
             left = deadline - time.monotonic()
             if estimate > left:
                 print(f"{block.name}: {row.candidate.curve} seed {row.seed} needs about {estimate / 60:.0f} min, "
                       f"{left / 60:.0f} left; not started", flush=True)
                 continue
-            print(f"{block.name}: training {row.candidate.curve} seed {row.seed}, about {estimate / 60:.0f} min "
-                  f"({left / 60:.0f} left)", flush=True)
+            print(f"{block.name}: {'reading back' if read_back else 'training'} {row.candidate.curve} seed "
+                  f"{row.seed}" + ("" if read_back else f", about {estimate / 60:.0f} min ({left / 60:.0f} left)"),
+                  flush=True)
             started = time.monotonic()
-            trained = plan.row(row.candidate, _recipe(row.epochs, row.seed, precision))
+            trained = plan.row(row.candidate, recipe)
             record = {"block": owner.name, "model": block.model, "target_params": block.target,
                       "criterion": row.candidate.curve, "kind": row.candidate.kind, "matches": row.candidate.matches,
                       "cut": row.candidate.cut, "pruned_model": str(row.candidate.spec), "seed": row.seed,

@@ -1,4 +1,5 @@
 import csv
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ from sepgraph.cli import main
 from sepgraph.models.checkpoints import save_weights
 from sepgraph.pruning.halves import analyse_selection
 from sepgraph.pruning.options import PruningOptions
-from sepgraph.pruning.rows import compare_pruning
+from sepgraph.pruning.rows import compare_pruning, plan_pruning
 from sepgraph.pruning.table import PruningRow
 from sepgraph.report.html import ReportSettings, render_report
 from sepgraph.training.loop import train
@@ -82,6 +83,18 @@ def test_rows_are_reused_and_the_control_is_trained_once(trained_analysis):
     other_seed = compare_pruning(root / "analysis", train_set, PruningOptions(rules=["peak"]),
                                  recipe=Recipe(epochs=1, lr=0.02, batch_size=100, seed=1), progress=False)
     assert other_seed[0].weights != first[0].weights  # another setting is another model
+
+
+def test_a_plan_tells_which_rows_it_would_read_back(trained_analysis):
+    root, train_set = trained_analysis
+    recipe = Recipe(epochs=0, batch_size=100, seed=3)
+    plan = plan_pruning(root / "analysis", train_set, PruningOptions(rules=["peak"], head_epochs=0), recipe=recipe,
+                        progress=False)
+    control, criterion = plan.candidates[:2]
+    assert not plan.is_trained(control) and not plan.is_trained(criterion)
+    plan.row(criterion)
+    assert plan.is_trained(criterion) and not plan.is_trained(control)
+    assert not plan.is_trained(criterion, replace(recipe, seed=4))  # another seed is another model
 
 
 def test_delta_rule_removes_blocks_and_equal_units_and_references(trained_analysis):

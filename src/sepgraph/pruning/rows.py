@@ -136,6 +136,12 @@ class PruningPlan:
         run = self.comparison if recipe is None else self.comparison.under(recipe)
         return PruningRow(**run.record(candidate), accuracy_vs_control=None)
 
+    def is_trained(self, candidate: Candidate, recipe: Recipe | None = None) -> bool:
+        """Whether :meth:`row` would read the candidate's pruning back finished under ``recipe`` (default: the
+        plan's) rather than train it: another candidate of the same units may have trained it."""
+        run = self.comparison if recipe is None else self.comparison.under(recipe)
+        return (run._trained_path(candidate.spec) / "row.json").is_file()
+
     def flops_share(self, candidate: Candidate) -> float:
         """The pruned model's FLOPs over the original's (one image): what a row's training costs, relatively."""
         model = self.comparison._pruned(candidate.spec, start=False)
@@ -300,6 +306,10 @@ class _Comparison:
         """The digest of the pruning and every setting that makes its row (SPEC 9)."""
         return _digest({**self.settings, "pruning": spec.pruning})
 
+    def _trained_path(self, spec: PruningSpec) -> Path:
+        """The folder of one pruned model's training under this comparison's settings."""
+        return self.results / "pruning" / f"{spec.operation or 'unpruned'}-{self._key(spec)}"
+
     def _trained_row(self, spec: PruningSpec) -> dict:
         """Build (seeded), measure the proxy, refit the head, fine-tune and measure one pruned model, or reuse a
         finished run (adding the proxy to a row finished before it existed).
@@ -308,7 +318,7 @@ class _Comparison:
         ``finetune/``, resumable), ``model.pt`` and, once complete, ``row.json``.
         """
         row_settings = {**self.settings, "pruning": spec.pruning}
-        out = self.results / "pruning" / f"{spec.operation or 'unpruned'}-{self._key(spec)}"
+        out = self._trained_path(spec)
         if (out / "row.json").is_file():
             row = json.loads((out / "row.json").read_text())
             if "accuracy_proxy" not in row:
