@@ -78,9 +78,11 @@ BLOCKS = (
                                                        "magnitude", "block_influence", "angular"),
           ("M", "lu_q", "knn_acc", "probe_acc", "cka_last", "ablation", "magnitude", "block_influence", "angular"),
           budget_epochs=3, budget_rows=("M", "lu_q", "random")),
-    Block("4-vgg11_bn-50", "vgg11_bn", 50, 10, (), ("M", "lu_q"), ("M", "lu_q")),
+    Block("4-vgg11_bn-50", "vgg11_bn", 50, 10, (), ("M", "lu_q", "ablation"), ("M", "lu_q", "ablation")),
 )
-"""The plan, in the order of issue 35: each block gives a verdict by itself; the control always gets SEEDS seeds."""
+"""The plan, in the order of issue 35: each block gives a verdict by itself; the control always gets SEEDS seeds.
+Block 4 adds per-unit ablation to the issue's M and Q: on vgg11_bn every other criterion cuts M's units, whose size
+classes allow no other random cut, while ablation's cut is as large in parameters and has a random cut of its own."""
 
 
 @dataclass(frozen=True)
