@@ -22,6 +22,7 @@ import hashlib
 import json
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -299,7 +300,7 @@ def write_findings(records: Path, findings: Path) -> None:
 def flops_range(rows: list[dict]) -> str:
     """How far apart the criteria's cuts at one parameter target are in FLOPs saved: the same size in parameters
     can be a very different model to run."""
-    saved = {label: group[0]["row"]["flops_saved_pct"] for label, group in _criteria(rows).items()}
+    saved = {name: group[0]["row"]["flops_saved_pct"] for name, group in _cuts(rows).items()}
     if len(saved) < 2:
         return ""
     low, high = min(saved, key=saved.get), max(saved, key=saved.get)
@@ -323,12 +324,23 @@ def seed_spread(rows: list[dict]) -> str:
 
 
 def _criteria(rows: list[dict]) -> dict[str, list[dict]]:
-    """The criteria's records by label, each label's seeds together."""
+    """The criteria's records by label, each label's seeds together, in :data:`CRITERIA`'s order."""
+    order = [CRITERIA[key].label for key in CRITERIA]
     groups: dict[str, list[dict]] = {}
-    for record in rows:
+    for record in sorted(rows, key=lambda r: order.index(r["criterion"]) if r["criterion"] in order else len(order)):
         if record["kind"] == "criterion":
             groups.setdefault(record["criterion"], []).append(record)
     return groups
+
+
+def _cuts(rows: list[dict]) -> dict[str, list[dict]]:
+    """The criteria's records by the model they cut, one entry per distinct cut named by every criterion that chose
+    it ("Lu et al.'s Q / k-NN accuracy"), holding the records of the one with most seeds (the first where equal)."""
+    by_model: dict[str, list[list[dict]]] = {}
+    for group in _criteria(rows).values():
+        by_model.setdefault(group[0]["pruned_model"], []).append(group)
+    return {" / ".join(group[0]["criterion"] for group in groups): max(groups, key=len)
+            for groups in by_model.values()}
 
 
 def _finetuned(rows: list[dict]) -> list[float]:
@@ -353,23 +365,23 @@ def block_claim_e(rows: list[dict]) -> tuple[str, str]:
         return "undecided", "no row of Lu et al.'s Q yet"
     if criteria[q_label][0]["pruned_model"] == own:
         return "undecided", "M and Q cut the same units: one model, no difference to judge"
-    others = {label: _finetuned(group) for label, group in criteria.items()
-              if label != m_label and group[0]["pruned_model"] != own}  # a criterion cutting M's model is M's row
+    others = {name: _finetuned(group) for name, group in _cuts(rows).items()
+              if group[0]["pruned_model"] != own}  # a criterion cutting M's model is M's row
     verdict, why = claim_e(_finetuned(criteria[m_label]), control, _matched(rows, m_label, own), others)
     return {True: "holds", False: "fails", None: "undecided"}[verdict], why
 
 
 def most_accurate(rows: list[dict]) -> str:
     """The criterion whose seeds' mean is highest at this size, and how it stands against its random cuts."""
-    criteria = _criteria(rows)
-    if not criteria:
+    cuts = _cuts(rows)
+    if not cuts:
         return "-"
-    label, group = max(criteria.items(), key=lambda item: statistics.mean(_finetuned(item[1])))
+    label, group = max(cuts.items(), key=lambda item: statistics.mean(_finetuned(item[1])))
     values, noise = _finetuned(group), noise_level(_accuracies(rows, "control"))
-    randoms = _matched(rows, label, group[0]["pruned_model"])
+    randoms = _matched(rows, group[0]["criterion"], group[0]["pruned_model"])
     versus = ("no random cut matched to it" if not randoms else
               "against random: no noise level yet" if noise is None else against_random(values, randoms, noise))
-    near = [name for name, other in criteria.items() if name != label and noise is not None and
+    near = [name for name, other in cuts.items() if name != label and noise is not None and
             at_equal_accuracy(_finetuned(other), values, noise)]
     first = group[0]["row"]
     return (f"highest mean: {label} {statistics.mean(values):.2f} ({len(values)} seed{'s' * (len(values) != 1)}, "
@@ -385,17 +397,18 @@ def most_saved(rows: list[dict]) -> str:
     noise = noise_level(control)
     if noise is None:
         return f"not judged yet (control seeds: {len(control)}; SPEC 20 needs 3)."
-    groups = [group for block_rows_ in _by_block(rows) for group in _criteria(block_rows_).values()]
-    equal = [group for group in groups if statistics.mean(_finetuned(group)) >= statistics.mean(control) - 2 * noise]
+    groups = [item for block_rows_ in _by_block(rows) for item in _cuts(block_rows_).items()]
+    equal = [(name, group) for name, group in groups
+             if statistics.mean(_finetuned(group)) >= statistics.mean(control) - 2 * noise]
     if not equal:
-        closest = min(groups, key=lambda group: abs(statistics.mean(_finetuned(group)) - statistics.mean(control)),
+        closest = min(groups, key=lambda item: abs(statistics.mean(_finetuned(item[1])) - statistics.mean(control)),
                       default=None)
         return (f"no row so far (2 s = {2 * noise:.2f} points)" + (
-            f"; the closest, {closest[0]['criterion']} at {closest[0]['row']['params_saved_pct']:.2f}% saved, is "
-            f"{statistics.mean(_finetuned(closest)) - statistics.mean(control):+.2f} points from the control."
+            f"; the closest, {closest[0]} at {closest[1][0]['row']['params_saved_pct']:.2f}% saved, is "
+            f"{statistics.mean(_finetuned(closest[1])) - statistics.mean(control):+.2f} points from the control."
             if closest else "."))
-    best = max(equal, key=lambda group: group[0]["row"]["params_saved_pct"])
-    return (f"{best[0]['criterion']} saves most, {best[0]['row']['params_saved_pct']:.2f}% of the parameters at "
+    name, best = max(equal, key=lambda item: item[1][0]["row"]["params_saved_pct"])
+    return (f"{name} saves most, {best[0]['row']['params_saved_pct']:.2f}% of the parameters at "
             f"{statistics.mean(_finetuned(best)) - statistics.mean(control):+.2f} points ({len(best)} "
             f"seed{'s' * (len(best) != 1)}, block {best[0]['block']}, 2 s = {2 * noise:.2f}).")
 
@@ -443,30 +456,31 @@ def block_section(block: Block, rows: list[dict]) -> list[str]:
     control = _accuracies(main, "control")
     noise = noise_level(control)
     words = dict(zip(map(id, main), verdicts([PruningRow(**record["row"]) for record in main]), strict=True))
-    trained: dict[str, str] = {}  # pruned model -> the criterion listed first with it (criteria cutting alike)
-    for kind, criterion in dict.fromkeys((r["kind"], r["criterion"]) for r in main if r["kind"] != "random"):
+    minutes = _training_minutes(main)
+    owner: dict[str, str] = {}  # pruned model -> the line listed first with it (criteria cutting alike)
+    for kind, criterion in _line_order(main):
         group = [r for r in main if (r["kind"], r["criterion"]) == (kind, criterion)]
-        same = trained.setdefault(group[0]["pruned_model"], criterion)
+        same = owner.setdefault(group[0]["pruned_model"], criterion)
         values = _finetuned(group)
-        randoms = _finetuned([r for r in main if r["kind"] == "random" and r["matches"] == criterion])
+        matched = [r for r in main if r["kind"] == "random" and r["matches"] == criterion]
         first = group[0]["row"]
         change = f"{statistics.mean(values) - statistics.mean(control):+.2f}" if control and kind != "control" else "-"
         own = group[0]["pruned_model"]
         lines.append(f"| {criterion} | {_short(group[0]['cut'])} | {first['params_saved_pct']:.2f}% | "
                      f"{first['flops_saved_pct']:.2f}% | {_number(first['accuracy_proxy'])} | {_spread(values)} | "
                      f"{len(values)} | {change} | {words[id(group[0])]} | " +
-                     (f"{sum(r['wall_seconds'] for r in group) / 60:.1f} |" if same == criterion else
-                      f"the same model as {same} |"))
-        if randoms:
-            mine = sum(r["pruned_model"] == own for r in main if r["kind"] == "random" and r["matches"] == criterion)
-            lines.append(f"| random, matching {criterion} | {len(randoms)} cuts of its size classes"
-                         f"{' (one is its own cut: not counted in its verdict)' if mine else ''} | "
-                         f"{first['params_saved_pct']:.2f}% | {first['flops_saved_pct']:.2f}% | - | "
-                         f"{statistics.mean(randoms):.2f} [{min(randoms):.2f}, {max(randoms):.2f}] | 1 each | "
-                         f"{statistics.mean(randoms) - statistics.mean(control):+.2f} | - | "
-                         f"{sum(r['wall_seconds'] for r in main if r['matches'] == criterion) / 60:.1f} |"
-                         if control else f"| random, matching {criterion} | {len(randoms)} cuts | | | | "
-                         f"{_spread(randoms)} | 1 each | - | - | |")
+                     (f"{minutes(group):.1f} |" if same == criterion else f"the same model as {same} |"))
+        if matched:
+            randoms = _finetuned(matched)
+            mine = any(r["pruned_model"] == own for r in matched)
+            note = ("" if not mine else " (its own cut alone: nothing to judge it against)" if len(randoms) == 1
+                    else " (one is its own cut: not counted in its verdict)")
+            what = f"{len(randoms)} cut{'s' * (len(randoms) != 1)} of its size classes{note}"
+            lines.append(f"| random, matching {criterion} | {what} | {first['params_saved_pct']:.2f}% | "
+                         f"{first['flops_saved_pct']:.2f}% | - | {statistics.mean(randoms):.2f} [{min(randoms):.2f}, "
+                         f"{max(randoms):.2f}] | 1 each | {statistics.mean(randoms) - statistics.mean(control):+.2f} | "
+                         f"- | {minutes(matched):.1f} |" if control else
+                         f"| random, matching {criterion} | {what} | | | | {_spread(randoms)} | 1 each | - | - | |")
     check = [record for record in rows if record["epochs"] != block.epochs]
     if check:
         lines += ["", f"Budget check at {check[0]['epochs']} epochs: " + "; ".join(
@@ -476,6 +490,32 @@ def block_section(block: Block, rows: list[dict]) -> list[str]:
     lines += ["", f"Noise level s (SPEC 20): {_number(noise, '.3f') if noise is not None else 'not measured'} "
               f"(control seeds: {len(control)}{shared}).", ""]
     return lines
+
+
+def _line_order(rows: list[dict]) -> list[tuple[str, str]]:
+    """A block table's (kind, criterion) lines: the control, then the criteria in :data:`CRITERIA`'s order."""
+    order = [CRITERIA[key].label for key in CRITERIA]
+    lines = dict.fromkeys((r["kind"], r["criterion"]) for r in rows if r["kind"] != "random")
+    return sorted(lines, key=lambda line: (line[0] != "control", order.index(line[1]) if line[1] in order else
+                                           len(order), line[1]))
+
+
+def _training_minutes(rows: list[dict]) -> Callable[[list[dict]], float]:
+    """A counter of the minutes spent training a table's lines, each training once: a pruned model trained for one
+    line (at one seed and epochs) is read back by every other line cutting the same units, whose records hold the
+    seconds of reading it; its minutes go to the first line that asks for it, in the table's order."""
+    seconds: dict[tuple, float] = {}
+    for record in rows:
+        key = (record["pruned_model"], record["seed"], record["epochs"])
+        seconds[key] = max(seconds.get(key, 0.0), record["wall_seconds"])
+    charged: set[tuple] = set()
+
+    def minutes(group: list[dict]) -> float:
+        keys = {(r["pruned_model"], r["seed"], r["epochs"]) for r in group} - charged
+        charged.update(keys)
+        return sum(seconds[key] for key in keys) / 60
+
+    return minutes
 
 
 def _accuracies(rows: list[dict], kind: str) -> list[float]:

@@ -48,7 +48,8 @@ def test_block_verdicts_follow_spec_20():
             *(record("1-resnet56-50", "random", RANDOM, value, matches=M) for value in (85.0, 87.25))]
     assert table1.block_claim_e(rows) == ("holds", "M 89.50, control 90.00, s 1.000")
     assert table1.flops_range(rows) == "at this parameter target every cut saves 70.00% of the FLOPs."
-    lean = {**rows[-3], "criterion": "weight magnitude", "row": {**rows[-3]["row"], "flops_saved_pct": 26.3}}
+    lean = {**rows[-3], "criterion": "weight magnitude", "pruned_model": "lean",
+            "row": {**rows[-3]["row"], "flops_saved_pct": 26.3}}
     assert table1.flops_range([*rows, lean]) == "at this parameter target the cuts save from 26.30% of the FLOPs " \
         f"(weight magnitude) to 70.00% ({M})."
     assert table1.most_accurate(rows) == f"highest mean: {M} 89.50 (3 seeds, 57.00% of the parameters and 70.00% " \
@@ -105,6 +106,33 @@ def test_the_table_and_findings_are_regenerated_from_the_records_alone(tmp_path)
         "-1.25 points (1 seed, block 2-resnet56-30, 2 s = 2.00)." in text
     assert "- resnet20, at equal accuracy with the control: not judged yet (control seeds: 0; SPEC 20 needs 3)." \
         in text
+
+
+def test_a_block_lists_m_first_and_charges_each_training_once():
+    block = "3-resnet20-30"
+
+    def line(kind, criterion, accuracy, pruned, seconds, matches=""):
+        made = record(block, kind, criterion, accuracy, matches=matches, model="resnet20", epochs=10)
+        return {**made, "pruned_model": pruned, "wall_seconds": seconds}
+
+    rows = [*(line("control", "unpruned", value, "resnet20", 600.0) | {"seed": seed}
+              for seed, value in enumerate((88.5, 88.6, 88.7))),
+            line("criterion", Q, 82.0, "q-cut", 1.0),  # read back: a random cut drawn with Q's units trained it
+            line("random", RANDOM, 82.0, "q-cut", 240.0, matches=Q), line("random", RANDOM, 80.0, "other", 300.0, Q),
+            line("criterion", M, 79.0, "m-cut", 180.0), line("random", RANDOM, 79.0, "m-cut", 0.5, matches=M),
+            line("criterion", "weight magnitude", 77.0, "w-cut", 600.0),
+            line("random", RANDOM, 77.0, "w-cut", 0.5, matches="weight magnitude")]
+    lines = [text for text in table1.block_section(table1.BLOCKS[2], rows) if text.startswith("| ")][1:]
+    assert [text.split(" | ")[0] for text in lines] == [
+        "| unpruned", "| M (ours)", "| random, matching M (ours)", "| Lu et al.'s Q",
+        "| random, matching Lu et al.'s Q", "| weight magnitude", "| random, matching weight magnitude"]
+    assert [text.split(" | ")[-1] for text in lines] == ["30.0 |", "3.0 |", "0.0 |", "4.0 |", "5.0 |", "10.0 |",
+                                                         "0.0 |"]  # every training once: 52 minutes in all
+    assert "| 1 cut of its size classes (its own cut alone: nothing to judge it against) |" in lines[-1]
+    assert "| 2 cuts of its size classes (one is its own cut: not counted in its verdict) |" in lines[4]
+    rows.append(line("criterion", "k-NN accuracy", 82.0, "q-cut", 0.5))  # Q's units again: one cut, named twice
+    assert table1.block_claim_e(rows) == ("fails", f"{Q} / k-NN accuracy above M by more than 2 s (s 0.100)")
+    assert table1.most_accurate(rows).startswith(f"highest mean: {Q} / k-NN accuracy 82.00 (1 seed,")
 
 
 def test_the_figure_has_a_marker_per_criterion_and_target_and_one_legend_entry_each():
