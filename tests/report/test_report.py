@@ -159,6 +159,12 @@ def test_the_pruning_figure_draws_each_cut_its_random_band_and_the_control():
     one_rule = pruning_tradeoff({"30% only": [r for r in rows if r.parameter != 50.0]}, "t").axes[0]
     assert [text.get_text() for text in one_rule.get_legend().get_texts()][2:] == [
         "M (ours) = CKA to the last point", "Lu et al.'s Q = k-NN accuracy"]
+    backwards = pruning_tradeoff({"30% only": [r for r in reversed(rows) if r.parameter != 50.0]}, "t")
+    assert [text.get_text() for text in backwards.axes[0].get_legend().get_texts()][2:] == [
+        "M (ours) = CKA to the last point", "Lu et al.'s Q = k-NN accuracy"]  # the criteria's order, not the rows'
+    assert backwards.get_size_inches()[1] == pytest.approx(4.2 + 0.16 * 4)  # a long label: one column, 4 lines
+    short = pruning_tradeoff({"M alone": [r for r in rows if r.curve in ("unpruned", "M (ours)")]}, "t")
+    assert short.get_size_inches()[1] == pytest.approx(4.2 + 0.16 * 2)  # 4 short labels in two columns
     assert sorted(axis.lines[1].get_ydata()) == [84.0, 85.5]  # each random cut a cross
     band = axis.collections[0].get_paths()[0].vertices
     assert (band[:, 0].min(), band[:, 0].max(), band[:, 1].min(), band[:, 1].max()) == pytest.approx(

@@ -36,6 +36,8 @@ OURS, LU = "#c0392b", "#1f4e9c"
 CRITERION_COLOURS = dict(zip((criterion.label for criterion in CRITERIA.values()),
                              (OURS, LU, "C2", "C4", "C8", "C5", "C6", "C1", "C9", "0.5"), strict=False))
 """One colour per criterion's label in the pruning figures, M and Q as in the curves."""
+LEGEND_PAIR_CHARS = 40
+"""The longest legend label (characters, at 7 points) of which two fit side by side under a 5.5-inch panel."""
 RULE_MARKERS = ("o", "s", "D", "^", "v", "P", "X", "*", "h", "<")
 """The pruning figure's marker shapes, one per rule within a panel, in the order the rules first appear (they
 repeat only past ten rules)."""
@@ -333,7 +335,7 @@ def pruning_tradeoff(panels: dict[str, Sequence[PruningRow]], title: str) -> Fig
     Args:
         panels: each panel's title and its rows (``pruning.csv``'s, any seeds and targets).
     """
-    width, entries = max(7.5, 5.5 * len(panels)), 0
+    width, lines = max(7.5, 5.5 * len(panels)), 0
     figure = Figure(figsize=(width, 4.6), layout="constrained")
     for axis, (name, rows) in zip(figure.subplots(1, len(panels), squeeze=False)[0], panels.items(), strict=True):
         trained = [row for row in rows if row.accuracy_finetuned is not None]
@@ -362,11 +364,12 @@ def pruning_tradeoff(panels: dict[str, Sequence[PruningRow]], title: str) -> Fig
         shapes = {rule: RULE_MARKERS[number % len(RULE_MARKERS)] for number, rule in enumerate(rules)}
         several = len(rules) > 1  # then the legend keys colour to the criteria and shape to the rules
         keys: dict[str, Patch | Line2D] = {}
-        for (model, rule), curves in cuts.items():
+        for (model, rule), curves in sorted(cuts.items(), key=lambda item: min(map(_criterion_rank, item[1]))):
             values = list({seed: value for seeds in curves.values() for seed, value in seeds.items()}.values())
             size = next(row.params_saved_pct for row in trained if row.pruned_model == model)
-            mean, label = float(np.mean(values)), " = ".join(curves)
-            colour = CRITERION_COLOURS.get(next(iter(curves)).removesuffix(" at equal units"), "C7")
+            named = sorted(curves, key=_criterion_rank)  # M first where it is among them: its colour, as alone
+            mean, label = float(np.mean(values)), " = ".join(named)
+            colour = CRITERION_COLOURS.get(named[0].removesuffix(" at equal units"), "C7")
             axis.errorbar([size], [mean], yerr=[[mean - min(values)], [max(values) - mean]], fmt=shapes[rule],
                           capsize=3, color=colour, zorder=4, label=None if several else label)
             if several:
@@ -374,12 +377,12 @@ def pruning_tradeoff(panels: dict[str, Sequence[PruningRow]], title: str) -> Fig
         if several:
             keys |= {rule: Line2D([], [], marker=shape, color="0.35", linestyle="none", label=rule)
                      for rule, shape in shapes.items()}
-        entries = max(entries, _unique_legend(axis, list(keys.values())))
+        lines = max(lines, _unique_legend(axis, list(keys.values())))
         axis.set_title(name, fontsize=10)
         axis.set_xlabel("parameters saved (%)")
         axis.set_ylabel("accuracy after fine-tuning (%)")
     figure.suptitle(f"{title}\naccuracy against parameters saved, every cut trained alike (SPEC 19-20)", fontsize=9)
-    figure.set_size_inches(width, 4.2 + 0.16 * math.ceil(entries / 2))  # room for the legends below the panels
+    figure.set_size_inches(width, 4.2 + 0.16 * lines)  # room for the legends below the panels
     return figure
 
 
@@ -392,12 +395,21 @@ def _figure_rule(row: PruningRow) -> str:
     return rule_label(row) or "reference cut"
 
 
+def _criterion_rank(curve: str) -> int:
+    """Where a curve's criterion stands in :data:`CRITERION_COLOURS` (the criteria's order), unknown ones last."""
+    order = list(CRITERION_COLOURS)
+    name = curve.removesuffix(" at equal units")
+    return order.index(name) if name in order else len(order)
+
+
 def _unique_legend(axis, extra: Sequence[Patch | Line2D] = ()) -> int:
-    """The axis's legend with each label once (a criterion cutting at two targets has two markers), then the keys
-    in ``extra`` (artists drawn nowhere, named by their labels), if any; how many entries it has."""
+    """The axis's legend below it with each label once (a criterion cutting at two targets has two markers), then
+    the keys in ``extra`` (artists drawn nowhere, named by their labels), if any, in two columns where every label
+    is short enough for two to fit under a panel, else one; how many lines it takes."""
     handles, labels = axis.get_legend_handles_labels()
     unique = dict(zip(labels, handles, strict=True)) | {key.get_label(): key for key in extra}
+    columns = 2 if all(len(label) <= LEGEND_PAIR_CHARS for label in unique) else 1
     if unique:  # below the panel: with ten criteria at two targets no corner of the data is free
         axis.legend(unique.values(), unique.keys(), fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14),
-                    ncol=2)
-    return len(unique)
+                    ncol=columns)
+    return math.ceil(len(unique) / columns)
