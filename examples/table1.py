@@ -279,7 +279,7 @@ def write_findings(records: Path, findings: Path) -> None:
     rows = load_records(records)
     lines = [FINDINGS_HEADING, "", "**Rows so far** (`examples/table1.py`, records in `docs/table1/`, the table in "
              "`docs/TABLE1.md`). " + PUBLISHED, "", "| block | claim (e) (SPEC 20) | why | most accuracy at this size "
-             "| proxy vs fine-tuned (Spearman, rows) |", "|---|---|---|---|---|"]
+             "| proxy vs fine-tuned (Spearman over the distinct cuts, seed 0) |", "|---|---|---|---|---|"]
     mains = {block.name: [record for record in block_rows(block, rows) if record["epochs"] == block.epochs]
              for block in BLOCKS}
     for block in BLOCKS:
@@ -303,11 +303,15 @@ def flops_range(rows: list[dict]) -> str:
     saved = {name: group[0]["row"]["flops_saved_pct"] for name, group in _cuts(rows).items()}
     if len(saved) < 2:
         return ""
-    low, high = min(saved, key=saved.get), max(saved, key=saved.get)
-    if saved[low] == saved[high]:
-        return f"at this parameter target every cut saves {saved[low]:.2f}% of the FLOPs."
-    return (f"at this parameter target the cuts save from {saved[low]:.2f}% of the FLOPs ({low}) to "
-            f"{saved[high]:.2f}% ({high}).")
+    low, high = min(saved.values()), max(saved.values())
+    if low == high:
+        return f"at this parameter target every cut saves {low:.2f}% of the FLOPs."
+
+    def at(value: float) -> str:
+        return " / ".join(name for name, share in saved.items() if share == value)
+
+    return (f"at this parameter target the cuts save from {low:.2f}% of the FLOPs ({at(low)}) to {high:.2f}% "
+            f"({at(high)}).")
 
 
 def seed_spread(rows: list[dict]) -> str:
@@ -368,7 +372,10 @@ def block_claim_e(rows: list[dict]) -> tuple[str, str]:
     others = {name: _finetuned(group) for name, group in _cuts(rows).items()
               if group[0]["pruned_model"] != own}  # a criterion cutting M's model is M's row
     verdict, why = claim_e(_finetuned(criteria[m_label]), control, _matched(rows, m_label, own), others)
-    return {True: "holds", False: "fails", None: "undecided"}[verdict], why
+    counts = {len(values) for values in others.values()}
+    seeds = f"M {len(criteria[m_label])}, " + (f"every other cut {counts.pop()}" if len(counts) == 1 else
+                                                ", ".join(f"{name} {len(values)}" for name, values in others.items()))
+    return {True: "holds", False: "fails", None: "undecided"}[verdict], f"{why}; seeds: {seeds}"
 
 
 def most_accurate(rows: list[dict]) -> str:
@@ -384,10 +391,16 @@ def most_accurate(rows: list[dict]) -> str:
     near = [name for name, other in cuts.items() if name != label and noise is not None and
             at_equal_accuracy(_finetuned(other), values, noise)]
     first = group[0]["row"]
-    return (f"highest mean: {label} {statistics.mean(values):.2f} ({len(values)} seed{'s' * (len(values) != 1)}, "
-            f"{first['params_saved_pct']:.2f}% of the parameters and {first['flops_saved_pct']:.2f}% of the FLOPs "
-            f"saved); {versus}" +
-            (f"; within 2 s of it: {', '.join(near)}" if near else ""))
+    chosen = {group[0]["pruned_model"] for group in cuts.values()}  # a random cut that drew a criterion's is its
+    luck = max((r for r in rows if r["kind"] == "random" and r["pruned_model"] not in chosen),
+               key=lambda r: r["row"]["accuracy_finetuned"], default=None)
+    above = luck is not None and luck["row"]["accuracy_finetuned"] > statistics.mean(values)
+    return (f"highest mean of a criterion: {label} {statistics.mean(values):.2f} ({len(values)} seed"
+            f"{'s' * (len(values) != 1)}, {first['params_saved_pct']:.2f}% of the parameters and "
+            f"{first['flops_saved_pct']:.2f}% of the FLOPs saved); {versus}" +
+            (f"; within 2 s of it: {', '.join(near)}" if near else "") +
+            (f"; a random cut (matching {luck['matches']}, {luck['row']['params_saved_pct']:.2f}% saved) reached "
+             f"{luck['row']['accuracy_finetuned']:.2f}, above it" if above else ""))
 
 
 def most_saved(rows: list[dict]) -> str:
@@ -425,14 +438,13 @@ def _proxy_rank(rows: list[dict]) -> str:
     pairs = {r["pruned_model"]: (r["row"]["accuracy_proxy"], r["row"]["accuracy_finetuned"]) for r in rows
              if r["seed"] == 0 and r["kind"] != "control" and r["row"]["accuracy_proxy"] is not None}
     if len(pairs) < 3:
-        return f"- ({len(pairs)} row{'s' * (len(pairs) != 1)})"
+        return f"- ({len(pairs)} cut{'s' * (len(pairs) != 1)})"
     proxy, tuned = zip(*pairs.values(), strict=True)
-    return f"{spearmanr(proxy, tuned).statistic:+.2f} ({len(pairs)} rows)"
+    return f"{spearmanr(proxy, tuned).statistic:+.2f} ({len(pairs)} cuts)"
 
 
 def _intro(rows: list[dict]) -> str:
-    planned = ", ".join(f"block {b.name} ({b.model} at about {b.target:g}% of the parameters, {b.epochs} epochs)"
-                        for b in BLOCKS)
+    planned = ", ".join(f"block {b.name} ({b.model}, {_target(b)}, {b.epochs} epochs)" for b in BLOCKS)
     machines = sorted({f"{record['processor']}, {record['threads']} threads, {record['precision']}" for record in rows})
     return ("**Rows so far** (the run goes on in later sessions; each verdict is of the rows so far, and none "
             "reads holds or fails before the control has 3 seeds). "
@@ -445,51 +457,70 @@ def _intro(rows: list[dict]) -> str:
 
 
 def block_section(block: Block, rows: list[dict]) -> list[str]:
-    """A block's table: one line per criterion (seeds pooled), random cuts as mean [min, max], and its verdicts."""
-    lines = [f"### Block {block.name}: {block.model} at about {block.target:g}% of the parameters, "
-             f"{block.epochs} epochs", ""]
+    """A block's table: one line per criterion (seeds pooled), each followed by the random cuts matched to it as
+    mean [min, max] (its own cut, where drawn, left out), the budget check, and the noise level."""
+    lines = [f"### Block {block.name}: {block.model}, {_target(block)}, {block.epochs} epochs", ""]
     main = [record for record in rows if record["epochs"] == block.epochs]
     if not main:
         return lines + ["No row finished yet.", ""]
+    sizes = [r["row"]["params_saved_pct"] for r in main if r["kind"] != "control"]
+    if sizes:
+        lines += [f"The cuts reach {min(sizes):.2f}-{max(sizes):.2f}% of the parameters saved.", ""]
     lines += ["| criterion | cut | parameters saved | FLOPs saved | proxy (%) | fine-tuned (%) | seeds | vs control "
               "(points) | verdict (SPEC 20) | minutes |", "|---|---|---:|---:|---:|---|---:|---:|---|---:|"]
     control = _accuracies(main, "control")
-    noise = noise_level(control)
     words = dict(zip(map(id, main), verdicts([PruningRow(**record["row"]) for record in main]), strict=True))
-    minutes = _training_minutes(main)
-    owner: dict[str, str] = {}  # pruned model -> the line listed first with it (criteria cutting alike)
+    charge, shared = _training_minutes(main), control_block(block).name
+    drawn: set[frozenset[str]] = set()  # random lines shown: a criterion cutting another's units draws its cuts
     for kind, criterion in _line_order(main):
         group = [r for r in main if (r["kind"], r["criterion"]) == (kind, criterion)]
-        same = owner.setdefault(group[0]["pruned_model"], criterion)
-        values = _finetuned(group)
-        matched = [r for r in main if r["kind"] == "random" and r["matches"] == criterion]
-        first = group[0]["row"]
+        values, first = _finetuned(group), group[0]["row"]
         change = f"{statistics.mean(values) - statistics.mean(control):+.2f}" if control and kind != "control" else "-"
-        own = group[0]["pruned_model"]
+        minutes = f"block {shared}'s" if kind == "control" and shared != block.name else charge(group, criterion)
         lines.append(f"| {criterion} | {_short(group[0]['cut'])} | {first['params_saved_pct']:.2f}% | "
                      f"{first['flops_saved_pct']:.2f}% | {_number(first['accuracy_proxy'])} | {_spread(values)} | "
-                     f"{len(values)} | {change} | {words[id(group[0])]} | " +
-                     (f"{minutes(group):.1f} |" if same == criterion else f"the same model as {same} |"))
-        if matched:
-            randoms = _finetuned(matched)
-            mine = any(r["pruned_model"] == own for r in matched)
-            note = ("" if not mine else " (its own cut alone: nothing to judge it against)" if len(randoms) == 1
-                    else " (one is its own cut: not counted in its verdict)")
-            what = f"{len(randoms)} cut{'s' * (len(randoms) != 1)} of its size classes{note}"
-            lines.append(f"| random, matching {criterion} | {what} | {first['params_saved_pct']:.2f}% | "
-                         f"{first['flops_saved_pct']:.2f}% | - | {statistics.mean(randoms):.2f} [{min(randoms):.2f}, "
-                         f"{max(randoms):.2f}] | 1 each | {statistics.mean(randoms) - statistics.mean(control):+.2f} | "
-                         f"- | {minutes(matched):.1f} |" if control else
-                         f"| random, matching {criterion} | {what} | | | | {_spread(randoms)} | 1 each | - | - | |")
-    check = [record for record in rows if record["epochs"] != block.epochs]
-    if check:
-        lines += ["", f"Budget check at {check[0]['epochs']} epochs: " + "; ".join(
-            f"{r['criterion']} {r['row']['accuracy_finetuned']:.2f}%" for r in check) + "."]
-    owner = control_block(block).name
-    shared = "" if owner == block.name else f", the control of block {owner}: the same training"
+                     f"{len(values)} | {change} | {words[id(group[0])]} | {minutes} |")
+        matched = [r for r in main if r["kind"] == "random" and r["matches"] == criterion]
+        models = frozenset(r["pruned_model"] for r in matched)
+        if matched and models not in drawn:
+            drawn.add(models)
+            lines.append(_random_line(criterion, first, matched, group[0]["pruned_model"], control, charge))
+    lines += _budget_line([record for record in rows if record["epochs"] != block.epochs])
+    noise = noise_level(control)
+    shared = "" if shared == block.name else f", the control of block {shared}: the same training"
     lines += ["", f"Noise level s (SPEC 20): {_number(noise, '.3f') if noise is not None else 'not measured'} "
               f"(control seeds: {len(control)}{shared}).", ""]
     return lines
+
+
+def _target(block: Block) -> str:
+    return f"cuts saving at least {block.target:g}% of the parameters"
+
+
+def _random_line(criterion: str, size: dict, matched: list[dict], own: str, control: list[float],
+                 charge: Callable[[list[dict], str], str]) -> str:
+    """The table line of the random cuts matched to ``criterion``: those that are not its own cut ``own`` (the few
+    size classes of a coarse network may draw it: shown as left out, SPEC 20), as mean [min, max]."""
+    line = f"random, matching {criterion}"
+    others = _finetuned([r for r in matched if r["pruned_model"] != own])
+    drawn = "; its own cut, drawn too, left out" if len(others) < len(matched) else ""
+    what = (f"{len(others)} cut{'s' * (len(others) != 1)} of its size classes{drawn}" if others else
+            "no other cut of its size classes (the one drawn is its own)")
+    accuracy = f"{statistics.mean(others):.2f} [{min(others):.2f}, {max(others):.2f}]" if others else "-"
+    change = f"{statistics.mean(others) - statistics.mean(control):+.2f}" if others and control else "-"
+    return (f"| {line} | {what} | {size['params_saved_pct']:.2f}% | {size['flops_saved_pct']:.2f}% | - | {accuracy} | "
+            f"1 each | {change} | - | {charge(matched, line)} |")
+
+
+def _budget_line(check: list[dict]) -> list[str]:
+    """The budget check's rows (fewer epochs, seed 0): each accuracy, and the minutes they took."""
+    if not check:
+        return []
+    named = [f"{'a random cut matching ' + r['matches'] if r['kind'] == 'random' else r['criterion']} "
+             f"{r['row']['accuracy_finetuned']:.2f}%" for r in check]
+    minutes = _training_minutes(check)(check, "")
+    return ["", f"Budget check at {check[0]['epochs']} epochs (seed 0 each): " + "; ".join(named) +
+            f" ({minutes} min)."]
 
 
 def _line_order(rows: list[dict]) -> list[tuple[str, str]]:
@@ -500,22 +531,26 @@ def _line_order(rows: list[dict]) -> list[tuple[str, str]]:
                                            len(order), line[1]))
 
 
-def _training_minutes(rows: list[dict]) -> Callable[[list[dict]], float]:
+def _training_minutes(rows: list[dict]) -> Callable[[list[dict], str], str]:
     """A counter of the minutes spent training a table's lines, each training once: a pruned model trained for one
     line (at one seed and epochs) is read back by every other line cutting the same units, whose records hold the
-    seconds of reading it; its minutes go to the first line that asks for it, in the table's order."""
+    seconds of reading it; its minutes go to the first line that asks for it, in the table's order, and a line
+    whose every model an earlier one trained names that line instead."""
     seconds: dict[tuple, float] = {}
     for record in rows:
         key = (record["pruned_model"], record["seed"], record["epochs"])
         seconds[key] = max(seconds.get(key, 0.0), record["wall_seconds"])
-    charged: set[tuple] = set()
+    charged: dict[tuple, str] = {}
 
-    def minutes(group: list[dict]) -> float:
-        keys = {(r["pruned_model"], r["seed"], r["epochs"]) for r in group} - charged
-        charged.update(keys)
-        return sum(seconds[key] for key in keys) / 60
+    def charge(group: list[dict], line: str) -> str:
+        keys = {(r["pruned_model"], r["seed"], r["epochs"]) for r in group}
+        new = keys - charged.keys()
+        if not new:
+            return f"the same model{'s' * (len(keys) > 1)} as {charged[min(keys)]}"
+        charged.update(dict.fromkeys(new, line))
+        return f"{sum(seconds[key] for key in new) / 60:.1f}"
 
-    return minutes
+    return charge
 
 
 def _accuracies(rows: list[dict], kind: str) -> list[float]:

@@ -46,22 +46,27 @@ def test_block_verdicts_follow_spec_20():
     rows = [*controls(), *(record("1-resnet56-50", "criterion", M, 89.5, seed) for seed in range(3)),
             record("1-resnet56-50", "criterion", Q, 87.0),
             *(record("1-resnet56-50", "random", RANDOM, value, matches=M) for value in (85.0, 87.25))]
-    assert table1.block_claim_e(rows) == ("holds", "M 89.50, control 90.00, s 1.000")
+    assert table1.block_claim_e(rows) == ("holds", "M 89.50, control 90.00, s 1.000; seeds: M 3, every other cut 1")
     assert table1.flops_range(rows) == "at this parameter target every cut saves 70.00% of the FLOPs."
     lean = {**rows[-3], "criterion": "weight magnitude", "pruned_model": "lean",
             "row": {**rows[-3]["row"], "flops_saved_pct": 26.3}}
     assert table1.flops_range([*rows, lean]) == "at this parameter target the cuts save from 26.30% of the FLOPs " \
-        f"(weight magnitude) to 70.00% ({M})."
-    assert table1.most_accurate(rows) == f"highest mean: {M} 89.50 (3 seeds, 57.00% of the parameters and 70.00% " \
-        "of the FLOPs saved); better than random"
+        f"(weight magnitude) to 70.00% ({M} / {Q})."  # a tie names both
+    assert table1.most_accurate(rows) == f"highest mean of a criterion: {M} 89.50 (3 seeds, 57.00% of the " \
+        "parameters and 70.00% of the FLOPs saved); better than random"
+    luck = {**rows[-1], "pruned_model": "lucky", "row": {**rows[-1]["row"], "accuracy_finetuned": 91.0}}
+    assert table1.most_accurate([*rows, luck]).endswith("; a random cut (matching M (ours), 57.00% saved) reached "
+                                                        "91.00, above it")
     assert table1.most_saved(rows) == f"{M} saves most, 57.00% of the parameters at -0.50 points (3 seeds, block " \
         "1-resnet56-50, 2 s = 2.00)."
     same = {**record("1-resnet56-50", "criterion", "CKA to the last point", 89.5), "pruned_model":
             rows[3]["pruned_model"]}  # M's own model: M's row, not a rival it would have to beat
     own = {**record("1-resnet56-50", "random", RANDOM, 89.5, matches=M), "pruned_model": rows[3]["pruned_model"]}
-    assert table1.block_claim_e([*rows, same, own]) == ("holds", "M 89.50, control 90.00, s 1.000")
+    assert table1.block_claim_e([*rows, same, own]) == ("holds", "M 89.50, control 90.00, s 1.000; seeds: M 3, "
+                                                                 "every other cut 1")
     rows.append(record("1-resnet56-50", "criterion", "k-NN accuracy", 91.75))
-    assert table1.block_claim_e(rows) == ("fails", "k-NN accuracy above M by more than 2 s (s 1.000)")
+    assert table1.block_claim_e(rows) == ("fails", "k-NN accuracy above M by more than 2 s (s 1.000); seeds: M 3, "
+                                                   "every other cut 1")
     without_q = [row for row in rows if row["criterion"] != Q]
     assert table1.block_claim_e(without_q) == ("undecided", "no row of Lu et al.'s Q yet")
     same_q = [{**row, "pruned_model": rows[3]["pruned_model"]} if row["criterion"] == Q else row for row in rows]
@@ -99,8 +104,9 @@ def test_the_table_and_findings_are_regenerated_from_the_records_alone(tmp_path)
     assert "No row finished yet." in text  # blocks 3 and 4
     text = findings.read_text()
     assert "| 1-resnet56-50 | undecided | M 80.00 not at equal accuracy with the control 90.00, no random cut yet, " \
-        "not above Lu et al.'s Q by 2 s (s 1.000) | highest mean: Lu et al.'s Q 81.00 (1 seed, 57.00% of the " \
-        "parameters and 70.00% of the FLOPs saved); no random cut matched to it; within 2 s of it: M (ours)" in text
+        "not above Lu et al.'s Q by 2 s (s 1.000); seeds: M 1, every other cut 1 | highest mean of a criterion: " \
+        "Lu et al.'s Q 81.00 (1 seed, 57.00% of the parameters and 70.00% of the FLOPs saved); no random cut " \
+        "matched to it; within 2 s of it: M (ours)" in text
     assert "| 4-vgg11_bn-50 | not measured yet | 0 rows |" in text
     assert "- resnet56, at equal accuracy with the control: Lu et al.'s Q saves most, 35.90% of the parameters at " \
         "-1.25 points (1 seed, block 2-resnet56-30, 2 s = 2.00)." in text
@@ -122,17 +128,30 @@ def test_a_block_lists_m_first_and_charges_each_training_once():
             line("criterion", M, 79.0, "m-cut", 180.0), line("random", RANDOM, 79.0, "m-cut", 0.5, matches=M),
             line("criterion", "weight magnitude", 77.0, "w-cut", 600.0),
             line("random", RANDOM, 77.0, "w-cut", 0.5, matches="weight magnitude")]
-    lines = [text for text in table1.block_section(table1.BLOCKS[2], rows) if text.startswith("| ")][1:]
+    check = [{**line("criterion", M, 70.0, "m-cut", 60.0), "epochs": 3},
+             {**line("random", RANDOM, 65.0, "other", 30.0, matches=M), "epochs": 3}]
+    section = table1.block_section(table1.BLOCKS[2], rows + check)
+    lines = [text for text in section if text.startswith("| ")][1:]
     assert [text.split(" | ")[0] for text in lines] == [
         "| unpruned", "| M (ours)", "| random, matching M (ours)", "| Lu et al.'s Q",
         "| random, matching Lu et al.'s Q", "| weight magnitude", "| random, matching weight magnitude"]
-    assert [text.split(" | ")[-1] for text in lines] == ["30.0 |", "3.0 |", "0.0 |", "4.0 |", "5.0 |", "10.0 |",
-                                                         "0.0 |"]  # every training once: 52 minutes in all
-    assert "| 1 cut of its size classes (its own cut alone: nothing to judge it against) |" in lines[-1]
-    assert "| 2 cuts of its size classes (one is its own cut: not counted in its verdict) |" in lines[4]
+    assert [text.split(" | ")[-1] for text in lines] == [
+        "30.0 |", "3.0 |", "the same model as M (ours) |", "4.0 |", "5.0 |", "10.0 |",
+        "the same model as weight magnitude |"]  # every training once: 52 minutes in all
+    assert "| no other cut of its size classes (the one drawn is its own) | 57.00% | 70.00% | - | - | 1 each | - |" \
+        in lines[-1]
+    assert "| 1 cut of its size classes; its own cut, drawn too, left out | 57.00% | 70.00% | - | 80.00 [80.00, " \
+        "80.00] | 1 each | -8.60 |" in lines[4]  # the mean of the other cuts alone
+    assert "Budget check at 3 epochs (seed 0 each): M (ours) 70.00%; a random cut matching M (ours) 65.00% " \
+        "(1.5 min)." in section
     rows.append(line("criterion", "k-NN accuracy", 82.0, "q-cut", 0.5))  # Q's units again: one cut, named twice
-    assert table1.block_claim_e(rows) == ("fails", f"{Q} / k-NN accuracy above M by more than 2 s (s 0.100)")
-    assert table1.most_accurate(rows).startswith(f"highest mean: {Q} / k-NN accuracy 82.00 (1 seed,")
+    rows += [line("random", RANDOM, accuracy, pruned, 0.5, matches="k-NN accuracy")
+             for accuracy, pruned in ((82.0, "q-cut"), (80.0, "other"))]  # Q's random draws again: not shown twice
+    shown = [text.split(" | ")[0] for text in table1.block_section(table1.BLOCKS[2], rows) if text.startswith("| ")]
+    assert shown[-3:] == ["| k-NN accuracy", "| weight magnitude", "| random, matching weight magnitude"]
+    assert table1.block_claim_e(rows) == ("fails", f"{Q} / k-NN accuracy above M by more than 2 s (s 0.100); "
+                                                   "seeds: M 1, every other cut 1")
+    assert table1.most_accurate(rows).startswith(f"highest mean of a criterion: {Q} / k-NN accuracy 82.00 (1 seed,")
 
 
 def test_the_figure_has_a_marker_per_criterion_and_target_and_one_legend_entry_each():

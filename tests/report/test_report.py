@@ -142,6 +142,7 @@ def test_the_pruning_figure_draws_each_cut_its_random_band_and_the_control():
              row("criterion", "Lu et al.'s Q", 88.0, 36.0, 0, "m+c"),
              row("random", "random (size-matched)", 84.0, 31.0, 0, "m+d", "M (ours)"),
              row("random", "random (size-matched)", 85.5, 31.0, 0, "m+e", "M (ours)"),
+             row("random", "random (size-matched)", 86.0, 31.0, 0, "m+a", "M (ours)"),  # M's own units: no cross
              row("criterion", "weight magnitude", None, 40.0, 0, "m+f"),  # not trained: left out
              row("criterion", "k-NN accuracy", 88.0, 36.0, 0, "m+c"),  # Q's cut: one marker for both
              row("criterion", "CKA to the last point", 87.0, 31.0, 1, "m+a")]  # M's cut at one of its seeds
@@ -153,7 +154,8 @@ def test_the_pruning_figure_draws_each_cut_its_random_band_and_the_control():
     labels = [text.get_text() for text in axis.get_legend().get_texts()]
     assert labels == ["unpruned control (3 seeds)", "random cuts of the same size (band: lowest to highest)",
                       "M (ours) = CKA to the last point", "M (ours)", "Lu et al.'s Q = k-NN accuracy",
-                      "target-params (30)", "target-params (50)"]  # two rules: colour keys criterion, shape rule
+                      "at least 30% of the parameters saved",
+                      "at least 50% of the parameters saved"]  # two rules: colour keys criterion, shape rule
     shapes = {bar.lines[0].get_xydata()[0][0]: bar.lines[0].get_marker() for bar in axis.containers}
     assert shapes == {31.0: "o", 36.0: "o", 57.0: "s"}
     one_rule = pruning_tradeoff({"30% only": [r for r in rows if r.parameter != 50.0]}, "t").axes[0]

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from ..pruning.criterion import CRITERIA, Cut
+from ..pruning.criterion import CRITERIA, TARGET_RULES, Cut
 from ..pruning.table import PruningRow, rule_label
 from ..results.depth_table import DepthRow
 from ..results.dynamics_table import MEASURES, DynamicsRow
@@ -346,7 +346,10 @@ def pruning_tradeoff(panels: dict[str, Sequence[PruningRow]], title: str) -> Fig
             axis.axhspan(min(control), max(control), color="k", alpha=0.1, lw=0)
         randoms: dict[tuple[str, str], list[PruningRow]] = {}
         cuts: dict[tuple[str, str], dict[str, dict[int, float]]] = {}
+        chosen = {(row.curve, row.pruned_model) for row in trained if row.kind not in ("control", "random")}
         for row in trained:
+            if row.kind == "random" and (row.matches, row.pruned_model) in chosen:
+                continue  # a random draw of the criterion's own units is its marker, not chance (SPEC 20)
             if row.kind == "random":
                 randoms.setdefault((row.matches, rule_label(row)), []).append(row)
             elif row.kind != "control":  # criteria that cut the same model share its marker
@@ -392,6 +395,8 @@ def _figure_rule(row: PruningRow) -> str:
     reference cuts, which have no rule."""
     if row.kind == "equal-units":
         return f"{row.rule} at equal units"
+    if row.rule in TARGET_RULES and row.parameter is not None:
+        return f"at least {row.parameter:g}% of the {'parameters' if row.rule == 'target-params' else 'FLOPs'} saved"
     return rule_label(row) or "reference cut"
 
 
