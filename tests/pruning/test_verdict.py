@@ -99,6 +99,8 @@ def test_the_pruning_table_gives_each_cut_its_verdict_against_the_control_and_th
     assert lines[2].split(" | ")[5] == "-"  # the control
     assert lines[3].split(" | ")[5] == "below the control; better than random"  # its own cut (87.0) not counted
     assert lines[4].split(" | ")[5] == "-"  # the random cuts' line
+    assert lines[4].startswith("| random (2 cuts matching M (ours); its own cut, drawn too, left out) |")
+    assert "/ 84.25 [84.00, 84.50] |" in lines[4]  # the mean of the other cuts alone
     assert pruning_markdown(rows[:2] + rows[3:4]).splitlines()[3].split(" | ")[5] == "undecided (2 seeds)"
     assert verdicts(rows) == ["-"] * 3 + ["below the control; better than random"] * 3 + ["-"] * 3  # one per row
     assert verdicts(rows[3:4]) == ["undecided (no control yet)"]

@@ -200,5 +200,9 @@ def test_the_report_pruning_table_gives_a_cut_its_verdict_once_over_its_seeds(tm
     assert "<td rowspan='3'>equal accuracy with the control" in text and "seeds 0, 1, 2" in text
     assert text.count("<tr>") == 1 + 6
     assert "older sepgraph" in _pruning_html(None, tmp_path) and _pruning_html([], tmp_path) == ""
+    drawn = [pruning_row(kind="random", curve="random (size-matched)", matches="M (ours)", pruned_model=model)
+             for model in ("m+a", "m+b")]  # the first drew M's own units
+    lines = _pruning_html(rows + drawn, tmp_path).split("<tr>")[-2:]
+    assert [line.count("(its own units: not counted, SPEC 20)") for line in lines] == [1, 0]
     apart = _pruning_html([rows[3], rows[0], rows[4]], tmp_path)  # M's seeds not together: a verdict on each line
     assert "rowspan" not in apart and apart.count("<td>undecided (1 seed; no noise level)</td>") == 2

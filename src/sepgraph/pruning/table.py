@@ -242,7 +242,7 @@ def pruning_markdown(table: list[PruningRow], recipe: Recipe | None = None,
             f"{row.flops_saved_pct:.2f}% | `{row.pruned_model}` |")
         group = randoms.pop((curve, rule_label(row)), None)  # the random cuts matched to it, beside it
         if group:
-            lines.append(_random_line(group))
+            lines.append(_random_line(group, row.pruned_model))
     lines += [_random_line(group) for group in randoms.values()]
     first = table[0]
     if first.accuracy_finetuned is None:
@@ -316,19 +316,21 @@ def verdicts(table: list[PruningRow]) -> list[str]:
     return [verdict(row) for row in table]
 
 
-def _random_line(group: list[PruningRow]) -> str:
-    """The random cuts matched to one row: each accuracy as mean [min, max] over the cuts."""
+def _random_line(group: list[PruningRow], own: str = "") -> str:
+    """The random cuts matched to one row: each accuracy as mean [min, max] over the cuts that are not the row's own
+    pruned model ``own`` (the few size classes of a coarse network may draw it: left out, SPEC 20)."""
     def spread(values: list[float | None]) -> str:
         known = [value for value in values if value is not None]
         if not known:
             return "-"
         return f"{sum(known) / len(known):.2f} [{min(known):.2f}, {max(known):.2f}]"
 
-    row = group[0]
-    cuts = len({other.pruned_model for other in group})
-    return (f"| random ({cuts} cut{'s' * (cuts != 1)} matching {row.matches}) | {rule_label(row)} | "
+    row, others = group[0], [other for other in group if other.pruned_model != own]
+    cuts = len({other.pruned_model for other in others})
+    drawn = "; its own cut, drawn too, left out" if len(others) < len(group) else ""
+    return (f"| random ({cuts} cut{'s' * (cuts != 1)} matching {row.matches}{drawn}) | {rule_label(row)} | "
             "same units per size class | "
-            f"{row.accuracy_original:.2f} / {spread([r.accuracy_proxy for r in group])} / "
-            f"{spread([r.accuracy_head_refit for r in group])} / {spread([r.accuracy_finetuned for r in group])} | "
-            f"{spread([r.accuracy_vs_control for r in group])} | - | {row.params_saved_pct:.2f}% | "
+            f"{row.accuracy_original:.2f} / {spread([r.accuracy_proxy for r in others])} / "
+            f"{spread([r.accuracy_head_refit for r in others])} / {spread([r.accuracy_finetuned for r in others])} | "
+            f"{spread([r.accuracy_vs_control for r in others])} | - | {row.params_saved_pct:.2f}% | "
             f"{row.flops_saved_pct:.2f}% | |")

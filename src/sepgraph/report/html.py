@@ -319,13 +319,16 @@ def _pruning_html(rows: list[PruningRow] | None, results: Path) -> str:
             "<th>FLOPs saved</th><th>pruned model</th></tr>")
     words = iter(verdicts(rows))  # seed_groups keeps the rows' order
     seeds = sorted({row.seed for row in rows})
+    chosen = {(row.curve, row.pruned_model) for row in rows if row.kind not in ("control", "random")}
     body = []
     for group in seed_groups(rows):
         for number, r in enumerate(group):
             curve = html.escape(r.curve) + (f" (seed {r.seed})" if len(seeds) > 1 else "") + (
                 " <b>(control)</b>" if r.kind == "control" else
                 " at equal units" if r.kind == "equal-units" else
-                f" matching {html.escape(r.matches)}" if r.kind == "random" else "")
+                f" matching {html.escape(r.matches)}" + (" (its own units: not counted, SPEC 20)" if
+                                                          (r.matches, r.pruned_model) in chosen else "")
+                if r.kind == "random" else "")
             rule, change = html.escape(rule_label(r)), html.escape(change_label(r))
             word = next(words)
             span = f" rowspan='{len(group)}'" if len(group) > 1 else ""
