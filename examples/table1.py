@@ -465,7 +465,8 @@ def block_section(block: Block, rows: list[dict]) -> list[str]:
         return lines + ["No row finished yet.", ""]
     sizes = [r["row"]["params_saved_pct"] for r in main if r["kind"] != "control"]
     if sizes:
-        lines += [f"The cuts reach {min(sizes):.2f}-{max(sizes):.2f}% of the parameters saved.", ""]
+        reach = f"{min(sizes):.2f}%" if min(sizes) == max(sizes) else f"{min(sizes):.2f}-{max(sizes):.2f}%"
+        lines += [f"The cuts reach {reach} of the parameters saved.", ""]
     lines += ["| criterion | cut | parameters saved | FLOPs saved | proxy (%) | fine-tuned (%) | seeds | vs control "
               "(points) | verdict (SPEC 20) | minutes |", "|---|---|---:|---:|---:|---|---:|---:|---|---:|"]
     control = _accuracies(main, "control")
