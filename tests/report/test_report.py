@@ -1,6 +1,7 @@
 import re
 import shutil
 import subprocess
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -167,6 +168,8 @@ def test_the_pruning_figure_draws_each_cut_its_random_band_and_the_control():
     assert backwards.get_size_inches()[1] == pytest.approx(4.2 + 0.16 * 4)  # a long label: one column, 4 lines
     short = pruning_tradeoff({"M alone": [r for r in rows if r.curve in ("unpruned", "M (ours)")]}, "t")
     assert short.get_size_inches()[1] == pytest.approx(4.2 + 0.16 * 2)  # 4 short labels in two columns
+    close = pruning_tradeoff({"close": [rows[0], replace(rows[3], accuracy_finetuned=89.1)]}, "t").axes[0]
+    assert close.get_ylim()[1] - close.get_ylim()[0] == pytest.approx(2.0)  # 0.1 point apart: a 2-point axis
     assert sorted(axis.lines[1].get_ydata()) == [84.0, 85.5]  # each random cut a cross
     band = axis.collections[0].get_paths()[0].vertices
     assert (band[:, 0].min(), band[:, 0].max(), band[:, 1].min(), band[:, 1].max()) == pytest.approx(

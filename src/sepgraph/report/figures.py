@@ -36,6 +36,8 @@ OURS, LU = "#c0392b", "#1f4e9c"
 CRITERION_COLOURS = dict(zip((criterion.label for criterion in CRITERIA.values()),
                              (OURS, LU, "C2", "C4", "C8", "C5", "C6", "C1", "C9", "0.5"), strict=False))
 """One colour per criterion's label in the pruning figures, M and Q as in the curves."""
+MIN_ACCURACY_SPAN = 2.0
+"""The least span of a pruning panel's accuracy axis, points: closer values read as close."""
 LEGEND_PAIR_CHARS = 40
 """The longest legend label (characters, at 7 points) of which two fit side by side under a 5.5-inch panel."""
 RULE_MARKERS = ("o", "s", "D", "^", "v", "P", "X", "*", "h", "<")
@@ -381,6 +383,10 @@ def pruning_tradeoff(panels: dict[str, Sequence[PruningRow]], title: str) -> Fig
             keys |= {rule: Line2D([], [], marker=shape, color="0.35", linestyle="none", label=rule)
                      for rule, shape in shapes.items()}
         lines = max(lines, _unique_legend(axis, list(keys.values())))
+        low, high = axis.get_ylim()
+        if high - low < MIN_ACCURACY_SPAN:  # a tenth of a point must not look like a gulf
+            middle = (low + high) / 2
+            axis.set_ylim(middle - MIN_ACCURACY_SPAN / 2, middle + MIN_ACCURACY_SPAN / 2)
         axis.set_title(name, fontsize=10)
         axis.set_xlabel("parameters saved (%)")
         axis.set_ylabel("accuracy after fine-tuning (%)")
