@@ -228,7 +228,7 @@ def test_target_cuts_with_magnitude_and_random_beside_the_control(trained_analys
         assert 0 <= row.accuracy_proxy <= 100 and row.accuracy_finetuned is not None
         assert (row.matches != "") == (row.kind == "random")
     markdown = (root / "analysis" / "pruning.md").read_text()
-    assert " matching M (ours)) |" in markdown and "Order of M (ours), first to go first" in markdown
+    assert " matching M (ours)" in markdown and "Order of M (ours), first to go first" in markdown
     report = render_report(root / "analysis", ReportSettings()).read_text()
     assert "Order of weight magnitude, first to go first" in report and "matching M (ours)" in report
     assert "Accuracy after fine-tuning against parameters saved" in report

@@ -95,13 +95,13 @@ class ResultsFolder:
         """Release the lock; a run that ends in an exception says so in its manifest instead of "running"."""
         try:
             if error is not None and self.manifest.status == "running":
-                self.manifest.status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
-                self.manifest.error = f"{kind.__name__}: {error}" if str(error) else kind.__name__
-                try:
-                    with _signals_held_back():  # torchrun's SIGTERM after a rank died must not cut this short
+                with _signals_held_back():  # torchrun's SIGTERM after a rank died must not cut the record short
+                    self.manifest.status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+                    self.manifest.error = f"{kind.__name__}: {error}" if str(error) else kind.__name__
+                    try:
                         self.write_manifest()
-                except OSError:
-                    pass  # the original error says more than a failure to record it
+                    except OSError:
+                        pass  # the original error says more than a failure to record it
         finally:
             self.close()
 
