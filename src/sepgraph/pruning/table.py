@@ -146,6 +146,17 @@ def rule_label(row: PruningRow) -> str:
     return row.rule + (f" ({row.parameter:.4g})" if row.parameter is not None else "")
 
 
+def matched_label(row: PruningRow) -> str:
+    """The label a random cut's ``matches`` names ``row`` by: its curve, ``... at equal units`` for such a row."""
+    return row.curve + (" at equal units" if row.kind == "equal-units" else "")
+
+
+def chosen_cuts(table: Sequence[PruningRow]) -> set[tuple[str, str]]:
+    """(matched label, pruned model) of every cut a criterion chose: a random row with its ``matches`` and model
+    among them drew that criterion's own units, which is no chance to judge it against (SPEC 20)."""
+    return {(matched_label(row), row.pruned_model) for row in table if row.kind not in ("control", "random")}
+
+
 def change_label(row: PruningRow) -> str:
     """A row's fine-tuned accuracy against the control, ``-2.24``; ``-`` for the control itself and where nothing
     was trained."""
@@ -307,7 +318,7 @@ def verdicts(table: list[PruningRow]) -> list[str]:
         values = seed_accuracies(table, row)
         if row.kind in ("control", "random") or not values:
             return "-"
-        label = row.curve + (" at equal units" if row.kind == "equal-units" else "")
+        label = matched_label(row)
         cuts = {other.pruned_model: other for other in table if other.kind == "random" and other.matches == label
                 and rule_label(other) == rule_label(row) and other.pruned_model != row.pruned_model}
         randoms = [statistics.mean(seeds) for cut in cuts.values() if (seeds := seed_accuracies(table, cut))]

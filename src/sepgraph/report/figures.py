@@ -18,7 +18,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from ..pruning.criterion import CRITERIA, TARGET_RULES, Cut
-from ..pruning.table import PruningRow, rule_label
+from ..pruning.table import PruningRow, chosen_cuts, matched_label, rule_label
 from ..results.depth_table import DepthRow
 from ..results.dynamics_table import MEASURES, DynamicsRow
 from ..results.layer_row import LayerRow
@@ -348,16 +348,15 @@ def pruning_tradeoff(panels: dict[str, Sequence[PruningRow]], title: str) -> Fig
             axis.axhspan(min(control), max(control), color="k", alpha=0.1, lw=0)
         randoms: dict[tuple[str, str], list[PruningRow]] = {}
         cuts: dict[tuple[str, str], dict[str, dict[int, float]]] = {}
-        chosen = {(row.curve, row.pruned_model) for row in trained if row.kind not in ("control", "random")}
+        chosen = chosen_cuts(trained)
         for row in trained:
             if row.kind == "random" and (row.matches, row.pruned_model) in chosen:
                 continue  # a random draw of the criterion's own units is its marker, not chance (SPEC 20)
             if row.kind == "random":
                 randoms.setdefault((row.matches, rule_label(row)), []).append(row)
             elif row.kind != "control":  # criteria that cut the same model share its marker
-                curve = row.curve + (" at equal units" if row.kind == "equal-units" else "")
-                cuts.setdefault((row.pruned_model, _figure_rule(row)), {}).setdefault(curve, {})[row.seed] = \
-                    row.accuracy_finetuned
+                by_curve = cuts.setdefault((row.pruned_model, _figure_rule(row)), {})
+                by_curve.setdefault(matched_label(row), {})[row.seed] = row.accuracy_finetuned
         sizes = [row.params_saved_pct for row in trained if row.kind != "control"] or [0.0]
         half = 0.015 * max(max(sizes) - min(sizes), 4.0)  # a band's half width, by the panel's spread of sizes
         for number, group in enumerate(randoms.values()):

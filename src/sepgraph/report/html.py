@@ -23,6 +23,7 @@ from ..pruning.criterion import Cut, check_rule, recommend
 from ..pruning.table import (
     PruningRow,
     change_label,
+    chosen_cuts,
     load_orders,
     load_pruning,
     percent,
@@ -319,7 +320,7 @@ def _pruning_html(rows: list[PruningRow] | None, results: Path) -> str:
             "<th>FLOPs saved</th><th>pruned model</th></tr>")
     words = iter(verdicts(rows))  # seed_groups keeps the rows' order
     seeds = sorted({row.seed for row in rows})
-    chosen = {(row.curve, row.pruned_model) for row in rows if row.kind not in ("control", "random")}
+    chosen = chosen_cuts(rows)
     body = []
     for group in seed_groups(rows):
         for number, r in enumerate(group):
