@@ -34,7 +34,7 @@ from sepgraph import GraphSettings, PruningOptions, PruningPlan, Recipe, analyse
 from sepgraph.devices import processor, resolve_device
 from sepgraph.files import atomic_text, atomic_write
 from sepgraph.pruning.candidates import Candidate
-from sepgraph.pruning.criterion import CRITERIA
+from sepgraph.pruning.criterion import CRITERIA, criterion_rank
 from sepgraph.pruning.table import PruningRow, verdicts
 from sepgraph.pruning.verdict import against_random, at_equal_accuracy, claim_e, noise_level
 from sepgraph.report.figures import pruning_tradeoff
@@ -329,9 +329,8 @@ def seed_spread(rows: list[dict]) -> str:
 
 def _criteria(rows: list[dict]) -> dict[str, list[dict]]:
     """The criteria's records by label, each label's seeds together, in :data:`CRITERIA`'s order."""
-    order = [CRITERIA[key].label for key in CRITERIA]
     groups: dict[str, list[dict]] = {}
-    for record in sorted(rows, key=lambda r: order.index(r["criterion"]) if r["criterion"] in order else len(order)):
+    for record in sorted(rows, key=lambda r: criterion_rank(r["criterion"])):
         if record["kind"] == "criterion":
             groups.setdefault(record["criterion"], []).append(record)
     return groups
@@ -526,10 +525,8 @@ def _budget_line(check: list[dict]) -> list[str]:
 
 def _line_order(rows: list[dict]) -> list[tuple[str, str]]:
     """A block table's (kind, criterion) lines: the control, then the criteria in :data:`CRITERIA`'s order."""
-    order = [CRITERIA[key].label for key in CRITERIA]
     lines = dict.fromkeys((r["kind"], r["criterion"]) for r in rows if r["kind"] != "random")
-    return sorted(lines, key=lambda line: (line[0] != "control", order.index(line[1]) if line[1] in order else
-                                           len(order), line[1]))
+    return sorted(lines, key=lambda line: (line[0] != "control", criterion_rank(line[1]), line[1]))
 
 
 def _training_minutes(rows: list[dict]) -> Callable[[list[dict], str], str]:

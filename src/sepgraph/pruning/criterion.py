@@ -66,6 +66,15 @@ CRITERIA = {
     "random": Criterion(RANDOM, "random (size-matched)"),
 }
 """The one registry of the criteria (SPEC 8, 16, 19, 22), by the key ``--curves`` names them with."""
+
+
+def criterion_rank(label: str) -> int:
+    """Where a criterion's label stands in :data:`CRITERIA`'s order (M first), unknown labels last: the order
+    tables and figures list criteria in."""
+    labels = [criterion.label for criterion in CRITERIA.values()]
+    return labels.index(label) if label in labels else len(labels)
+
+
 DEPTH_CRITERIA = ("block_influence", "angular")
 """The criteria read off the analysis's depth measures, ``depth.csv`` (SPEC 22)."""
 

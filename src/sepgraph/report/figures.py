@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from ..pruning.criterion import CRITERIA, TARGET_RULES, Cut
+from ..pruning.criterion import CRITERIA, TARGET_RULES, Cut, criterion_rank
 from ..pruning.table import PruningRow, chosen_cuts, matched_label, rule_label
 from ..results.depth_table import DepthRow
 from ..results.dynamics_table import MEASURES, DynamicsRow
@@ -406,10 +406,8 @@ def _figure_rule(row: PruningRow) -> str:
 
 
 def _criterion_rank(curve: str) -> int:
-    """Where a curve's criterion stands in :data:`CRITERION_COLOURS` (the criteria's order), unknown ones last."""
-    order = list(CRITERION_COLOURS)
-    name = curve.removesuffix(" at equal units")
-    return order.index(name) if name in order else len(order)
+    """:func:`~sepgraph.pruning.criterion.criterion_rank` of a marker's curve, ``... at equal units`` or not."""
+    return criterion_rank(curve.removesuffix(" at equal units"))
 
 
 def _unique_legend(axis, extra: Sequence[Patch | Line2D] = ()) -> int:
