@@ -229,15 +229,23 @@ def _estimate(row: PlannedRow, plan: PruningPlan, records: Path) -> float:
     median of what the records of this model on this processor imply (a row slowed by other work moves it little),
     else :data:`SECONDS_PER_EPOCH`."""
     share = plan.flops_share(row.candidate)
-    trained: dict[tuple, float] = {}  # a model read back by a second criterion took seconds: its first record counts
-    for record in load_records(records):
-        if record["model"] == row.block.model and record["processor"] == processor().describe():
-            key = (record["pruned_model"], record["seed"], record["epochs"])
-            kept = max(1 - record["row"]["flops_saved_pct"] / 100, 0.05)
-            trained[key] = max(trained.get(key, 0.0), record["wall_seconds"] / ((record["epochs"] + 1) * kept))
-    implied = list(trained.values())
+    mine = [record for record in load_records(records)
+            if record["model"] == row.block.model and record["processor"] == processor().describe()]
+    implied = [record["wall_seconds"] / ((record["epochs"] + 1) * max(1 - record["row"]["flops_saved_pct"] / 100, 0.05))
+               for record in _trainings(mine).values()]
     per_epoch = statistics.median(implied) if implied else SECONDS_PER_EPOCH[row.block.model]
     return (row.epochs + 1) * per_epoch * share * 1.1 + 0.1 * per_epoch
+
+
+def _trainings(rows: list[dict]) -> dict[tuple, dict]:
+    """Each training once, by (pruned model, seed, epochs): the record that trained it, the one with the most
+    seconds (another criterion cutting the same units read it back in seconds)."""
+    trained: dict[tuple, dict] = {}
+    for record in rows:
+        key = (record["pruned_model"], record["seed"], record["epochs"])
+        if key not in trained or record["wall_seconds"] > trained[key]["wall_seconds"]:
+            trained[key] = record
+    return trained
 
 
 def load_records(records: Path) -> list[dict]:
@@ -470,13 +478,13 @@ def block_section(block: Block, rows: list[dict]) -> list[str]:
               "(points) | verdict (SPEC 20) | minutes |", "|---|---|---:|---:|---:|---|---:|---:|---|---:|"]
     control = _accuracies(main, "control")
     words = dict(zip(map(id, main), verdicts([PruningRow(**record["row"]) for record in main]), strict=True))
-    charge, shared = _training_minutes(main), control_block(block).name
+    charge, owner = _training_minutes(main), control_block(block).name
     drawn: set[frozenset[str]] = set()  # random lines shown: a criterion cutting another's units draws its cuts
     for kind, criterion in _line_order(main):
         group = [r for r in main if (r["kind"], r["criterion"]) == (kind, criterion)]
         values, first = _finetuned(group), group[0]["row"]
         change = f"{statistics.mean(values) - statistics.mean(control):+.2f}" if control and kind != "control" else "-"
-        minutes = f"block {shared}'s" if kind == "control" and shared != block.name else charge(group, criterion)
+        minutes = f"block {owner}'s" if kind == "control" and owner != block.name else charge(group, criterion)
         lines.append(f"| {criterion} | {_short(group[0]['cut'])} | {first['params_saved_pct']:.2f}% | "
                      f"{first['flops_saved_pct']:.2f}% | {_number(first['accuracy_proxy'])} | {_spread(values)} | "
                      f"{len(values)} | {change} | {words[id(group[0])]} | {minutes} |")
@@ -487,7 +495,7 @@ def block_section(block: Block, rows: list[dict]) -> list[str]:
             lines.append(_random_line(criterion, first, matched, group[0]["pruned_model"], control, charge))
     lines += _budget_line([record for record in rows if record["epochs"] != block.epochs])
     noise = noise_level(control)
-    shared = "" if shared == block.name else f", the control of block {shared}: the same training"
+    shared = "" if owner == block.name else f", the control of block {owner}: the same training"
     lines += ["", f"Noise level s (SPEC 20): {_number(noise, '.3f') if noise is not None else 'not measured'} "
               f"(control seeds: {len(control)}{shared}).", ""]
     return lines
@@ -534,10 +542,7 @@ def _training_minutes(rows: list[dict]) -> Callable[[list[dict], str], str]:
     line (at one seed and epochs) is read back by every other line cutting the same units, whose records hold the
     seconds of reading it; its minutes go to the first line that asks for it, in the table's order, and a line
     whose every model an earlier one trained names that line instead."""
-    seconds: dict[tuple, float] = {}
-    for record in rows:
-        key = (record["pruned_model"], record["seed"], record["epochs"])
-        seconds[key] = max(seconds.get(key, 0.0), record["wall_seconds"])
+    seconds = {key: record["wall_seconds"] for key, record in _trainings(rows).items()}
     charged: dict[tuple, str] = {}
 
     def charge(group: list[dict], line: str) -> str:

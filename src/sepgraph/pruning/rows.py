@@ -133,14 +133,15 @@ class PruningPlan:
     def row(self, candidate: Candidate, recipe: Recipe | None = None) -> PruningRow:
         """One candidate trained (or read back) under ``recipe`` (default: the plan's), its ``accuracy_vs_control``
         left empty (the control is another row)."""
-        run = self.comparison if recipe is None else self.comparison.under(recipe)
-        return PruningRow(**run.record(candidate), accuracy_vs_control=None)
+        return PruningRow(**self._under(recipe).record(candidate), accuracy_vs_control=None)
 
     def is_trained(self, candidate: Candidate, recipe: Recipe | None = None) -> bool:
         """Whether :meth:`row` would read the candidate's pruning back finished under ``recipe`` (default: the
         plan's) rather than train it: another candidate of the same units may have trained it."""
-        run = self.comparison if recipe is None else self.comparison.under(recipe)
-        return (run._trained_path(candidate.spec) / "row.json").is_file()
+        return (self._under(recipe)._trained_path(candidate.spec) / "row.json").is_file()
+
+    def _under(self, recipe: Recipe | None) -> _Comparison:
+        return self.comparison if recipe is None else self.comparison.under(recipe)
 
     def flops_share(self, candidate: Candidate) -> float:
         """The pruned model's FLOPs over the original's (one image): what a row's training costs, relatively."""
