@@ -526,9 +526,9 @@ def _budget_line(check: list[dict]) -> list[str]:
         return []
     named = [f"{'a random cut matching ' + r['matches'] if r['kind'] == 'random' else r['criterion']} "
              f"{r['row']['accuracy_finetuned']:.2f}%" for r in check]
-    minutes = _training_minutes(check)(check, "")
+    minutes = sum(record["wall_seconds"] for record in _trainings(check).values()) / 60
     return ["", f"Budget check at {check[0]['epochs']} epochs (seed 0 each): " + "; ".join(named) +
-            f" ({minutes} min)."]
+            f" ({minutes:.1f} min)."]
 
 
 def _line_order(rows: list[dict]) -> list[tuple[str, str]]:
