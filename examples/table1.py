@@ -48,6 +48,8 @@ SECONDS_PER_EPOCH = {"resnet20": 55.0, "resnet56": 150.0, "vgg11_bn": 140.0}
 """First estimates of one unpruned training epoch (bf16, 50,000 images) on a 2-core AMD EPYC Zen 4, before a
 record of this machine says better (issue 35's figures, scaled to that processor)."""
 SEEDS = 3
+PLAN = "plan.json"
+"""The file in each block's records folder that lists the records of its whole plan (written by the driver)."""
 HEADING = "## Fine-tuned at equal size against random cuts (SPEC 19-22)"
 FINDINGS_HEADING = "## Claim (e) at equal size: the Table 1 run"
 PUBLISHED = ("The paper: M saves 60.76% of resnet56's parameters at -0.01 points; Lu et al. 41.24% at +0.03; RedTest's "
@@ -103,6 +105,12 @@ class PlannedRow:
         slug = "".join(c if c.isalnum() else "-" for c in f"{self.candidate.kind}-{self.candidate.curve}")[:40]
         return f"{slug}-s{self.seed}-e{self.epochs}-{hashlib.sha256(what.encode()).hexdigest()[:10]}.json"
 
+    @property
+    def record_path(self) -> str:
+        """Where the row's record goes under the records folder: the control's under the block that owns it."""
+        owner = control_block(self.block) if self.candidate.kind == "control" else self.block
+        return f"{owner.name}/{self.record_name}"
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -145,9 +153,10 @@ def run_plan(args: argparse.Namespace, records: Path, deadline: float) -> None:
                               weights, normalize=normalize, progress=False)
         plan = plan_pruning(folder, train, _options(block), recipe=_recipe(block.epochs, 0, precision),
                             device=args.device, progress=False)
-        for row in planned_rows(block, plan.candidates):
-            owner = control_block(block) if row.candidate.kind == "control" else block
-            path = records / owner.name / row.record_name
+        rows = planned_rows(block, plan.candidates)
+        write_plan(records, block, rows)
+        for row in rows:
+            path = records / row.record_path
             if path.is_file():
                 continue
             recipe = _recipe(row.epochs, row.seed, precision)
@@ -163,7 +172,7 @@ def run_plan(args: argparse.Namespace, records: Path, deadline: float) -> None:
                   flush=True)
             started = time.monotonic()
             trained = plan.row(row.candidate, recipe)
-            record = {"block": owner.name, "model": block.model, "target_params": block.target,
+            record = {"block": path.parent.name, "model": block.model, "target_params": block.target,
                       "criterion": row.candidate.curve, "kind": row.candidate.kind, "matches": row.candidate.matches,
                       "cut": row.candidate.cut, "pruned_model": str(row.candidate.spec), "seed": row.seed,
                       "epochs": row.epochs, "head_epochs": 1, "precision": precision,
@@ -249,7 +258,28 @@ def _trainings(rows: list[dict]) -> dict[tuple, dict]:
 
 
 def load_records(records: Path) -> list[dict]:
-    return [json.loads(path.read_text()) for path in sorted(records.glob("*/*.json"))]
+    return [json.loads(path.read_text()) for path in sorted(records.glob("*/*.json")) if path.name != PLAN]
+
+
+def write_plan(records: Path, block: Block, rows: list[PlannedRow]) -> None:
+    """Record the block's whole plan (each row's record path), so that the records alone say what is left."""
+    path = records / block.name / PLAN
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_text(path, json.dumps({"block": block.name, "rows": [row.record_path for row in rows]}, indent=1) + "\n")
+
+
+def plan_progress(records: Path, block: Block) -> tuple[int, int] | None:
+    """How many of the block's planned rows have a record, of how many; None before the driver wrote its plan."""
+    path = records / block.name / PLAN
+    if not path.is_file():
+        return None
+    planned = json.loads(path.read_text())["rows"]
+    return sum((records / name).is_file() for name in planned), len(planned)
+
+
+def plan_complete(records: Path) -> bool:
+    """Whether every block's plan is written and every row of it recorded."""
+    return all((progress := plan_progress(records, block)) and progress[0] == progress[1] for block in BLOCKS)
 
 
 def control_block(block: Block) -> Block:
@@ -267,12 +297,12 @@ def block_rows(block: Block, rows: list[dict]) -> list[dict]:
 
 def write_table(records: Path, table: Path) -> None:
     """The section of ``table`` under :data:`HEADING` and ``records/figure.png``, from the records alone."""
-    rows = load_records(records)
-    lines = [HEADING, "", _intro(rows), ""]
+    rows, complete = load_records(records), plan_complete(records)
+    lines = [HEADING, "", _intro(rows, complete), ""]
     for block in BLOCKS:
-        lines += block_section(block, block_rows(block, rows))
+        lines += block_section(block, block_rows(block, rows), plan_progress(records, block))
     if any(record["epochs"] == block.epochs for block in BLOCKS for record in rows if record["block"] == block.name):
-        figure = accuracy_figure(rows)
+        figure = accuracy_figure(rows, complete)
         buffer_path = records / "figure.png"
         atomic_write(buffer_path, lambda handle: figure.savefig(handle, format="png", dpi=110))
         lines += [f"![accuracy against parameters saved]({buffer_path.relative_to(table.parent)})", ""]
@@ -285,15 +315,16 @@ def write_findings(records: Path, findings: Path) -> None:
     zero-training proxy ranked the fine-tuned rows (Spearman); per model, the row at equal accuracy with the
     control that saves most."""
     rows = load_records(records)
-    lines = [FINDINGS_HEADING, "", "**Rows so far** (`examples/table1.py`, records in `docs/table1/`, the table in "
-             "`docs/TABLE1.md`). " + PUBLISHED, "", "| block | claim (e) (SPEC 20) | why | most accuracy at this size "
-             "| proxy vs fine-tuned (Spearman over the distinct cuts, seed 0) |", "|---|---|---|---|---|"]
+    lines = [FINDINGS_HEADING, "", f"**{'Every planned row' if plan_complete(records) else 'Rows so far'}** "
+             "(`examples/table1.py`, records in `docs/table1/`, the table in `docs/TABLE1.md`). " + PUBLISHED, "",
+             "| block | claim (e) (SPEC 20) | why | most accuracy at this size | proxy vs fine-tuned (Spearman over "
+             "the distinct cuts, seed 0) |", "|---|---|---|---|---|"]
     mains = {block.name: [record for record in block_rows(block, rows) if record["epochs"] == block.epochs]
              for block in BLOCKS}
     for block in BLOCKS:
         verdict, why = block_claim_e(mains[block.name])
         lines.append(f"| {block.name} | {verdict} | {why} | {most_accurate(mains[block.name])} | "
-                     f"{_proxy_rank(mains[block.name])} |")
+                     f"{proxy_rank(mains[block.name])} |")
     lines.append("")
     for block in BLOCKS:
         lines += [f"- {block.name}: {text}" for text in (flops_range(mains[block.name]),
@@ -437,9 +468,10 @@ def _by_block(rows: list[dict]) -> list[list[dict]]:
     return [[r for r in rows if r["block"] == name] for name in dict.fromkeys(r["block"] for r in rows)]
 
 
-def _proxy_rank(rows: list[dict]) -> str:
+def proxy_rank(rows: list[dict]) -> str:
     """Spearman's rank correlation of the proxy with the fine-tuned accuracy over the block's distinct pruned models
-    at seed 0."""
+    at seed 0, with both ranges: a rank among proxies all near chance, or among accuracies within a few s, says
+    little, and the reader should see when it is so."""
     from scipy.stats import spearmanr
 
     pairs = {r["pruned_model"]: (r["row"]["accuracy_proxy"], r["row"]["accuracy_finetuned"]) for r in rows
@@ -447,14 +479,18 @@ def _proxy_rank(rows: list[dict]) -> str:
     if len(pairs) < 3:
         return f"- ({len(pairs)} cut{'s' * (len(pairs) != 1)})"
     proxy, tuned = zip(*pairs.values(), strict=True)
-    return f"{spearmanr(proxy, tuned).statistic:+.2f} ({len(pairs)} cuts)"
+    return (f"{spearmanr(proxy, tuned).statistic:+.2f} ({len(pairs)} cuts; proxies {min(proxy):.2f}-{max(proxy):.2f}%,"
+            f" fine-tuned {min(tuned):.2f}-{max(tuned):.2f}%)")
 
 
-def _intro(rows: list[dict]) -> str:
+def _intro(rows: list[dict], complete: bool) -> str:
     planned = ", ".join(f"block {b.name} ({b.model}, {_target(b)}, {b.epochs} epochs)" for b in BLOCKS)
     machines = sorted({f"{record['processor']}, {record['threads']} threads, {record['precision']}" for record in rows})
-    return ("**Rows so far** (the run goes on in later sessions; each verdict is of the rows so far, and none "
-            "reads holds or fails before the control has 3 seeds). "
+    state = ("**Every planned row** (each block's plan, `docs/table1/BLOCK/plan.json`, is recorded in full; no "
+             "verdict reads holds or fails before the control has 3 seeds). " if complete else
+             "**Rows so far** (the run goes on in later sessions; each verdict is of the rows so far, and none "
+             "reads holds or fails before the control has 3 seeds). ")
+    return (state +
             f"The plan: {planned}. Every row: the surviving weights, 1 head-only epoch, then the block's epochs of "
             "SGD (lr 0.01 down to 0 by a cosine, momentum 0.9, weight decay 0.005, batch 256, crop + flip) on the "
             "export's 50,000 training images; the cut chosen on the selection half of CIFAR-10 test (JPEG q75 "
@@ -463,10 +499,15 @@ def _intro(rows: list[dict]) -> str:
             "benchmarks. Machine: " + ("; ".join(machines) or "none yet") + ".")
 
 
-def block_section(block: Block, rows: list[dict]) -> list[str]:
-    """A block's table: one line per criterion (seeds pooled), each followed by the random cuts matched to it as
-    mean [min, max] (its own cut, where drawn, left out), the budget check, and the noise level."""
+def block_section(block: Block, rows: list[dict], progress: tuple[int, int] | None = None) -> list[str]:
+    """A block's table: how much of its plan is recorded (``progress``: rows recorded, rows planned), one line per
+    criterion (seeds pooled), each followed by the random cuts matched to it as mean [min, max] (its own cut, where
+    drawn, left out), the budget check, and the noise level."""
     lines = [f"### Block {block.name}: {block.model}, {_target(block)}, {block.epochs} epochs", ""]
+    if progress:
+        done, planned = progress
+        lines += [f"All {planned} planned rows are recorded." if done == planned else
+                  f"{done} of {planned} planned rows are recorded so far.", ""]
     main = [record for record in rows if record["epochs"] == block.epochs]
     if not main:
         return lines + ["No row finished yet.", ""]
@@ -576,15 +617,17 @@ def _short(cut: str, limit: int = 70) -> str:
     return cut if len(cut) <= limit else cut[: limit - 3] + "..."
 
 
-def accuracy_figure(rows: list[dict]) -> Figure:
+def accuracy_figure(rows: list[dict], complete: bool = False) -> Figure:
     """Per model, fine-tuned accuracy on the report half against parameters saved at the block's epochs (the
-    budget check left out), drawn as every ``sepgraph prune`` report draws it (``pruning_tradeoff``)."""
+    budget check left out), drawn as every ``sepgraph prune`` report draws it (``pruning_tradeoff``); titled "rows so
+    far" until the plan is ``complete``."""
     epochs = {block.name: block.epochs for block in BLOCKS}
     rows = [record for record in rows if record["epochs"] == epochs.get(record["block"])]
     panels = {f"{model} ({mine[0]['epochs']} fine-tuning epochs)": [PruningRow(**record["row"]) for record in mine]
               for model in dict.fromkeys(record["model"] for record in rows)
               for mine in [[record for record in rows if record["model"] == model]]}
-    return pruning_tradeoff(panels, "Table 1 rows so far: CIFAR-10 test (JPEG q75 export), report half")
+    return pruning_tradeoff(panels, f"Table 1{'' if complete else ' rows so far'}: CIFAR-10 test (JPEG q75 export), "
+                                    "report half")
 
 
 if __name__ == "__main__":

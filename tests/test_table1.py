@@ -186,14 +186,16 @@ def test_the_estimate_counts_each_trained_model_once(tmp_path, monkeypatch):
     assert table1._estimate(row, Plan(), tmp_path) == pytest.approx(7 * 100.0 * 0.5 * 1.1 + 10.0)
 
 
-def test_the_budget_check_ranks_m_against_a_random_cut_that_is_not_its_own():
+def candidate(kind: str, curve: str, units: tuple[str, ...], matches: str = "", model: str = "resnet20"):
+    """A candidate of a block's comparison: a cut removing ``units`` (none: the control)."""
     from sepgraph.models.pruned import PruningSpec
     from sepgraph.pruning.candidates import Candidate
 
-    def candidate(kind: str, curve: str, units: tuple[str, ...], matches: str = "") -> Candidate:
-        spec = PruningSpec("resnet20", "remove", units) if units else PruningSpec("resnet20")
-        return Candidate(curve, kind, "target-params", 30.0, "cut", spec, len(units), len(units), matches)
+    spec = PruningSpec(model, "remove", units) if units else PruningSpec(model)
+    return Candidate(curve, kind, "target-params", 30.0, "cut", spec, len(units), len(units), matches)
 
+
+def test_the_budget_check_ranks_m_against_a_random_cut_that_is_not_its_own():
     own, other = ("layer1.0", "layer3.1"), ("layer1.1", "layer3.2")
     found = [candidate("control", "unpruned", ()), candidate("criterion", M, own),
              candidate("criterion", Q, ("layer2.0", "layer3.2")), candidate("random", RANDOM, own, M),
@@ -203,3 +205,33 @@ def test_the_budget_check_ranks_m_against_a_random_cut_that_is_not_its_own():
     check = [(row.candidate.kind, row.candidate.spec.targets) for row in rows if row.epochs == block3.budget_epochs]
     assert check == [("criterion", own), ("criterion", ("layer2.0", "layer3.2")), ("random", other)]
     assert [row.seed for row in rows if row.candidate.kind == "control"] == [0, 1, 2]
+
+
+def test_the_proxy_rank_shows_the_ranges_it_ranks():
+    rows = [*controls(), *(record("1-resnet56-50", "criterion", name, value, cut=name)
+                           for name, value in ((M, 80.0), (Q, 81.5), ("k-NN accuracy", 81.0)))]
+    assert table1.proxy_rank(rows) == "+1.00 (3 cuts; proxies 20.00-21.50%, fine-tuned 80.00-81.50%)"
+    assert table1.proxy_rank(rows[:4]) == "- (1 cut)"  # too few cuts to rank
+
+
+def test_the_records_alone_say_how_much_of_each_plan_is_done(tmp_path):
+    block = table1.BLOCKS[3]
+    control, cut = (table1.PlannedRow(block, candidate(kind, curve, units, model="vgg11_bn"), 0, block.epochs)
+                    for kind, curve, units in (("control", "unpruned", ()), ("criterion", M, ("conv7", "conv8"))))
+    assert control.record_path.startswith("4-vgg11_bn-50/control-")  # vgg11_bn's control is its own block's
+    table1.write_plan(tmp_path, block, [control, cut])
+    assert table1.plan_progress(tmp_path, table1.BLOCKS[0]) is None  # no plan written: nothing to count
+    (tmp_path / control.record_path).write_text(json.dumps(record(block.name, "control", "unpruned", 85.0)))
+    assert table1.plan_progress(tmp_path, block) == (1, 2)
+    assert table1.load_records(tmp_path)[0]["kind"] == "control"  # the plan is no record
+    assert "1 of 2 planned rows are recorded so far." in table1.block_section(block, table1.load_records(tmp_path),
+                                                                              (1, 2))
+    (tmp_path / cut.record_path).write_text(json.dumps(record(block.name, "criterion", M, 85.5)))
+    assert table1.plan_progress(tmp_path, block) == (2, 2) and not table1.plan_complete(tmp_path)  # 3 blocks unplanned
+    for other in table1.BLOCKS[:3]:
+        table1.write_plan(tmp_path, other, [])
+    assert table1.plan_complete(tmp_path)
+    findings = tmp_path / "FINDINGS.md"
+    findings.write_text("# Findings\n")
+    table1.write_findings(tmp_path, findings)
+    assert "**Every planned row** (" in findings.read_text()

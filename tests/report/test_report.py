@@ -170,6 +170,9 @@ def test_the_pruning_figure_draws_each_cut_its_random_band_and_the_control():
     assert short.get_size_inches()[1] == pytest.approx(4.2 + 0.16 * 2)  # 4 short labels in two columns
     close = pruning_tradeoff({"close": [rows[0], replace(rows[3], accuracy_finetuned=89.1)]}, "t").axes[0]
     assert close.get_ylim()[1] - close.get_ylim()[0] == pytest.approx(2.0)  # 0.1 point apart: a 2-point axis
+    one_size = pruning_tradeoff({"one size": [rows[0], rows[3], replace(rows[6], params_saved_pct=31.0)]}, "t").axes[0]
+    assert one_size.get_xlim() == pytest.approx((29.0, 33.0))  # cuts of one size: a 4-point axis about it
+    assert axis.get_xlim()[1] - axis.get_xlim()[0] > 26.0  # a real spread of sizes keeps its own limits
     assert sorted(axis.lines[1].get_ydata()) == [84.0, 85.5]  # each random cut a cross
     band = axis.collections[0].get_paths()[0].vertices
     assert (band[:, 0].min(), band[:, 0].max(), band[:, 1].min(), band[:, 1].max()) == pytest.approx(

@@ -38,6 +38,8 @@ CRITERION_COLOURS = dict(zip((criterion.label for criterion in CRITERIA.values()
 """One colour per criterion's label in the pruning figures, M and Q as in the curves."""
 MIN_ACCURACY_SPAN = 2.0
 """The least span of a pruning panel's accuracy axis, points: closer values read as close."""
+MIN_SAVED_SPAN = 4.0
+"""The least span of a pruning panel's parameters-saved axis, points: cuts of one size read as one size."""
 LEGEND_PAIR_CHARS = 40
 """The longest legend label (characters, at 7 points) of which two fit side by side under a 5.5-inch panel."""
 RULE_MARKERS = ("o", "s", "D", "^", "v", "P", "X", "*", "h", "<")
@@ -358,7 +360,7 @@ def pruning_tradeoff(panels: dict[str, Sequence[PruningRow]], title: str) -> Fig
                 by_curve = cuts.setdefault((row.pruned_model, _figure_rule(row)), {})
                 by_curve.setdefault(matched_label(row), {})[row.seed] = row.accuracy_finetuned
         sizes = [row.params_saved_pct for row in trained if row.kind != "control"] or [0.0]
-        half = 0.015 * max(max(sizes) - min(sizes), 4.0)  # a band's half width, by the panel's spread of sizes
+        half = 0.015 * max(max(sizes) - min(sizes), MIN_SAVED_SPAN)  # a band's half width, by the spread of sizes
         for number, group in enumerate(randoms.values()):
             size, values = group[0].params_saved_pct, [row.accuracy_finetuned for row in group]
             axis.fill_between([size - half, size + half], min(values), max(values), color="0.6", alpha=0.45, lw=0)
@@ -382,16 +384,22 @@ def pruning_tradeoff(panels: dict[str, Sequence[PruningRow]], title: str) -> Fig
             keys |= {rule: Line2D([], [], marker=shape, color="0.35", linestyle="none", label=rule)
                      for rule, shape in shapes.items()}
         lines = max(lines, _unique_legend(axis, list(keys.values())))
-        low, high = axis.get_ylim()
-        if high - low < MIN_ACCURACY_SPAN:  # a tenth of a point must not look like a gulf
-            middle = (low + high) / 2
-            axis.set_ylim(middle - MIN_ACCURACY_SPAN / 2, middle + MIN_ACCURACY_SPAN / 2)
+        _widen(axis.get_ylim, axis.set_ylim, MIN_ACCURACY_SPAN)  # a tenth of a point must not look like a gulf
+        _widen(axis.get_xlim, axis.set_xlim, MIN_SAVED_SPAN)  # nor cuts of one size as a spread of sizes
         axis.set_title(name, fontsize=10)
         axis.set_xlabel("parameters saved (%)")
         axis.set_ylabel("accuracy after fine-tuning (%)")
     figure.suptitle(f"{title}\naccuracy against parameters saved, every cut trained alike (SPEC 19-20)", fontsize=9)
     figure.set_size_inches(width, 4.2 + 0.16 * lines)  # room for the legends below the panels
     return figure
+
+
+def _widen(get: Callable[[], tuple[float, float]], set_: Callable[[float, float], object], span: float) -> None:
+    """Widen an axis about its middle to ``span`` where its limits are closer than that."""
+    low, high = get()
+    if high - low < span:
+        middle = (low + high) / 2
+        set_(middle - span / 2, middle + span / 2)
 
 
 def _figure_rule(row: PruningRow) -> str:
