@@ -229,7 +229,7 @@ def planned_rows(block: Block, candidates: list[Candidate]) -> list[PlannedRow]:
 
 def _mixes_precision(folder: Path, precision: str) -> bool:
     """Whether a block's rows so far were trained in another precision (a block never mixes them)."""
-    return any(json.loads(path.read_text())["precision"] != precision for path in folder.glob("*.json"))
+    return any(record["precision"] != precision for record in load_records(folder, pattern="*.json"))
 
 
 def _estimate(row: PlannedRow, plan: PruningPlan, records: Path) -> float:
@@ -257,8 +257,9 @@ def _trainings(rows: list[dict]) -> dict[tuple, dict]:
     return trained
 
 
-def load_records(records: Path) -> list[dict]:
-    return [json.loads(path.read_text()) for path in sorted(records.glob("*/*.json")) if path.name != PLAN]
+def load_records(records: Path, pattern: str = "*/*.json") -> list[dict]:
+    """The rows' records under ``records`` (every block's folder; ``pattern="*.json"``: one block's), plans left out."""
+    return [json.loads(path.read_text()) for path in sorted(records.glob(pattern)) if path.name != PLAN]
 
 
 def write_plan(records: Path, block: Block, rows: list[PlannedRow]) -> None:

@@ -224,6 +224,8 @@ def test_the_records_alone_say_how_much_of_each_plan_is_done(tmp_path):
     (tmp_path / control.record_path).write_text(json.dumps(record(block.name, "control", "unpruned", 85.0)))
     assert table1.plan_progress(tmp_path, block) == (1, 2)
     assert table1.load_records(tmp_path)[0]["kind"] == "control"  # the plan is no record
+    assert not table1._mixes_precision(tmp_path / block.name, "bf16")  # nor has it a precision
+    assert table1._mixes_precision(tmp_path / block.name, "fp32")
     assert "1 of 2 planned rows are recorded so far." in table1.block_section(block, table1.load_records(tmp_path),
                                                                               (1, 2))
     (tmp_path / cut.record_path).write_text(json.dumps(record(block.name, "criterion", M, 85.5)))
