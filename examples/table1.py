@@ -326,7 +326,7 @@ def write_findings(records: Path, findings: Path) -> None:
         verdict, why = block_claim_e(mains[block.name])
         lines.append(f"| {block.name} | {verdict} | {why} | {most_accurate(mains[block.name])} | "
                      f"{proxy_rank(mains[block.name])} |")
-    lines.append("")
+    lines += ["", in_short(mains), ""]
     for block in BLOCKS:
         lines += [f"- {block.name}: {text}" for text in (flops_range(mains[block.name]),
                                                           seed_spread(mains[block.name])) if text]
@@ -415,6 +415,32 @@ def block_claim_e(rows: list[dict]) -> tuple[str, str]:
     seeds = f"M {len(criteria[m_label])}, " + (f"every other cut {counts.pop()}" if len(counts) == 1 else
                                                 ", ".join(f"{name} {len(values)}" for name, values in others.items()))
     return {True: "holds", False: "fails", None: "undecided"}[verdict], f"{why}; seeds: {seeds}"
+
+
+def in_short(mains: dict[str, list[dict]]) -> str:
+    """The verdicts in two sentences: the blocks per verdict on claim (e), and per block M's cut against the random
+    cuts of its size (``mains``: each block's rows at its epochs)."""
+    def grouped(words: dict[str, str]) -> str:
+        blocks: dict[str, list[str]] = {}
+        for name, word in words.items():
+            blocks.setdefault(word, []).append(name)
+        return "; ".join(f"{word} on {', '.join(names)}" for word, names in blocks.items())
+
+    claims = grouped({name: block_claim_e(rows)[0] for name, rows in mains.items()})
+    chance = grouped({name: m_against_random(rows) for name, rows in mains.items()})
+    return (f"**In short**, claim (e) by SPEC 20's rules: {claims}. M's cut against the random cuts of its size: "
+            f"{chance}.")
+
+
+def m_against_random(rows: list[dict]) -> str:
+    """M's cut against the random cuts matched to it that are not its own, by SPEC 20's rule, in words."""
+    m_label = CRITERIA["M"].label
+    criteria, noise = _criteria(rows), noise_level(_accuracies(rows, "control"))
+    if m_label not in criteria:
+        return "no row of M yet"
+    randoms = _matched(rows, m_label, criteria[m_label][0]["pruned_model"])
+    return ("no random cut but its own" if not randoms else "no noise level yet" if noise is None else
+            against_random(_finetuned(criteria[m_label]), randoms, noise))
 
 
 def most_accurate(rows: list[dict]) -> str:

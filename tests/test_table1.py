@@ -52,6 +52,9 @@ def test_block_verdicts_follow_spec_20():
             "row": {**rows[-3]["row"], "flops_saved_pct": 26.3}}
     assert table1.flops_range([*rows, lean]) == "at this parameter target the cuts save from 26.30% of the FLOPs " \
         f"(weight magnitude) to 70.00% ({M} / {Q})."  # a tie names both
+    assert table1.m_against_random(rows) == "better than random"  # 89.50 against 85.00 and 87.25, s 1
+    assert table1.m_against_random(rows[:3] + rows[6:]) == "no row of M yet"
+    assert table1.m_against_random(rows[:6]) == "no random cut but its own"
     assert table1.most_accurate(rows) == f"highest mean of a criterion: {M} 89.50 (3 seeds, 57.00% of the " \
         "parameters and 70.00% of the FLOPs saved); better than random"
     luck = {**rows[-1], "pruned_model": "lucky", "row": {**rows[-1]["row"], "accuracy_finetuned": 91.0}}
@@ -108,6 +111,9 @@ def test_the_table_and_findings_are_regenerated_from_the_records_alone(tmp_path)
         "Lu et al.'s Q 81.00 (1 seed, 57.00% of the parameters and 70.00% of the FLOPs saved); no random cut " \
         "matched to it; within 2 s of it: M (ours)" in text
     assert "| 4-vgg11_bn-50 | not measured yet | 0 rows |" in text
+    assert "**In short**, claim (e) by SPEC 20's rules: undecided on 1-resnet56-50; not measured yet on " \
+        "2-resnet56-30, 3-resnet20-30, 4-vgg11_bn-50. M's cut against the random cuts of its size: no random cut " \
+        "but its own on 1-resnet56-50; no row of M yet on 2-resnet56-30, 3-resnet20-30, 4-vgg11_bn-50." in text
     assert "- resnet56, at equal accuracy with the control: Lu et al.'s Q saves most, 35.90% of the parameters at " \
         "-1.25 points (1 seed, block 2-resnet56-30, 2 s = 2.00)." in text
     assert "- resnet20, at equal accuracy with the control: not judged yet (control seeds: 0; SPEC 20 needs 3)." \
