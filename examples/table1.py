@@ -241,7 +241,7 @@ def _estimate(row: PlannedRow, plan: PruningPlan, records: Path) -> float:
     share = plan.flops_share(row.candidate)
     mine = [record for record in load_records(records)
             if record["model"] == row.block.model and record["processor"] == processor().describe()]
-    implied = [record["wall_seconds"] / ((record["epochs"] + 1) * max(1 - record["row"]["flops_saved_pct"] / 100, 0.05))
+    implied = [_seconds(record) / ((record["epochs"] + 1) * max(1 - record["row"]["flops_saved_pct"] / 100, 0.05))
                for record in _trainings(mine).values()]
     per_epoch = statistics.median(implied) if implied else SECONDS_PER_EPOCH[row.block.model]
     return (row.epochs + 1) * per_epoch * share * 1.1 + 0.1 * per_epoch
@@ -253,9 +253,15 @@ def _trainings(rows: list[dict]) -> dict[tuple, dict]:
     trained: dict[tuple, dict] = {}
     for record in rows:
         key = _training(record)
-        if key not in trained or record["wall_seconds"] > trained[key]["wall_seconds"]:
+        if key not in trained or _seconds(record) > _seconds(trained[key]):
             trained[key] = record
     return trained
+
+
+def _seconds(record: dict) -> float:
+    """The seconds a record's training took: its wall time, or, where the row resumed an interrupted training, the
+    training's own total (``train_seconds`` counts every run of it; the wall time only the last)."""
+    return max(record["wall_seconds"], record["row"]["train_seconds"] or 0.0)
 
 
 def _training(record: dict) -> tuple[str, str]:
@@ -537,8 +543,8 @@ def _intro(rows: list[dict], complete: bool) -> str:
             "SGD (lr 0.01 down to 0 by a cosine, momentum 0.9, weight decay 0.005, batch 256, crop + flip) on the "
             "export's 50,000 training images; the cut chosen on the selection half of CIFAR-10 test (JPEG q75 "
             "export), every accuracy measured on the other half (SPEC 21), at the final epoch. Verdicts follow "
-            "SPEC 20. Minutes are wall times of rows trained while the machine also did other work: not "
-            "benchmarks. Machine: " + ("; ".join(machines) or "none yet") + ".")
+            "SPEC 20. Minutes are wall times (of a resumed training, its total) of rows trained while the machine "
+            "also did other work: not benchmarks. Machine: " + ("; ".join(machines) or "none yet") + ".")
 
 
 def block_section(block: Block, rows: list[dict], progress: tuple[int, int] | None = None) -> list[str]:
@@ -621,7 +627,7 @@ def _budget_line(check: list[dict]) -> list[str]:
         return []
     named = [f"{'a random cut matching ' + r['matches'] if r['kind'] == 'random' else r['criterion']} "
              f"{r['row']['accuracy_finetuned']:.2f}%" for r in check]
-    minutes = sum(record["wall_seconds"] for record in _trainings(check).values()) / 60
+    minutes = sum(map(_seconds, _trainings(check).values())) / 60
     return ["", f"Budget check at {check[0]['epochs']} epochs (seed 0 each): " + "; ".join(named) +
             f" ({minutes:.1f} min in all)."]
 
@@ -637,7 +643,7 @@ def _training_minutes(rows: list[dict]) -> Callable[[list[dict], str], str]:
     line (at one seed and epochs) is read back by every other line cutting the same units, whose records hold the
     seconds of reading it; its minutes go to the first line that asks for it, in the table's order, and a line
     whose every model an earlier one trained names that line instead."""
-    seconds = {key: record["wall_seconds"] for key, record in _trainings(rows).items()}
+    seconds = {key: _seconds(record) for key, record in _trainings(rows).items()}
     charged: dict[tuple, str] = {}
 
     def charge(group: list[dict], line: str) -> str:

@@ -140,7 +140,8 @@ def test_a_block_lists_m_first_and_charges_each_training_once():
             line("criterion", Q, 82.0, "q-cut", 1.0),  # read back: a random cut drawn with Q's units trained it
             line("random", RANDOM, 82.0, "q-cut", 240.0, matches=Q), line("random", RANDOM, 80.0, "other", 300.0, Q),
             line("criterion", M, 79.0, "m-cut", 180.0), line("random", RANDOM, 79.0, "m-cut", 0.5, matches=M),
-            line("criterion", "weight magnitude", 77.0, "w-cut", 600.0),
+            line("criterion", "weight magnitude", 77.0, "w-cut", 300.0) | {"row": {  # resumed: 600 s in all
+                **line("criterion", "weight magnitude", 77.0, "w-cut", 300.0)["row"], "train_seconds": 600.0}},
             line("random", RANDOM, 77.0, "w-cut", 0.5, matches="weight magnitude")]
     check = [line("criterion", M, 70.0, "m-cut", 60.0, epochs=3),
              line("random", RANDOM, 65.0, "other", 30.0, matches=M, epochs=3)]
