@@ -266,7 +266,7 @@ def _seconds(record: dict) -> float:
 
 def _training(record: dict) -> tuple[str, str]:
     """The training a record's accuracy comes from: its model and the weights file it wrote or read back (a row
-    read back names the file another row trained; one cut trained twice, by two versions of the driver, has two)."""
+    read back names the file another row trained; a cut trained again after ``--out`` was new has two)."""
     return record["model"], record["row"]["weights"]
 
 
