@@ -248,8 +248,8 @@ def _estimate(row: PlannedRow, plan: PruningPlan, records: Path) -> float:
 
 
 def _trainings(rows: list[dict]) -> dict[tuple, dict]:
-    """Each training once, by :func:`_training`: the record that trained it, the one with the most seconds (another
-    criterion cutting the same units read it back in seconds)."""
+    """Each training once, by :func:`_training`: the record that trained it, the one with the most :func:`_seconds`
+    (a record that read it back holds only the training's own seconds, not the evaluation around it)."""
     trained: dict[tuple, dict] = {}
     for record in rows:
         key = _training(record)
@@ -261,12 +261,13 @@ def _trainings(rows: list[dict]) -> dict[tuple, dict]:
 def _seconds(record: dict) -> float:
     """The seconds a record's training took: its wall time, or, where the row resumed an interrupted training, the
     training's own total (``train_seconds`` counts every run of it; the wall time only the last)."""
-    return max(record["wall_seconds"], record["row"]["train_seconds"] or 0.0)
+    return max(record["wall_seconds"], record["row"]["train_seconds"])
 
 
 def _training(record: dict) -> tuple[str, str]:
     """The training a record's accuracy comes from: its model and the weights file it wrote or read back (a row
-    read back names the file another row trained; a cut trained again after ``--out`` was new has two)."""
+    read back names the file another row trained; a cut trained again under changed settings, by another version
+    of the driver, has two)."""
     return record["model"], record["row"]["weights"]
 
 
@@ -329,8 +330,8 @@ def write_findings(records: Path, findings: Path) -> None:
     zero-training proxy ranked the fine-tuned rows (Spearman); per model, the row at equal accuracy with the
     control that saves most."""
     rows = load_records(records)
-    lines = [FINDINGS_HEADING, "", f"**{'Every planned row' if plan_complete(records) else 'Rows so far'}** "
-             "(`examples/table1.py`, records in `docs/table1/`, the table in `docs/TABLE1.md`). " + PUBLISHED, "",
+    lines = [FINDINGS_HEADING, "", f"**{_state(plan_complete(records))}** (`examples/table1.py`, records in "
+             "`docs/table1/`, the table in `docs/TABLE1.md`). " + PUBLISHED, "",
              "| block | claim (e) (SPEC 20) | why | most accuracy at this size | proxy vs fine-tuned (Spearman over "
              "the distinct cuts, seed 0) |", "|---|---|---|---|---|"]
     mains = {block.name: [record for record in block_rows(block, rows) if record["epochs"] == block.epochs]
@@ -403,11 +404,18 @@ def _finetuned(rows: list[dict]) -> list[float]:
     return [record["row"]["accuracy_finetuned"] for record in rows]
 
 
-def _matched(rows: list[dict], criterion: str, own: str) -> list[float]:
-    """The fine-tuned accuracies of the random cuts matched to ``criterion``, but for its own cut ``own`` (where
-    the size classes allow few cuts, every one is trained, the criterion's among them: SPEC 19-20)."""
-    return _finetuned([r for r in rows if r["kind"] == "random" and r["matches"] == criterion and
-                       r["pruned_model"] != own])
+def _matched(rows: list[dict], own: str) -> list[float]:
+    """The fine-tuned accuracies of the random cuts matched to any criterion that chose the cut ``own``, one per
+    cut, but for ``own`` itself (where the size classes allow few cuts, every one is trained, the criterion's among
+    them: SPEC 19-20)."""
+    return list({r["pruned_model"]: r["row"]["accuracy_finetuned"] for r in _drawn_for(rows, own)
+                 if r["pruned_model"] != own}.values())
+
+
+def _drawn_for(rows: list[dict], own: str) -> list[dict]:
+    """The random cuts' records matched to a criterion that chose the cut ``own``."""
+    names = {r["criterion"] for r in rows if r["kind"] == "criterion" and r["pruned_model"] == own}
+    return [r for r in rows if r["kind"] == "random" and r["matches"] in names]
 
 
 def block_claim_e(rows: list[dict]) -> tuple[str, str]:
@@ -423,7 +431,7 @@ def block_claim_e(rows: list[dict]) -> tuple[str, str]:
         return "undecided", "M and Q cut the same units: one model, no difference to judge"
     others = {name: _finetuned(group) for name, group in _cuts(rows).items()
               if group[0]["pruned_model"] != own}  # a criterion cutting M's model is M's row
-    verdict, why = claim_e(_finetuned(criteria[m_label]), control, _matched(rows, m_label, own), others)
+    verdict, why = claim_e(_finetuned(criteria[m_label]), control, _matched(rows, own), others)
     counts = {len(values) for values in others.values()}
     seeds = f"M {len(criteria[m_label])}, " + (f"every other cut {counts.pop()}" if len(counts) == 1 else
                                                 ", ".join(f"{name} {len(values)}" for name, values in others.items()))
@@ -448,20 +456,20 @@ def in_short(mains: dict[str, list[dict]]) -> str:
 def m_against_random(rows: list[dict]) -> str:
     """M's cut against the random cuts matched to it that are not its own, by SPEC 20's rule, in words."""
     criteria = _criteria(rows)
-    return _against_chance(rows, criteria[CRITERIA["M"].label]) if CRITERIA["M"].label in criteria else \
-        "no row of M yet"
+    if CRITERIA["M"].label not in criteria:
+        return "no row of M yet"
+    return _versus_random(rows, criteria[CRITERIA["M"].label], noise_level(_accuracies(rows, "control")))
 
 
-def _against_chance(rows: list[dict], group: list[dict]) -> str:
-    """A criterion's cut (``group``: its seeds' records) against the random cuts matched to it that are not its own,
-    by SPEC 20's rule, in words."""
-    criterion, own = group[0]["criterion"], group[0]["pruned_model"]
-    randoms, noise = _matched(rows, criterion, own), noise_level(_accuracies(rows, "control"))
+def _versus_random(rows: list[dict], group: list[dict], noise: float | None) -> str:
+    """A cut (``group``: one criterion's records of it, its seeds) against the random cuts matched to the criteria
+    that chose it, but for itself, by SPEC 20's rule at noise level ``noise``, in words."""
+    own = group[0]["pruned_model"]
+    randoms = _matched(rows, own)
     if randoms:
         return "against random: no noise level yet" if noise is None else against_random(_finetuned(group),
                                                                                            randoms, noise)
-    drawn = any(r["kind"] == "random" and r["matches"] == criterion for r in rows)
-    return "no random cut but its own" if drawn else "no random cut matched to it"
+    return "no random cut but its own" if _drawn_for(rows, own) else "no random cut matched to it"
 
 
 def most_accurate(rows: list[dict]) -> str:
@@ -471,7 +479,7 @@ def most_accurate(rows: list[dict]) -> str:
         return "-"
     label, group = max(cuts.items(), key=lambda item: statistics.mean(_finetuned(item[1])))
     values, noise = _finetuned(group), noise_level(_accuracies(rows, "control"))
-    versus = _against_chance(rows, group)
+    versus = _versus_random(rows, group, noise)
     near = [name for name, other in cuts.items() if name != label and noise is not None and
             at_equal_accuracy(_finetuned(other), values, noise)]
     first = group[0]["row"]
@@ -527,18 +535,26 @@ def proxy_rank(rows: list[dict]) -> str:
     if len(pairs) < 3:
         return f"- ({len(pairs)} cut{'s' * (len(pairs) != 1)})"
     proxy, tuned = zip(*pairs.values(), strict=True)
-    return (f"{spearmanr(proxy, tuned).statistic:+.2f} ({len(pairs)} cuts; proxies {min(proxy):.2f}-{max(proxy):.2f}%,"
-            f" fine-tuned {min(tuned):.2f}-{max(tuned):.2f}%)")
+    return f"{spearmanr(proxy, tuned).statistic:+.2f} ({len(pairs)} cuts; proxies {_range(proxy)}, fine-tuned " \
+        f"{_range(tuned)})"
+
+
+def _state(complete: bool) -> str:
+    """What the tables hold: every planned row, or the rows so far."""
+    return "Every planned row" if complete else "Rows so far"
+
+
+def _range(values: list[float]) -> str:
+    """``values``' range in percent, one number where they are all equal."""
+    return f"{min(values):.2f}%" if min(values) == max(values) else f"{min(values):.2f}-{max(values):.2f}%"
 
 
 def _intro(rows: list[dict], complete: bool) -> str:
     planned = ", ".join(f"block {b.name} ({b.model}, {_target(b)}, {b.epochs} epochs)" for b in BLOCKS)
     machines = sorted({f"{record['processor']}, {record['threads']} threads, {record['precision']}" for record in rows})
-    state = ("**Every planned row** (each block's plan, `docs/table1/BLOCK/plan.json`, is recorded in full; no "
-             "verdict reads holds or fails before the control has 3 seeds). " if complete else
-             "**Rows so far** (the run goes on in later sessions; each verdict is of the rows so far, and none "
-             "reads holds or fails before the control has 3 seeds). ")
-    return (state +
+    state = ("each block's plan, `docs/table1/BLOCK/plan.json`, is recorded in full" if complete else
+             "the run goes on in later sessions; each verdict is of the rows so far")
+    return (f"**{_state(complete)}** ({state}; no verdict reads holds or fails before the control has 3 seeds). " +
             f"The plan: {planned}. Every row: the surviving weights, 1 head-only epoch, then the block's epochs of "
             "SGD (lr 0.01 down to 0 by a cosine, momentum 0.9, weight decay 0.005, batch 256, crop + flip) on the "
             "export's 50,000 training images; the cut chosen on the selection half of CIFAR-10 test (JPEG q75 "
@@ -561,8 +577,7 @@ def block_section(block: Block, rows: list[dict], progress: tuple[int, int] | No
         return lines + ["No row finished yet.", ""]
     sizes = [r["row"]["params_saved_pct"] for r in main if r["kind"] != "control"]
     if sizes:
-        reach = f"{min(sizes):.2f}%" if min(sizes) == max(sizes) else f"{min(sizes):.2f}-{max(sizes):.2f}%"
-        lines += [f"The cuts reach {reach} of the parameters saved.", ""]
+        lines += [f"The cuts reach {_range(sizes)} of the parameters saved.", ""]
     lines += ["| criterion | cut | parameters saved | FLOPs saved | proxy (%, seed 0) | fine-tuned (%) | seeds | "
               "vs control (points) | verdict (SPEC 20) | minutes |", "|---|---|---:|---:|---:|---|---:|---:|---|---:|"]
     control = _accuracies(main, "control")
@@ -598,8 +613,9 @@ def _full_cuts(rows: list[dict]) -> list[str]:
         cut = next(r["cut"] for r in rows if (r["kind"], r["criterion"]) == (kind, criterion))
         if kind == "criterion" and _short(cut) != cut:
             cuts.setdefault(cut, []).append(criterion)
-    return ["The shortened cuts in full:", ""] + [f"- {' / '.join(names)}: {cut}" for cut, names in cuts.items()] + \
-        [""] if cuts else []
+    if not cuts:
+        return []
+    return ["The shortened cuts in full:", "", *(f"- {' / '.join(names)}: {cut}" for cut, names in cuts.items()), ""]
 
 
 def _target(block: Block) -> str:
@@ -640,9 +656,9 @@ def _line_order(rows: list[dict]) -> list[tuple[str, str]]:
 
 def _training_minutes(rows: list[dict]) -> Callable[[list[dict], str], str]:
     """A counter of the minutes spent training a table's lines, each training once: a pruned model trained for one
-    line (at one seed and epochs) is read back by every other line cutting the same units, whose records hold the
-    seconds of reading it; its minutes go to the first line that asks for it, in the table's order, and a line
-    whose every model an earlier one trained names that line instead."""
+    line (at one seed and epochs) is read back by every other line cutting the same units; its minutes go to the
+    first line that asks for it, in the table's order, and a line whose every model an earlier one trained names
+    that line instead."""
     seconds = {key: _seconds(record) for key, record in _trainings(rows).items()}
     charged: dict[tuple, str] = {}
 

@@ -199,6 +199,9 @@ def test_the_estimate_counts_each_trained_model_once(tmp_path, monkeypatch):
         (folder / f"{number}.json").write_text(json.dumps(row))
     row = table1.PlannedRow(table1.BLOCKS[0], candidate=None, seed=0, epochs=6)
     assert table1._estimate(row, Plan(), tmp_path) == pytest.approx(7 * 100.0 * 0.5 * 1.1 + 10.0)
+    resumed = {**first, "wall_seconds": 7 * 100.0 * 0.3 / 2, "row": {**first["row"], "train_seconds": 7 * 100.0 * 0.3}}
+    (folder / "0.json").write_text(json.dumps(resumed))  # its last run did half: its training's total counts
+    assert table1._estimate(row, Plan(), tmp_path) == pytest.approx(7 * 100.0 * 0.5 * 1.1 + 10.0)
 
 
 def candidate(kind: str, curve: str, units: tuple[str, ...], matches: str = "", model: str = "resnet20"):
@@ -234,24 +237,35 @@ def test_the_records_alone_say_how_much_of_each_plan_is_done(tmp_path):
     control, cut = (table1.PlannedRow(block, candidate(kind, curve, units, model="vgg11_bn"), 0, block.epochs)
                     for kind, curve, units in (("control", "unpruned", ()), ("criterion", M, ("conv7", "conv8"))))
     assert control.record_path.startswith("4-vgg11_bn-50/control-")  # vgg11_bn's control is its own block's
+    shared = table1.PlannedRow(table1.BLOCKS[1], candidate("control", "unpruned", (), model="resnet56"), 0, 6)
+    assert shared.record_path.startswith("1-resnet56-50/control-")  # block 2's is block 1's training
     table1.write_plan(tmp_path, block, [control, cut])
     assert table1.plan_progress(tmp_path, table1.BLOCKS[0]) is None  # no plan written: nothing to count
-    (tmp_path / control.record_path).write_text(json.dumps(record(block.name, "control", "unpruned", 85.0)))
+    (tmp_path / control.record_path).write_text(json.dumps(record(block.name, "control", "unpruned", 85.0,
+                                                                         model="vgg11_bn", epochs=10)))
     assert table1.plan_progress(tmp_path, block) == (1, 2)
-    assert table1.load_records(tmp_path)[0]["kind"] == "control"  # the plan is no record
+    assert [r["kind"] for r in table1.load_records(tmp_path)] == ["control"]  # the plan is no record
     assert not table1._mixes_precision(tmp_path / block.name, "bf16")  # nor has it a precision
     assert table1._mixes_precision(tmp_path / block.name, "fp32")
     assert "1 of 2 planned rows are recorded so far." in table1.block_section(block, table1.load_records(tmp_path),
                                                                               (1, 2))
-    (tmp_path / cut.record_path).write_text(json.dumps(record(block.name, "criterion", M, 85.5)))
+    (tmp_path / cut.record_path).write_text(json.dumps(record(block.name, "criterion", M, 85.5, model="vgg11_bn",
+                                                                     epochs=10)))
     assert table1.plan_progress(tmp_path, block) == (2, 2) and not table1.plan_complete(tmp_path)  # 3 blocks unplanned
     for other in table1.BLOCKS[:3]:
         table1.write_plan(tmp_path, other, [])
     assert table1.plan_complete(tmp_path)
-    findings = tmp_path / "FINDINGS.md"
+    findings, table = tmp_path / "FINDINGS.md", tmp_path / "TABLE1.md"
     findings.write_text("# Findings\n")
+    table.write_text("# Table 1\n")
     table1.write_findings(tmp_path, findings)
+    table1.write_table(tmp_path, table)
     assert "**Every planned row** (" in findings.read_text()
+    text = table.read_text()
+    assert "**Every planned row** (each block's plan, `docs/table1/BLOCK/plan.json`, is recorded in full; " in text
+    assert "All 2 planned rows are recorded." in text and "so far" not in text
+    assert table1.accuracy_figure(table1.load_records(tmp_path), complete=True).get_suptitle().startswith(
+        "Table 1: CIFAR-10 test")  # not "rows so far"
 
 
 def test_a_shortened_cut_is_given_in_full_below_its_table_once():
@@ -263,3 +277,24 @@ def test_a_shortened_cut_is_given_in_full_below_its_table_once():
     section = table1.block_section(table1.BLOCKS[0], rows)
     assert f"| {M} | {long[:67]}... |" in "\n".join(section)
     assert section[-4:] == ["The shortened cuts in full:", "", f"- {M} / CKA to the last point: {long}", ""]
+
+
+def test_a_training_is_counted_once_per_weights_file():
+    first = record("3-resnet20-30", "criterion", M, 79.0, model="resnet20", epochs=10)
+    again = {**record("3-resnet20-30", "random", RANDOM, 79.0, matches=M, model="resnet20", epochs=10,
+                      pruned=first["pruned_model"]), "wall_seconds": 120.0}  # the same cut, the same file: read back
+    other = {**again, "row": {**again["row"], "weights": "pruning/trained-again/model.pt"}}  # trained once more
+    assert len(table1._trainings([first, again])) == 1
+    assert sorted(r["wall_seconds"] for r in table1._trainings([first, other]).values()) == [60.0, 120.0]
+
+
+def test_a_cut_chosen_by_several_criteria_meets_the_random_cuts_drawn_for_any_of_them():
+    rows = [*controls(), record("1-resnet56-50", "criterion", Q, 85.0),
+            record("1-resnet56-50", "criterion", "k-NN accuracy", 85.0,
+                   pruned=record("1-resnet56-50", "criterion", Q, 85.0)["pruned_model"]),
+            *(record("1-resnet56-50", "random", RANDOM, value, matches="k-NN accuracy") for value in (80.0, 81.0))]
+    assert table1.most_accurate(rows).endswith("; better than random")  # drawn for k-NN, the same cut as Q's
+    unmeasured = [r for r in rows if r["kind"] != "control"] + controls()[:1]
+    assert "; against random: no noise level yet" in table1.most_accurate(unmeasured)
+    lucky = [*unmeasured, record("1-resnet56-50", "random", RANDOM, 86.0, matches=M)]
+    assert table1.most_accurate(lucky).endswith("reached 86.00, higher")  # no s: no rule to judge it by
