@@ -106,3 +106,8 @@ def test_the_pruning_table_gives_each_cut_its_verdict_against_the_control_and_th
     assert verdicts(rows[3:4]) == ["undecided (no control yet)"]
     second = replace(rows[-1], seed=1, accuracy_finetuned=85.2)  # cut c at a second seed: by its mean, 84.85
     assert verdicts([*rows, second])[3] == "below the control; better than random"
+    same = pruning_row(kind="criterion", curve="CKA to the last point", pruned_model="m+a", accuracy_finetuned=87.5,
+                       **target)  # M's cut, no draws of its own: M's draws are its chance
+    assert verdicts([*rows, same])[-1] == "below the control; better than random; 1 seed"
+    other_rule = [replace(row, parameter=50.0) for row in rows[6:]]  # M's draws at another target: not this cut's
+    assert verdicts([*rows[:6], *other_rule, same])[-1] == "below the control; 1 seed"

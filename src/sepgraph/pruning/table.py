@@ -310,7 +310,8 @@ def seed_accuracies(table: Sequence[PruningRow], row: PruningRow) -> list[float]
 
 def verdicts(table: list[PruningRow]) -> list[str]:
     """Every row's verdict in SPEC 20's words, one per row (a cut's seeds share theirs): against the control's seeds
-    and the random cuts matched to it, but for its own cut where the size classes allow few; ``-`` for the
+    and the random cuts matched to it or to any criterion that chose the same cut under the same rule (a table may
+    hold the draws of only one of them), but for its own cut where the size classes allow few; ``-`` for the
     control, the random cuts and wherever nothing was fine-tuned; "undecided (no control yet)" without a control."""
     control = [row.accuracy_finetuned for row in table if row.kind == "control" and row.accuracy_finetuned is not None]
 
@@ -318,9 +319,11 @@ def verdicts(table: list[PruningRow]) -> list[str]:
         values = seed_accuracies(table, row)
         if row.kind in ("control", "random") or not values:
             return "-"
-        label = matched_label(row)
-        cuts = {other.pruned_model: other for other in table if other.kind == "random" and other.matches == label
-                and rule_label(other) == rule_label(row) and other.pruned_model != row.pruned_model}
+        rule = rule_label(row)
+        labels = {matched_label(other) for other in table if other.kind not in ("control", "random")
+                  and other.pruned_model == row.pruned_model and rule_label(other) == rule}
+        cuts = {other.pruned_model: other for other in table if other.kind == "random" and other.matches in labels
+                and rule_label(other) == rule and other.pruned_model != row.pruned_model}
         randoms = [statistics.mean(seeds) for cut in cuts.values() if (seeds := seed_accuracies(table, cut))]
         return row_verdict(values, control, randoms)
 
